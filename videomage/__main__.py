@@ -1,0 +1,5 @@
+import sys
+
+from videomage.cli import main
+
+sys.exit(main())

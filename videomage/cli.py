@@ -1,0 +1,102 @@
+"""The ``videomage`` command line: core commands plus those plugins register.
+
+Plugin commands are :class:`~videomage.components.Command` classes; a command named
+``learn_subject`` is invoked as ``videomage learn-subject``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from videomage._version import __version__
+from videomage.errors import PluginError, VideomageError
+from videomage.plugins import get_plugin_manager, get_registry, plugin_versions
+
+CORE_COMMANDS = ("plugins",)
+
+
+def cli_name(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def plugins_report() -> dict:
+    """What ``videomage plugins --json`` prints: plugins, versions and components by kind."""
+    pm = get_plugin_manager()
+    registry = get_registry()
+    versions = plugin_versions(pm)
+    plugins = {name: {"name": name, "version": versions[name], "components": {}} for name in versions}
+    components: dict[str, list[dict]] = {kind: [] for kind in registry.kinds()}
+    for entry in registry:
+        components[entry.kind].append(
+            {"name": entry.name, "plugin": entry.plugin, "class": f"{entry.cls.__module__}.{entry.cls.__qualname__}"}
+        )
+        if entry.plugin in plugins:
+            plugins[entry.plugin]["components"].setdefault(entry.kind, []).append(entry.name)
+    return {"videomage": __version__, "plugins": sorted(plugins.values(), key=lambda p: p["name"]), "components": components}
+
+
+def _print_plugins(as_json: bool) -> int:
+    report = plugins_report()
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"videomage {report['videomage']}")
+    print("\nPlugins:")
+    for p in report["plugins"]:
+        print(f"  {p['name']} {p['version']}")
+    if not report["plugins"]:
+        print("  (none loaded)")
+    print("\nComponents:")
+    for kind, items in report["components"].items():
+        names = ", ".join(f"{c['name']} ({c['plugin']})" for c in items) or "-"
+        print(f"  {kind}: {names}")
+    return 0
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    parser = argparse.ArgumentParser(
+        prog="videomage",
+        description="Customize text-to-video diffusion models with several subjects and their interactive motion.",
+    )
+    parser.add_argument("--version", action="version", version=f"videomage {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("plugins", help="list installed plugins, their versions and components")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    commands: dict[str, object] = {}
+    registry = get_registry()
+    for entry in registry.entries("command"):
+        name = cli_name(entry.name)
+        if name in CORE_COMMANDS:
+            raise PluginError(
+                f"plugin {entry.plugin!r} registers command {entry.name!r}, which shadows a core command; rename it"
+            )
+        command = entry.cls()
+        cp = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(cp)
+        commands[name] = command
+    return parser, commands
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parser, commands = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        if args.command == "plugins":
+            return _print_plugins(args.json)
+        return int(commands[args.command].run(args) or 0)
+    except VideomageError as exc:
+        print(f"videomage: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("videomage: interrupted; long jobs resume from their last checkpoint when re-run", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

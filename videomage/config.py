@@ -1,0 +1,269 @@
+"""Config records and the recipe file.
+
+Every record is a frozen, keyword-only attrs class whose validators name the field, the
+expectation and the received value. A recipe (TOML) describes a whole job; unknown keys are
+errors with a did-you-mean hint, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+
+from videomage.errors import ConfigError, did_you_mean, format_choices
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "FusionConfig",
+    "ModelConfig",
+    "MotionConfig",
+    "OutputConfig",
+    "Recipe",
+    "SamplingConfig",
+    "SubjectConfig",
+    "from_mapping",
+]
+
+T = TypeVar("T")
+
+
+# -- validators that say what went wrong -------------------------------------------------------
+def _positive(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{type(inst).__name__}.{attr.name}: expected a positive number, got {value!r}")
+
+
+def _non_negative(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"{type(inst).__name__}.{attr.name}: expected a number >= 0, got {value!r}")
+
+
+def _int_ge(low: int):
+    def check(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{type(inst).__name__}.{attr.name}: expected an integer >= {low}, got {value!r}")
+
+    return check
+
+
+def _non_empty_str(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{type(inst).__name__}.{attr.name}: expected a non-empty string, got {value!r}")
+
+
+def _token(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    _non_empty_str(inst, attr, value)
+    if not (value.startswith("<") and value.endswith(">")) or " " in value:
+        raise ConfigError(
+            f"{type(inst).__name__}.{attr.name}: expected a token in angle brackets without spaces, "
+            f"such as '<toy>', got {value!r}"
+        )
+
+
+def _one_of(*choices: str):
+    def check(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+        if value not in choices:
+            raise ConfigError(
+                f"{type(inst).__name__}.{attr.name}: expected one of {format_choices(choices)}, got {value!r}"
+                f"{did_you_mean(str(value), choices)}"
+            )
+
+    return check
+
+
+def _str_list(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, tuple) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{type(inst).__name__}.{attr.name}: expected a non-empty list of words, got {value!r}")
+
+
+def _opt_path(value: Any) -> Path | None:
+    return None if value is None else Path(value)
+
+
+# -- records -----------------------------------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class ModelConfig:
+    """Which backbone to load: a Hub id or a local folder, and how."""
+
+    id: str = attrs.field(validator=_non_empty_str)
+    backbone: str | None = None
+    dtype: str = attrs.field(default="float32", validator=_one_of("float32", "float16", "bfloat16"))
+    device: str = "cpu"
+
+
+@attrs.frozen(kw_only=True)
+class SubjectConfig:
+    """One subject: its images, token and class word, and the subject-learning settings (§1.1)."""
+
+    token: str = attrs.field(validator=_token)
+    class_word: str = attrs.field(validator=_non_empty_str)
+    images: Path = attrs.field(converter=Path)
+    prior_videos: Path | None = attrs.field(default=None, converter=_opt_path)
+    steps: int = attrs.field(default=300, validator=_int_ge(1))
+    lr: float = attrs.field(default=1e-4, validator=_positive)
+    text_lr: float = attrs.field(default=1e-5, validator=_positive)
+    rank: int = attrs.field(default=4, validator=_int_ge(1))
+    lambda_reg: float = attrs.field(default=0.25, validator=_non_negative)
+    prompt_template: str = attrs.field(default="A {token}", validator=_non_empty_str)
+
+
+@attrs.frozen(kw_only=True)
+class MotionConfig:
+    """The reference clip and the appearance-agnostic motion-learning settings (§1.2)."""
+
+    video: Path = attrs.field(converter=Path)
+    prompt: str = attrs.field(validator=_non_empty_str)
+    entities: tuple[str, ...] = attrs.field(converter=tuple, validator=_str_list)
+    steps: int = attrs.field(default=300, validator=_int_ge(1))
+    inversion_steps: int = attrs.field(default=200, validator=_int_ge(0))
+    lr: float = attrs.field(default=1e-4, validator=_positive)
+    inversion_lr: float = attrs.field(default=5e-3, validator=_positive)
+    rank: int = attrs.field(default=4, validator=_int_ge(1))
+    omega: float = attrs.field(default=0.5, validator=_non_negative)
+    appearance_template: str = attrs.field(default="A static video of {entities}", validator=_non_empty_str)
+
+
+@attrs.frozen(kw_only=True)
+class FusionConfig:
+    """Test-time fusion of the subject LoRAs with attention regularisation (§1.3)."""
+
+    steps: int = attrs.field(default=200, validator=_int_ge(1))
+    lr: float = attrs.field(default=1e-4, validator=_positive)
+    lambda_attn: float = attrs.field(default=0.6, validator=_non_negative)
+    videos_per_subject: int = attrs.field(default=4, validator=_int_ge(1))
+    mask_source: str = attrs.field(default="foreground", validator=_non_empty_str)
+
+
+@attrs.frozen(kw_only=True)
+class SamplingConfig:
+    """Spatial-temporal collaborative sampling (§1.4) or plain CFG."""
+
+    prompt: str = attrs.field(validator=_non_empty_str)
+    sampler: str = attrs.field(default="scs", validator=_non_empty_str)
+    negative_prompt: str = ""
+    steps: int = attrs.field(default=50, validator=_int_ge(1))
+    guidance_scale: float = attrs.field(default=9.0, validator=_non_negative)
+    scheduler: str | None = None
+    alpha: float = attrs.field(default=1e4, validator=_non_negative)
+    tau: int = attrs.field(default=15, validator=_int_ge(0))
+    beta_s: float = attrs.field(default=0.5, validator=_non_negative)
+    beta_m: float = attrs.field(default=0.5, validator=_non_negative)
+    frames: int | None = attrs.field(default=None, validator=_positive)
+    height: int | None = attrs.field(default=None, validator=_positive)
+    width: int | None = attrs.field(default=None, validator=_positive)
+    seed: int = attrs.field(default=0, validator=_int_ge(0))
+
+
+@attrs.frozen(kw_only=True)
+class OutputConfig:
+    """Where the job writes its artifacts and videos."""
+
+    dir: Path = attrs.field(default=Path("videomage-out"), converter=Path)
+    gif: bool = False
+    contact_sheet: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class Recipe:
+    """A whole job: model, subjects, motion, fusion, sampling and outputs."""
+
+    model: ModelConfig
+    subjects: tuple[SubjectConfig, ...] = attrs.field(converter=tuple)
+    motion: MotionConfig | None = None
+    fusion: FusionConfig = attrs.field(factory=FusionConfig)
+    sampling: SamplingConfig | None = None
+    output: OutputConfig = attrs.field(factory=OutputConfig)
+    seed: int = attrs.field(default=0, validator=_int_ge(0))
+
+    @subjects.validator
+    def _check_subjects(self, attr: attrs.Attribute, value: tuple[SubjectConfig, ...]) -> None:
+        tokens = [s.token for s in value]
+        dupes = sorted({t for t in tokens if tokens.count(t) > 1})
+        if dupes:
+            raise ConfigError(f"Recipe.subjects: each subject needs its own token; {dupes[0]!r} is used twice")
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Recipe:
+        """Read a recipe file; relative paths in it are resolved against the file's folder."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"recipe {str(path)!r} does not exist; pass the path of a .toml recipe") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"recipe {str(path)!r} is not valid TOML: {exc}") from None
+        recipe = from_mapping(cls, data, where=str(path))
+        return recipe.resolve_paths(path.parent)
+
+    def resolve_paths(self, base: Path) -> Recipe:
+        """Make relative input/output paths relative to ``base``."""
+
+        def fix(p: Path | None) -> Path | None:
+            return None if p is None or p.is_absolute() else base / p
+
+        subjects = tuple(attrs.evolve(s, images=fix(s.images), prior_videos=fix(s.prior_videos)) for s in self.subjects)
+        motion = None if self.motion is None else attrs.evolve(self.motion, video=fix(self.motion.video))
+        model = self.model
+        local = base / model.id
+        if not Path(model.id).is_absolute() and local.exists():
+            model = attrs.evolve(model, id=str(local))
+        return attrs.evolve(
+            self, model=model, subjects=subjects, motion=motion, output=attrs.evolve(self.output, dir=fix(self.output.dir))
+        )
+
+
+def from_mapping(cls: type[T], data: Any, *, where: str = "recipe") -> T:
+    """Build attrs record ``cls`` from plain data, refusing unknown keys with a hint."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a table of {cls.__name__} settings, got {type(data).__name__}")
+    fields = {f.name: f for f in attrs.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise ConfigError(
+                f"{where}: unknown key {key!r} in [{cls.__name__}].{did_you_mean(key, fields)} "
+                f"Valid keys: {format_choices(fields)}."
+            )
+    kwargs: dict[str, Any] = {}
+    hints = _record_types(cls)
+    for key, value in data.items():
+        sub = hints.get(key)
+        if sub is not None and isinstance(sub, tuple):  # a list of records
+            if not isinstance(value, list):
+                raise ConfigError(f"{where}: {key!r} must be a list of tables ([[{key}]]), got {type(value).__name__}")
+            kwargs[key] = [from_mapping(sub[0], v, where=f"{where}: {key}[{i}]") for i, v in enumerate(value)]
+        elif sub is not None:
+            kwargs[key] = from_mapping(sub, value, where=f"{where}: [{key}]")
+        else:
+            kwargs[key] = value
+    missing = [n for n, f in fields.items() if f.default is attrs.NOTHING and n not in kwargs]
+    if missing:
+        raise ConfigError(f"{where}: [{cls.__name__}] is missing required key {missing[0]!r}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _record_types(cls: type) -> dict[str, Any]:
+    """Fields of ``cls`` that hold nested records (a class) or lists of records (a 1-tuple)."""
+    nested = {
+        Recipe: {
+            "model": ModelConfig,
+            "subjects": (SubjectConfig,),
+            "motion": MotionConfig,
+            "fusion": FusionConfig,
+            "sampling": SamplingConfig,
+            "output": OutputConfig,
+        }
+    }
+    return nested.get(cls, {})
