@@ -149,3 +149,27 @@ class TestBrightnessContract(MetricContract):
         import torch
 
         return torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)), {}
+
+
+HOOK_KINDS = [
+    ("register_backbones", "backbone"),
+    ("register_adapters", "adapter"),
+    ("register_objectives", "objective"),
+    ("register_samplers", "sampler"),
+    ("register_mask_sources", "mask_source"),
+    ("register_metrics", "metric"),
+    ("register_commands", "command"),
+]
+
+
+@pytest.mark.parametrize("hook,kind", HOOK_KINDS)
+def test_each_registration_hook_feeds_its_kind_only(hook, kind):
+    from videomage.registry import BASES
+
+    base = BASES[kind]
+    body = {name: (lambda *a, **k: None) for name in base.__abstractmethods__}
+    body.update(name=f"minimal_{kind}", __doc__="A minimal component.")
+    cls = type(f"Minimal{base.__name__}", (base,), body)
+    registry = registry_with(make_plugin("p", **{hook: returns(cls)}))
+    assert registry.get(kind, f"minimal_{kind}") is cls
+    assert all(registry.names(other) == [] for _, other in HOOK_KINDS if other != kind)
