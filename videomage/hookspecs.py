@@ -20,8 +20,7 @@ def register_backbones() -> list[type]:
     Semantics: every implementation is called; results are merged. Names are unique across
     all plugins.
 
-    Args:
-        (none)
+    Args: none (registration hooks take no arguments).
 
     Returns:
         A list of :class:`~videomage.components.Backbone` subclasses.
@@ -39,8 +38,7 @@ def register_adapters() -> list[type]:
     Semantics: every implementation is called; results are merged. Names are unique across
     all plugins.
 
-    Args:
-        (none)
+    Args: none (registration hooks take no arguments).
 
     Returns:
         A list of :class:`~videomage.components.Adapter` subclasses.
@@ -59,8 +57,7 @@ def register_objectives() -> list[type]:
     all plugins. Stages look objectives up by name, so a plugin can add a loss and use it
     from a recipe without touching the core.
 
-    Args:
-        (none)
+    Args: none (registration hooks take no arguments).
 
     Returns:
         A list of :class:`~videomage.components.Objective` subclasses.
@@ -78,8 +75,7 @@ def register_samplers() -> list[type]:
     Semantics: every implementation is called; results are merged. Names are unique across
     all plugins.
 
-    Args:
-        (none)
+    Args: none (registration hooks take no arguments).
 
     Returns:
         A list of :class:`~videomage.components.Sampler` subclasses.
@@ -97,8 +93,7 @@ def register_mask_sources() -> list[type]:
     Semantics: every implementation is called; results are merged. Names are unique across
     all plugins.
 
-    Args:
-        (none)
+    Args: none (registration hooks take no arguments).
 
     Returns:
         A list of :class:`~videomage.components.MaskSource` subclasses.
@@ -116,8 +111,7 @@ def register_metrics() -> list[type]:
     Semantics: every implementation is called; results are merged. Names are unique across
     all plugins.
 
-    Args:
-        (none)
+    Args: none (registration hooks take no arguments).
 
     Returns:
         A list of :class:`~videomage.components.Metric` subclasses.
@@ -135,8 +129,7 @@ def register_commands() -> list[type]:
     Semantics: every implementation is called; results are merged. Names are unique across
     all plugins, and may not shadow the core's own commands.
 
-    Args:
-        (none)
+    Args: none (registration hooks take no arguments).
 
     Returns:
         A list of :class:`~videomage.components.Command` subclasses.

@@ -58,13 +58,13 @@ class Denoise(Objective):
         backbone = ctx.backbone
         x_t, t, target = noised(ctx, batch["latents"], batch)
         l_sub = mse(backbone.predict(x_t, t, backbone.encode_prompt(batch["prompts"])), target)
-        logs = {"l_sub": float(l_sub)}
+        logs = {"l_sub": l_sub.item()}
         loss = l_sub
         prior = batch.get("prior_latents")
         if prior is not None and self.lambda_reg > 0:
             px_t, pt, ptarget = noised(ctx, prior, batch, prefix="prior_")
             l_reg = mse(backbone.predict(px_t, pt, backbone.encode_prompt(batch["prior_prompts"])), ptarget)
             loss = loss + self.lambda_reg * l_reg
-            logs["l_reg"] = float(l_reg)
-        logs["loss"] = float(loss)
+            logs["l_reg"] = l_reg.item()
+        logs["loss"] = loss.item()
         return ObjectiveOutput(loss=loss, logs=logs)

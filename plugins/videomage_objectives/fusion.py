@@ -48,7 +48,7 @@ class FusionDistill(Objective):
             adapter.activate(backbone, {student: 1.0})
             terms.append(mse(backbone.predict(x_t, t, embeds), teacher))
         loss = torch.stack(terms).mean()
-        return ObjectiveOutput(loss=loss, logs={"l_fusion": float(loss)})
+        return ObjectiveOutput(loss=loss, logs={"l_fusion": loss.item()})
 
 
 def attention_loss(maps: torch.Tensor, masks: torch.Tensor, token_groups: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -89,4 +89,4 @@ class AttentionRegularization(Objective):
         b, n, f = masks.shape[:3]
         masks = torch.nn.functional.interpolate(masks.reshape(b * n * f, 1, *masks.shape[-2:]).float(), size=(h, w), mode="area")
         loss = attention_loss(maps, masks.reshape(b, n, f, h, w), groups)
-        return ObjectiveOutput(loss=loss, logs={"l_attn": float(loss)})
+        return ObjectiveOutput(loss=loss, logs={"l_attn": loss.item()})

@@ -54,4 +54,4 @@ class NegativeCFGMotion(Objective):
             target = appearance_free_target(target, base, self.omega)
         pred = backbone.predict(x_t, t, backbone.encode_prompt(batch["prompts"]))
         loss = mse(pred, target)
-        return ObjectiveOutput(loss=loss, logs={"l_mot": float(loss)})
+        return ObjectiveOutput(loss=loss, logs={"l_mot": loss.item()})

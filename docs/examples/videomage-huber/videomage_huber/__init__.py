@@ -39,7 +39,7 @@ class HuberDenoise(videomage.Objective):
         pred = backbone.predict(x_t, t, backbone.encode_prompt(batch["prompts"]))
         target = backbone.training_target(x0, noise, t)
         loss = torch.nn.functional.huber_loss(pred.float(), target.float(), delta=self.delta)
-        return videomage.ObjectiveOutput(loss=loss, logs={"huber": float(loss)})
+        return videomage.ObjectiveOutput(loss=loss, logs={"huber": loss.item()})
 
 
 @videomage.hookimpl
