@@ -47,7 +47,8 @@ def atomic_write(path: str | Path, write: Any) -> None:
     path = Path(path)
     if not path.parent.exists():
         raise ArtifactError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The temporary name keeps the suffix: writers such as ffmpeg choose the format by it.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
