@@ -15,7 +15,7 @@ from videomage._version import __version__
 from videomage.errors import PluginError, VideomageError
 from videomage.plugins import get_plugin_manager, get_registry, plugin_versions
 
-CORE_COMMANDS = ("plugins",)
+CORE_COMMANDS = ("plugins", "learn-subject", "learn-motion", "fuse", "generate")
 
 
 def cli_name(name: str) -> str:
@@ -66,6 +66,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     p = sub.add_parser("plugins", help="list installed plugins, their versions and components")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     commands: dict[str, object] = {}
+    from videomage.commands import STAGE_COMMANDS
+
+    for cls in STAGE_COMMANDS:
+        command = cls()
+        cp = sub.add_parser(cli_name(cls.name), help=cls.help, description=cls.__doc__)
+        command.add_arguments(cp)
+        commands[cli_name(cls.name)] = command
     registry = get_registry()
     for entry in registry.entries("command"):
         name = cli_name(entry.name)

@@ -187,6 +187,21 @@ class Backbone(ABC):
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents ``[B, C, F, h, w]`` -> video ``[B, F, 3, H, W]`` in ``[0, 1]``."""
 
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """``(C, F, h, w)`` of the latents of a ``frames x height x width`` video.
+
+        The default encodes one blank frame to read the VAE's channels and down-sampling, and
+        assumes frames are encoded one by one; backbones whose VAE compresses time override it.
+        """
+        key = (height, width)
+        cache = self.__dict__.setdefault("_latent_shape_cache", {})
+        if key not in cache:
+            with torch.no_grad():
+                z = self.encode_video(torch.zeros(1, 1, 3, height, width, device=self.device))
+            cache[key] = (z.shape[1], z.shape[-2], z.shape[-1])
+        c, h, w = cache[key]
+        return c, frames, h, w
+
     # -- diffusion -------------------------------------------------------------------------
     @abstractmethod
     def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
@@ -292,6 +307,19 @@ class Adapter(ABC):
     @abstractmethod
     def remove(self, backbone: Backbone, adapter_name: str) -> None:
         """Delete an adapter from the model."""
+
+    def attach_average(self, backbone: Backbone, adapter_name: str, sources: Sequence[str]) -> None:
+        """Attach ``adapter_name`` whose weight change is the average of the ``sources``' changes.
+
+        The fusion stage starts its student here. Adapter types that cannot express the average
+        exactly keep this default, which refuses with an explanation.
+        """
+        from videomage.errors import ConfigError
+
+        raise ConfigError(
+            f"adapter type {self.name!r} cannot initialise a fused adapter from its teachers; "
+            f"implement Adapter.attach_average for it"
+        )
 
 
 @attrs.define(kw_only=True)

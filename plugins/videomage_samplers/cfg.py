@@ -1,0 +1,97 @@
+"""Plain classifier-free guidance sampling: the denoising loop written out.
+
+``eps = eps(x_t, c_neg) + s * (eps(x_t, c) - eps(x_t, c_neg))`` with the unconditional and
+conditional passes batched into one forward. Any active adapters (with weights) apply to both.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from videomage.components import Adapter, Backbone, Sampler
+from videomage.errors import ConfigError
+
+#: Request keys every bundled sampler understands, with their defaults.
+DEFAULTS: dict[str, Any] = {
+    "prompt": None,
+    "negative_prompt": "",
+    "steps": 50,
+    "guidance_scale": 9.0,
+    "scheduler": None,
+    "seed": 0,
+    "frames": None,
+    "height": None,
+    "width": None,
+    "adapters": {},
+    "progress": True,
+}
+
+
+def resolve(request: Mapping[str, Any], defaults: Mapping[str, Any], sampler: str) -> dict[str, Any]:
+    """Fill defaults and refuse unknown keys, so a typo never silently does nothing."""
+    unknown = sorted(set(request) - set(defaults))
+    if unknown:
+        raise ConfigError(f"sampler {sampler!r}: unknown request key {unknown[0]!r}; valid keys: {sorted(defaults)}")
+    out = {**defaults, **request}
+    if not out["prompt"]:
+        raise ConfigError(f"sampler {sampler!r}: a non-empty 'prompt' is required")
+    if int(out["steps"]) < 1:
+        raise ConfigError(f"sampler {sampler!r}: steps must be >= 1, got {out['steps']!r}")
+    return out
+
+
+def initial_latents(backbone: Backbone, req: Mapping[str, Any], scheduler: Any) -> tuple[torch.Tensor, torch.Generator]:
+    """Seeded starting noise at the requested (or native) size, and the generator to go on with."""
+    spec = backbone.video_spec
+    frames, height, width = (req["frames"] or spec.frames), (req["height"] or spec.height), (req["width"] or spec.width)
+    generator = torch.Generator().manual_seed(int(req["seed"]))
+    shape = (1, *backbone.latent_shape(frames, height, width))
+    noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+    return (noise * scheduler.init_noise_sigma).to(backbone.device, backbone.dtype), generator
+
+
+def guided(backbone: Backbone, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, scale: float, scheduler: Any) -> torch.Tensor:
+    """One batched CFG prediction: ``embeds`` holds [negative, positive] prompt states."""
+    inp = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+    uncond, cond = backbone.predict(inp, t.reshape(1).expand(2).to(latents.device), embeds).chunk(2)
+    return uncond + scale * (cond - uncond)
+
+
+def scheduler_step(scheduler: Any, eps: torch.Tensor, t: torch.Tensor, latents: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``scheduler.step`` passing the generator to schedulers that draw noise (DDIM with eta > 0...)."""
+    if "generator" in inspect.signature(scheduler.step).parameters:
+        return scheduler.step(eps, t, latents, generator=generator).prev_sample
+    return scheduler.step(eps, t, latents).prev_sample
+
+
+class CFGSampler(Sampler):
+    """Classifier-free guidance with the cond/uncond passes batched.
+
+    Request keys: ``prompt``, ``negative_prompt`` (""), ``steps`` (50), ``guidance_scale`` (9),
+    ``scheduler`` (the backbone's default, or a diffusers scheduler class name), ``seed`` (0),
+    ``frames``/``height``/``width`` (the backbone's native size), ``adapters`` (name -> weight,
+    all others off), ``progress`` (True).
+    """
+
+    name = "cfg"
+
+    def sample(self, backbone: Backbone, adapter: Adapter | None, request: Mapping[str, Any]) -> torch.Tensor:
+        req = resolve(request, DEFAULTS, self.name)
+        if adapter is not None:
+            adapter.activate(backbone, dict(req["adapters"]))
+        elif req["adapters"]:
+            raise ConfigError("sampler 'cfg': adapters were requested but no adapter plugin was given")
+        scheduler = backbone.make_scheduler(req["scheduler"])
+        scheduler.set_timesteps(int(req["steps"]))
+        latents, generator = initial_latents(backbone, req, scheduler)
+        with torch.no_grad():
+            embeds = backbone.encode_prompt([req["negative_prompt"], req["prompt"]])
+            for t in tqdm(scheduler.timesteps, desc="sampling", disable=not req["progress"]):
+                eps = guided(backbone, latents, t, embeds, float(req["guidance_scale"]), scheduler)
+                latents = scheduler_step(scheduler, eps, t, latents, generator)
+        return latents

@@ -1,0 +1,176 @@
+"""Spatial-temporal collaborative sampling (VideoMage §3.4, Eq. 7-9).
+
+Two branches share one latent trajectory on **one** model, switching adapters:
+
+* subject branch: the fused subject adapter, prompt ``c_tgt`` ("<toy> is riding <dog> ...");
+* motion branch: the motion adapter, prompt ``c~_tgt`` (the same sentence with each subject
+  token replaced by its class word: "toy is riding dog ...").
+
+At each step ``x_t`` is copied into ``x_sub`` and ``x_mot``. For the first ``tau`` steps:
+
+* ``L_{s->m} = mean || M_SCA,m - sg(M_SCA,s) ||^2``: the motion branch's cross-attention maps of
+  the class words follow the subject branch's maps of the tokens (subject layout guides motion);
+  its gradient refines ``x_mot``;
+* ``L_{m->s} = mean || M_TSA,s - sg(M_TSA,m) ||^2``: the subject branch's temporal self-attention
+  follows the motion branch's (motion dynamics guide subjects); its gradient refines ``x_sub``;
+* ``x -= alpha * grad``. **Reduction**: both losses are mean squared errors (mean over every
+  element, and over layers for the temporal maps), which is what ``alpha`` multiplies; the
+  paper's alpha = 1e4 is the default.
+
+Then ``eps = beta_s * eps_sub + beta_m * eps_mot`` (each branch with batched CFG), and the
+scheduler steps from the refined mixture ``beta_s * x_sub + beta_m * x_mot`` (``step_from =
+"mixture"``, the default) or from the unrefined ``x_t`` (``step_from = "shared"``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from videomage.components import Adapter, Backbone, Sampler
+from videomage.errors import ConfigError
+from videomage_samplers.cfg import DEFAULTS, guided, initial_latents, resolve, scheduler_step
+
+SCS_DEFAULTS: dict[str, Any] = {
+    **{k: v for k, v in DEFAULTS.items() if k != "adapters"},
+    "subject_adapter": None,
+    "motion_adapter": None,
+    "tokens": {},  # subject token -> class word
+    "motion_prompt": None,  # derived from prompt and tokens when None
+    "alpha": 1e4,
+    "tau": 15,
+    "beta_s": 0.5,
+    "beta_m": 0.5,
+    "step_from": "mixture",
+}
+
+
+def motion_prompt_for(prompt: str, tokens: Mapping[str, str]) -> str:
+    """``c~_tgt``: the target prompt with each subject token replaced by its class word."""
+    out = prompt
+    for token, word in tokens.items():
+        out = out.replace(token, word)
+    return re.sub(r"\s+", " ", out).strip()
+
+
+def matched_positions(
+    backbone: Backbone, prompt: str, motion_prompt: str, tokens: Mapping[str, str]
+) -> tuple[list[int], list[int]]:
+    """Text positions of each subject token in ``prompt`` and of its class word in ``motion_prompt``.
+
+    Tokens are matched by order of appearance; a token missing from the prompt, or a class
+    word missing from the motion prompt, is an error naming it.
+    """
+    ordered = sorted(tokens, key=lambda tok: prompt.find(tok))
+    sub, mot = [], []
+    for token in ordered:
+        if token not in prompt:
+            raise ConfigError(f"SCS: subject token {token!r} does not appear in the prompt {prompt!r}; add it or drop that subject")
+        word = tokens[token]
+        s_pos, m_pos = backbone.word_positions(prompt, token), backbone.word_positions(motion_prompt, word)
+        if not s_pos or not m_pos:
+            raise ConfigError(
+                f"SCS: cannot match subject token {token!r} with class word {word!r} in the motion prompt "
+                f"{motion_prompt!r}; use the class word in the motion prompt or leave it out to derive it"
+            )
+        # A word may split into several text tokens: average them into one map per subject.
+        sub.append(s_pos)
+        mot.append(m_pos)
+    return [p for g in sub for p in g], [p for g in mot for p in g]
+
+
+def _grouped(maps: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
+    out, start = [], 0
+    for n in counts:
+        out.append(maps[:, start : start + n].mean(1))
+        start += n
+    return torch.stack(out, 1)
+
+
+class SCSSampler(Sampler):
+    """Spatial-temporal collaborative sampling with a subject and a motion branch.
+
+    Request keys: those of ``cfg`` except ``adapters``, plus ``subject_adapter``,
+    ``motion_adapter``, ``tokens`` (subject token -> class word), ``motion_prompt`` (derived when
+    omitted), ``alpha`` (1e4), ``tau`` (15), ``beta_s``/``beta_m`` (0.5/0.5), ``step_from``
+    ("mixture" or "shared").
+    """
+
+    name = "scs"
+
+    def sample(self, backbone: Backbone, adapter: Adapter | None, request: Mapping[str, Any]) -> torch.Tensor:
+        req = resolve(request, SCS_DEFAULTS, self.name)
+        if adapter is None or not req["subject_adapter"] or not req["motion_adapter"]:
+            raise ConfigError("sampler 'scs' needs an adapter plugin and both 'subject_adapter' and 'motion_adapter'")
+        if req["step_from"] not in ("mixture", "shared"):
+            raise ConfigError(f"sampler 'scs': step_from must be 'mixture' or 'shared', got {req['step_from']!r}")
+        tokens = dict(req["tokens"])
+        prompt = req["prompt"]
+        motion_prompt = req["motion_prompt"] or motion_prompt_for(prompt, tokens)
+        beta_s, beta_m, tau, alpha = float(req["beta_s"]), float(req["beta_m"]), int(req["tau"]), float(req["alpha"])
+        scale = float(req["guidance_scale"])
+        subject, motion = {req["subject_adapter"]: 1.0}, {req["motion_adapter"]: 1.0}
+        if tau > 0:
+            sub_pos, mot_pos = matched_positions(backbone, prompt, motion_prompt, tokens)
+            counts_s = [len(backbone.word_positions(prompt, t)) for t in sorted(tokens, key=prompt.find)]
+            counts_m = [len(backbone.word_positions(motion_prompt, tokens[t])) for t in sorted(tokens, key=prompt.find)]
+
+        scheduler = backbone.make_scheduler(req["scheduler"])
+        scheduler.set_timesteps(int(req["steps"]))
+        latents, generator = initial_latents(backbone, req, scheduler)
+        with torch.no_grad():
+            emb_s = backbone.encode_prompt([req["negative_prompt"], prompt])
+            emb_m = backbone.encode_prompt([req["negative_prompt"], motion_prompt])
+        size = tuple(latents.shape[-2:])
+
+        for i, t in enumerate(tqdm(scheduler.timesteps, desc="SCS sampling", disable=not req["progress"])):
+            x_sub, x_mot = latents, latents
+            if i < tau:
+                x_sub, x_mot = self.guide(
+                    backbone, adapter, latents, t, (emb_s[1:], emb_m[1:]), (subject, motion),
+                    (sub_pos, mot_pos), (counts_s, counts_m), alpha, size, scheduler,
+                )
+            with torch.no_grad():
+                eps = 0
+                if beta_s:
+                    adapter.activate(backbone, subject)
+                    eps = beta_s * guided(backbone, x_sub, t, emb_s, scale, scheduler)
+                if beta_m:
+                    adapter.activate(backbone, motion)
+                    eps = eps + beta_m * guided(backbone, x_mot, t, emb_m, scale, scheduler)
+                start = beta_s * x_sub + beta_m * x_mot if req["step_from"] == "mixture" else latents
+                latents = scheduler_step(scheduler, eps, t, start, generator)
+        return latents
+
+    @staticmethod
+    def alignment_losses(backbone, adapter, x_sub, x_mot, t, embeds, adapters, positions, counts, size):
+        """``(L_{s->m}, L_{m->s})`` for the given branch latents (gradients flow to both)."""
+        t_in = t.reshape(1).to(x_sub.device)
+        maps = []
+        for x, emb, active, pos in zip((x_sub, x_mot), embeds, adapters, positions):
+            adapter.activate(backbone, active)
+            with backbone.capture_attention(cross_tokens=pos, temporal=True) as store:
+                backbone.predict(x, t_in, emb)
+            maps.append(store)
+        s, m = maps
+        cross_s = _grouped(s.cross_maps(size), counts[0])
+        cross_m = _grouped(m.cross_maps(size), counts[1])
+        l_sm = ((cross_m - cross_s.detach()) ** 2).mean()
+        l_ms = torch.stack([((a - b.detach()) ** 2).mean() for a, b in zip(s.temporal, m.temporal)]).mean()
+        return l_sm, l_ms
+
+    def guide(self, backbone, adapter, latents, t, embeds, adapters, positions, counts, alpha, size, scheduler):
+        """One refinement: ``x_mot -= alpha * dL_{s->m}/dx_mot``, ``x_sub -= alpha * dL_{m->s}/dx_sub``."""
+        x_sub = latents.detach().clone().requires_grad_(True)
+        x_mot = latents.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            inputs = (scheduler.scale_model_input(x_sub, t), scheduler.scale_model_input(x_mot, t))
+            l_sm, l_ms = self.alignment_losses(backbone, adapter, *inputs, t, embeds, adapters, positions, counts, size)
+            g_sub, g_mot = torch.autograd.grad(l_sm + l_ms, (x_sub, x_mot), allow_unused=True)
+        g_sub = torch.zeros_like(latents) if g_sub is None else g_sub
+        g_mot = torch.zeros_like(latents) if g_mot is None else g_mot
+        return (x_sub - alpha * g_sub).detach(), (x_mot - alpha * g_mot).detach()

@@ -1,0 +1,173 @@
+"""The stage commands of the ``videomage`` CLI: learn-subject, learn-motion, fuse, generate, run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from videomage.components import Command
+from videomage.config import FusionConfig, MotionConfig, SubjectConfig
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="a Hub id in your local cache, or a local folder (diffusers layout)")
+    parser.add_argument("--backbone", help="backbone family; detected from the model when omitted")
+    parser.add_argument("--adapter", default="lora", help="adapter type (default: lora)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _train_args(parser: argparse.ArgumentParser, steps: int) -> None:
+    parser.add_argument("--out", required=True, type=Path, help="the .safetensors artifact to write")
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--work-dir", type=Path, help="checkpoints and caches (default: <out>.work); re-running resumes")
+    parser.add_argument("--grad-accum", type=int, default=1)
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
+    parser.add_argument("--checkpoint-every", type=int, default=50)
+    parser.add_argument("--frames", type=int, help="clip length (default: the backbone's native frame count)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _setup(args: argparse.Namespace):
+    from videomage.loading import load_backbone, make_adapter
+    from videomage.stages.subject import StageOptions
+
+    backbone = load_backbone(args.model, backbone=args.backbone, device=args.device, dtype=args.dtype)
+    adapter = make_adapter(args.adapter)
+    opts = None
+    if hasattr(args, "out") and hasattr(args, "grad_accum"):
+        work = args.work_dir or args.out.with_name(args.out.name + ".work")
+        opts = StageOptions(seed=args.seed, work_dir=work, progress=not args.no_progress, grad_accum=args.grad_accum,
+                            mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every, frames=args.frames)
+    return backbone, adapter, opts
+
+
+def _save(artifact, out: Path) -> int:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    artifact.save(out)
+    print(f"wrote {out}")
+    return 0
+
+
+class LearnSubject(Command):
+    """Learn a subject adapter and token from a few images (VideoMage §3.1)."""
+
+    name = "learn_subject"
+    help = "learn a subject LoRA and token from a folder of images"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        _model_args(parser)
+        parser.add_argument("--images", required=True, type=Path, help="folder of 3-5 images of the subject")
+        parser.add_argument("--token", required=True, help="the new token, e.g. '<toy>'")
+        parser.add_argument("--class-word", required=True, help="the subject's class, e.g. toy")
+        parser.add_argument("--prior-videos", type=Path, help="folder of captioned clips for L_reg (default: generated)")
+        parser.add_argument("--lr", type=float, default=1e-4)
+        parser.add_argument("--text-lr", type=float, default=1e-5)
+        parser.add_argument("--rank", type=int, default=4)
+        parser.add_argument("--lambda-reg", type=float, default=0.25)
+        _train_args(parser, steps=300)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from videomage.stages.subject import learn_subject
+
+        config = SubjectConfig(token=args.token, class_word=args.class_word, images=args.images, prior_videos=args.prior_videos,
+                               steps=args.steps, lr=args.lr, text_lr=args.text_lr, rank=args.rank, lambda_reg=args.lambda_reg)
+        backbone, adapter, opts = _setup(args)
+        return _save(learn_subject(backbone, adapter, config, opts), args.out)
+
+
+class LearnMotion(Command):
+    """Learn an appearance-agnostic motion adapter from one clip (VideoMage §3.2)."""
+
+    name = "learn_motion"
+    help = "learn an appearance-agnostic motion LoRA from one reference clip"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        _model_args(parser)
+        parser.add_argument("--video", required=True, type=Path, help="the reference clip (mp4, webm, gif)")
+        parser.add_argument("--prompt", required=True, help="what happens, e.g. 'a person is riding a horse'")
+        parser.add_argument("--entities", required=True, help="comma-separated actor words of the prompt, e.g. person,horse")
+        parser.add_argument("--omega", type=float, default=0.5, help="negative-guidance strength of the target")
+        parser.add_argument("--inversion-steps", type=int, default=200)
+        parser.add_argument("--lr", type=float, default=1e-4)
+        parser.add_argument("--rank", type=int, default=4)
+        _train_args(parser, steps=300)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from videomage.stages.motion import learn_motion
+
+        config = MotionConfig(video=args.video, prompt=args.prompt, entities=[e.strip() for e in args.entities.split(",") if e.strip()],
+                              steps=args.steps, inversion_steps=args.inversion_steps, lr=args.lr, rank=args.rank, omega=args.omega)
+        backbone, adapter, opts = _setup(args)
+        return _save(learn_motion(backbone, adapter, config, opts), args.out)
+
+
+class Fuse(Command):
+    """Fuse several subject adapters into one with attention regularisation (VideoMage §3.3)."""
+
+    name = "fuse"
+    help = "fuse subject LoRAs into one, with cross-attention regularisation"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        _model_args(parser)
+        parser.add_argument("--subjects", required=True, nargs="+", type=Path, help="subject artifacts (two or more)")
+        parser.add_argument("--lambda-attn", type=float, default=0.6)
+        parser.add_argument("--videos-per-subject", type=int, default=4)
+        parser.add_argument("--mask-source", default=FusionConfig().mask_source)
+        parser.add_argument("--lr", type=float, default=1e-4)
+        _train_args(parser, steps=200)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from videomage.stages.fusion import fuse
+
+        config = FusionConfig(steps=args.steps, lr=args.lr, lambda_attn=args.lambda_attn,
+                              videos_per_subject=args.videos_per_subject, mask_source=args.mask_source)
+        backbone, adapter, opts = _setup(args)
+        return _save(fuse(backbone, adapter, args.subjects, config, opts), args.out)
+
+
+class Generate(Command):
+    """Sample a video with the fused subjects and the motion (VideoMage §3.4)."""
+
+    name = "generate"
+    help = "generate a video with subject and motion artifacts"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        _model_args(parser)
+        parser.add_argument("--subjects", type=Path, help="fused (or single-subject) artifact")
+        parser.add_argument("--motion", type=Path, help="motion artifact")
+        parser.add_argument("--prompt", required=True)
+        parser.add_argument("--out", required=True, type=Path, help="the .mp4 to write (a .json record and frames PNG go beside it)")
+        parser.add_argument("--sampler", default="scs", help="scs (default) or cfg, or a plugin's sampler")
+        parser.add_argument("--steps", type=int, default=50)
+        parser.add_argument("--guidance-scale", type=float, default=9.0)
+        parser.add_argument("--frames", type=int)
+        parser.add_argument("--height", type=int)
+        parser.add_argument("--width", type=int)
+        parser.add_argument("--negative-prompt", default="")
+        parser.add_argument("--scheduler", help="a diffusers scheduler class name (default: the model's)")
+        parser.add_argument("--alpha", type=float, default=1e4, help="SCS guidance step size")
+        parser.add_argument("--tau", type=int, default=15, help="SCS: guided steps")
+        parser.add_argument("--beta-s", type=float, default=0.5)
+        parser.add_argument("--beta-m", type=float, default=0.5)
+        parser.add_argument("--gif", action="store_true", help="also write a gif")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from videomage.stages.generate import generate
+
+        backbone, adapter, _ = _setup(args)
+        options = {"steps": args.steps, "guidance_scale": args.guidance_scale, "seed": args.seed, "frames": args.frames,
+                   "height": args.height, "width": args.width, "negative_prompt": args.negative_prompt,
+                   "scheduler": args.scheduler, "progress": not args.no_progress}
+        if args.sampler == "scs":
+            options.update(alpha=args.alpha, tau=args.tau, beta_s=args.beta_s, beta_m=args.beta_m)
+        record = generate(backbone, adapter, prompt=args.prompt, out=args.out, subjects=args.subjects, motion=args.motion,
+                          sampler=args.sampler, options=options, gif=args.gif)
+        for kind, path in record["files"].items():
+            print(f"wrote {path} ({kind})")
+        return 0
+
+
+STAGE_COMMANDS: tuple[type[Command], ...] = (LearnSubject, LearnMotion, Fuse, Generate)

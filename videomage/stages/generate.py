@@ -1,0 +1,97 @@
+"""Generation: install the fused subjects and the motion, sample, decode and write the outputs.
+
+Outputs beside ``out`` (an ``.mp4`` path): the mp4, optionally a gif, a contact-sheet PNG of
+the frames, and ``<name>.json``, a record of everything that produced the video (settings,
+seed, versions, artifact hashes).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from videomage._version import __version__
+from videomage.artifact import Artifact, atomic_write
+from videomage.components import Adapter, Backbone
+from videomage.errors import ArtifactError, ConfigError
+from videomage.media import write_contact_sheet, write_gif, write_mp4
+from videomage.plugins import get_registry
+from videomage.stages.common import content_hash
+
+
+def install_concepts(backbone: Backbone, adapter: Adapter, subjects: str | Path | None, motion: str | Path | None) -> dict[str, Any]:
+    """Install the subject (fused or single) and motion artifacts as adapters ``subjects``/``motion``."""
+    out: dict[str, Any] = {"tokens": {}, "hashes": {}}
+    for role, path, kinds in (("subjects", subjects, ("fused", "subject")), ("motion", motion, ("motion",))):
+        if path is None:
+            continue
+        art = Artifact.load(path)
+        if art.kind not in kinds:
+            raise ArtifactError(f"{str(path)!r} holds a {art.kind!r} concept, expected one of {kinds} for --{role}")
+        if role in adapter.adapter_names(backbone):
+            adapter.remove(backbone, role)
+        art.install(backbone, adapter, role, source=str(path))
+        out["hashes"][str(path)] = content_hash(Path(path))
+        if role == "subjects":
+            out["tokens"] = dict(art.tokens)
+    return out
+
+
+def generate(
+    backbone: Backbone,
+    adapter: Adapter,
+    *,
+    prompt: str,
+    out: str | Path,
+    subjects: str | Path | None = None,
+    motion: str | Path | None = None,
+    sampler: str = "scs",
+    options: Mapping[str, Any] | None = None,
+    gif: bool = False,
+    contact_sheet: bool = True,
+) -> dict[str, Any]:
+    """Sample one video and write it with its record; returns the record."""
+    out = Path(out)
+    if out.suffix.lower() != ".mp4":
+        raise ConfigError(f"--out must be an .mp4 path, got {str(out)!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    installed = install_concepts(backbone, adapter, subjects, motion)
+    request: dict[str, Any] = {"prompt": prompt, **(options or {})}
+    if sampler == "scs":
+        if subjects is None or motion is None:
+            raise ConfigError("sampler 'scs' needs both --subjects and --motion; use --sampler cfg for one of them")
+        request.setdefault("subject_adapter", "subjects")
+        request.setdefault("motion_adapter", "motion")
+        request.setdefault("tokens", installed["tokens"])
+    else:
+        request.setdefault("adapters", {n: 1.0 for n, p in (("subjects", subjects), ("motion", motion)) if p is not None})
+    started = time.time()
+    latents = get_registry().create("sampler", sampler).sample(backbone, adapter, request)
+    with torch.no_grad():
+        video = backbone.decode_latents(latents)[0].float().cpu()
+    fps = backbone.video_spec.fps
+    files = {"mp4": str(write_mp4(video, out, fps=fps))}
+    if gif:
+        files["gif"] = str(write_gif(video, out.with_suffix(".gif"), fps=fps))
+    if contact_sheet:
+        files["contact_sheet"] = str(write_contact_sheet(video, out.with_name(out.stem + "-frames.png")))
+    record = {
+        "prompt": prompt,
+        "sampler": sampler,
+        "request": {k: v for k, v in request.items() if k != "progress"},
+        "backbone": backbone.name,
+        "model": backbone.model_ref,
+        "artifacts": installed["hashes"],
+        "frames": list(video.shape),
+        "files": files,
+        "seconds": round(time.time() - started, 2),
+        "versions": {"videomage": __version__, "torch": torch.__version__},
+    }
+    text = json.dumps(record, indent=2, default=str)
+    atomic_write(out.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text))
+    return record

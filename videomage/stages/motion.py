@@ -1,0 +1,113 @@
+"""Appearance-agnostic motion learning (VideoMage §3.2).
+
+1. **Textual inversion**: one token per entity (``person`` -> ``<person>``) learned on one frame
+   (the middle one) of the reference clip, base model frozen, no adapter, prompt ``c_ap``.
+2. **Motion adapter** on the temporal roles, trained with ``negative_cfg_motion``: the target
+   ``(1 + omega) * eps - omega * eps_base(x_t, c_ap, t)`` removes what the base model explains
+   by the actors' appearance, so the adapter keeps the motion only.
+
+``c_ap`` = the appearance template with the entity tokens ("A static video of <person> and
+<horse>"); ``c_m`` = the motion prompt with each entity word replaced by its token
+("a <person> is riding a <horse>").
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+import torch
+
+from videomage.artifact import Artifact
+from videomage.components import Adapter, Backbone, TrainingContext
+from videomage.config import MotionConfig
+from videomage.errors import ConfigError
+from videomage.media import read_video
+from videomage.plugins import get_registry
+from videomage.stages.common import TokenRows, encode_batched
+from videomage.stages.subject import StageOptions, _jsonable
+from videomage.trainer import ParamGroup, Trainer, TrainerConfig
+
+
+def entity_token(word: str) -> str:
+    return f"<{word.strip().replace(' ', '-')}>"
+
+
+def motion_prompts(config: MotionConfig) -> tuple[str, str, dict[str, str]]:
+    """``(c_m, c_ap, token -> entity word)`` for a motion config."""
+    tokens = {entity_token(w): w for w in config.entities}
+    c_m = config.prompt
+    for token, word in tokens.items():
+        pattern = rf"\b{re.escape(word)}\b"
+        if not re.search(pattern, c_m):
+            raise ConfigError(
+                f"motion entity {word!r} does not appear in the motion prompt {config.prompt!r}; "
+                f"list the words of the prompt that name the actors (e.g. --entities person,horse)"
+            )
+        c_m = re.sub(pattern, token, c_m, count=1)
+    c_ap = config.appearance_template.format(entities=" and ".join(tokens))
+    return c_m, c_ap, tokens
+
+
+def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opts: StageOptions = StageOptions()) -> Artifact:
+    """Invert the entity tokens, then train the motion adapter; return the artifact."""
+    spec = backbone.video_spec
+    frames = opts.frames or spec.frames
+    clip = read_video(config.video, frames, spec.height, spec.width)  # checked before any work
+    c_m, c_ap, tokens = motion_prompts(config)
+    backbone.add_tokens(list(tokens), list(tokens.values()))
+    latents = encode_batched(backbone, clip[None])
+    registry = get_registry()
+    base_config = dict(seed=opts.seed, progress=opts.progress, grad_accum=opts.grad_accum,
+                       mixed_precision=opts.mixed_precision, checkpoint_every=opts.checkpoint_every)
+
+    # 1. Textual inversion on the middle frame, with every adapter off.
+    if config.inversion_steps:
+        middle = latents[:, :, frames // 2 : frames // 2 + 1]
+        denoise = registry.create("objective", "denoise", lambda_reg=0.0)
+        rows = TokenRows(backbone, list(tokens), config.inversion_lr)
+        ctx = TrainingContext(backbone=backbone, adapter=adapter)
+
+        def inversion_loss(step, generator):
+            ctx.generator = generator
+            return denoise.loss(ctx, {"latents": middle, "prompts": [c_ap]})
+
+        try:
+            with adapter.disabled(backbone):
+                Trainer(TrainerConfig(steps=config.inversion_steps, description="textual inversion", **base_config),
+                        [rows.group], inversion_loss, checkpoint_dir=opts.path("ckpt-motion-inversion")).fit()
+        finally:
+            rows.close()
+
+    # 2. The motion adapter on the temporal roles against the appearance-free target.
+    name = "motion"
+    if name in adapter.adapter_names(backbone):
+        adapter.remove(backbone, name)
+    adapter.attach(backbone, name, roles=["temporal"], rank=config.rank)
+    adapter.activate(backbone, {name: 1.0})
+    objective = registry.create("objective", "negative_cfg_motion", omega=config.omega)
+    ctx = TrainingContext(backbone=backbone, adapter=adapter, trained=(name,))
+
+    def motion_loss(step, generator):
+        ctx.generator = generator
+        return objective.loss(ctx, {"latents": latents, "prompts": [c_m], "appearance_prompts": [c_ap]})
+
+    history = Trainer(
+        TrainerConfig(steps=config.steps, description="motion", **base_config),
+        [ParamGroup(name="lora", params=adapter.parameters(backbone, name), lr=config.lr)],
+        motion_loss, checkpoint_dir=opts.path("ckpt-motion"),
+    ).fit()
+    return Artifact(
+        kind="motion",
+        backbone=backbone.name,
+        fingerprint=backbone.fingerprint(),
+        adapter=adapter.name,
+        adapter_config={"rank": config.rank},
+        roles=["temporal"],
+        tokens=tokens,
+        adapter_tensors=adapter.state_dict(backbone, name),
+        embeddings=backbone.token_embeddings(list(tokens)),
+        info={"model": backbone.model_ref, "config": attrs.asdict(config, value_serializer=_jsonable),
+              "motion_prompt": c_m, "appearance_prompt": c_ap, "seed": opts.seed,
+              "final_loss": history[-1]["loss"] if history else None},
+    )

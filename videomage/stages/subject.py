@@ -1,0 +1,136 @@
+"""Subject learning (VideoMage §3.1): a LoRA on the spatial roles plus a learned token.
+
+Trainable: the subject adapter (spatial roles only) at ``lr`` and the token's embedding row at
+``text_lr`` (about ten times lower). Loss: ``L_sub + lambda_reg * L_reg`` (objective
+``denoise``): ``L_sub`` on the subject's images as one-frame videos with prompt "A <toy>",
+``L_reg`` on auxiliary videos with their captions. The auxiliary videos come from
+``prior_videos`` (a folder of clips, each with a same-named ``.txt`` caption) or are generated
+once by the frozen base model from class-word prompts and cached.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import torch
+
+from videomage.artifact import Artifact
+from videomage.components import Adapter, Backbone, TrainingContext
+from videomage.config import SubjectConfig
+from videomage.errors import InputError
+from videomage.media import VIDEO_SUFFIXES, read_images, read_video
+from videomage.plugins import get_registry
+from videomage.stages.common import TokenRows, cached_tensors, content_hash, encode_batched, pick
+from videomage.trainer import ParamGroup, Trainer, TrainerConfig
+
+
+@attrs.frozen(kw_only=True)
+class StageOptions:
+    """Settings every learning stage shares (the CLI's common flags)."""
+
+    seed: int = 0
+    work_dir: Path | None = None  # checkpoints and caches; None: no resume, no cache
+    progress: bool = True
+    grad_accum: int = 1
+    mixed_precision: str = "no"
+    checkpoint_every: int = 50
+    prior_count: int = 4
+    prior_steps: int = 25
+    frames: int | None = None  # clip length for video inputs; the backbone's native one when None
+
+    def path(self, name: str) -> Path | None:
+        return None if self.work_dir is None else Path(self.work_dir) / name
+
+
+def prior_latents(backbone: Backbone, adapter: Adapter, config: SubjectConfig, opts: StageOptions) -> tuple[torch.Tensor, list[str]]:
+    """Latents and captions of the auxiliary videos for ``L_reg``."""
+    spec = backbone.video_spec
+    frames = opts.frames or spec.frames
+    if config.prior_videos is not None:
+        folder = config.prior_videos
+        clips = sorted(p for p in Path(folder).glob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+        if not clips:
+            raise InputError(f"prior-video folder {str(folder)!r} has no videos ({', '.join(VIDEO_SUFFIXES)})")
+        captions = []
+        for clip in clips:
+            caption = clip.with_suffix(".txt")
+            if not caption.is_file():
+                raise InputError(f"prior video {str(clip)!r} has no caption file {caption.name!r}; write its caption there")
+            captions.append(caption.read_text().strip())
+        videos = torch.stack([read_video(c, frames, spec.height, spec.width) for c in clips])
+        return encode_batched(backbone, videos), captions
+
+    prompt = config.prompt_template.format(token=config.class_word)
+    key = content_hash("prior", backbone.fingerprint(), prompt, opts.seed, opts.prior_count, opts.prior_steps, frames)
+    sampler = get_registry().create("sampler", "cfg")
+
+    def generate() -> dict[str, torch.Tensor]:
+        out = []
+        for i in range(opts.prior_count):
+            request = {"prompt": prompt, "steps": opts.prior_steps, "seed": opts.seed * 1000 + i, "frames": frames, "progress": False}
+            with adapter.disabled(backbone):
+                out.append(sampler.sample(backbone, adapter, request))
+        return {"latents": torch.cat(out)}
+
+    latents = cached_tensors(opts.path(f"cache/prior-{key}.safetensors"), generate)["latents"]
+    return latents.to(backbone.device, backbone.dtype), [prompt] * len(latents)
+
+
+def learn_subject(backbone: Backbone, adapter: Adapter, config: SubjectConfig, opts: StageOptions = StageOptions()) -> Artifact:
+    """Train one subject's adapter and token; return the artifact (the caller saves it)."""
+    spec = backbone.video_spec
+    images = read_images(config.images, spec.height, spec.width)  # inputs checked before any work
+    name = "subject"
+    backbone.add_tokens([config.token], [config.class_word])
+    if name in adapter.adapter_names(backbone):
+        adapter.remove(backbone, name)
+    adapter.attach(backbone, name, roles=["spatial"], rank=config.rank)
+    adapter.activate(backbone, {name: 1.0})
+
+    image_latents = encode_batched(backbone, images)
+    prior, prior_prompts = (None, None)
+    if config.lambda_reg > 0:
+        with torch.no_grad():
+            prior, prior_prompts = prior_latents(backbone, adapter, config, opts)
+    prompt = config.prompt_template.format(token=config.token)
+    objective = get_registry().create("objective", "denoise", lambda_reg=config.lambda_reg)
+    ctx = TrainingContext(backbone=backbone, adapter=adapter, trained=(name,))
+
+    def step_loss(step: int, generator: torch.Generator):
+        ctx.generator = generator
+        i = pick(generator, len(image_latents))
+        batch = {"latents": image_latents[i : i + 1], "prompts": [prompt]}
+        if prior is not None:
+            j = pick(generator, len(prior))
+            batch.update(prior_latents=prior[j : j + 1], prior_prompts=[prior_prompts[j]])
+        return objective.loss(ctx, batch)
+
+    tokens = TokenRows(backbone, [config.token], config.text_lr)
+    groups = [ParamGroup(name="lora", params=adapter.parameters(backbone, name), lr=config.lr), tokens.group]
+    trainer_config = TrainerConfig(
+        steps=config.steps, seed=opts.seed, progress=opts.progress, grad_accum=opts.grad_accum,
+        mixed_precision=opts.mixed_precision, checkpoint_every=opts.checkpoint_every,
+        description=f"subject {config.token}",
+    )
+    try:
+        history = Trainer(trainer_config, groups, step_loss, checkpoint_dir=opts.path(f"ckpt-subject-{config.token.strip('<>')}")).fit()
+    finally:
+        tokens.close()
+    return Artifact(
+        kind="subject",
+        backbone=backbone.name,
+        fingerprint=backbone.fingerprint(),
+        adapter=adapter.name,
+        adapter_config={"rank": config.rank},
+        roles=["spatial"],
+        tokens={config.token: config.class_word},
+        adapter_tensors=adapter.state_dict(backbone, name),
+        embeddings=backbone.token_embeddings([config.token]),
+        info={"model": backbone.model_ref, "config": attrs.asdict(config, value_serializer=_jsonable),
+              "seed": opts.seed, "final_loss": history[-1]["loss"] if history else None},
+    )
+
+
+def _jsonable(inst, field, value):
+    return str(value) if isinstance(value, Path) else value
