@@ -1,4 +1,8 @@
-"""The stage commands of the ``videomage`` CLI: learn-subject, learn-motion, fuse, generate, run."""
+"""The stage commands of the ``videomage`` CLI: learn-subject, learn-motion, fuse, generate, run.
+
+They are core commands (not plugins), so ``VIDEOMAGE_LOAD_PLUGINS`` cannot hide them; they find
+backbones, adapters, objectives and samplers through the registry.
+"""
 
 from __future__ import annotations
 
@@ -170,4 +174,26 @@ class Generate(Command):
         return 0
 
 
-STAGE_COMMANDS: tuple[type[Command], ...] = (LearnSubject, LearnMotion, Fuse, Generate)
+
+
+class Run(Command):
+    """Run a whole recipe: subjects, motion, fusion and sampling, skipping finished stages."""
+
+    name = "run"
+    help = "run a TOML recipe stage by stage (re-running resumes where it stopped)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("recipe", type=Path, help="the recipe .toml file")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from videomage.config import Recipe
+        from videomage.workflow import run_recipe
+
+        produced = run_recipe(Recipe.from_toml(args.recipe), progress=not args.no_progress)
+        for name, path in produced.items():
+            print(f"{name}: {path}")
+        return 0
+
+
+STAGE_COMMANDS: tuple[type[Command], ...] = (LearnSubject, LearnMotion, Fuse, Generate, Run)
