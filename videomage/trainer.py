@@ -116,7 +116,7 @@ class Trainer:
                         f"check the inputs; the last checkpoint in {self.checkpoint_dir} is intact."
                     )
                 (out.loss / self.config.grad_accum).backward()
-                total += float(out.loss) / self.config.grad_accum
+                total += out.loss.detach().item() / self.config.grad_accum
                 for k, v in out.logs.items():
                     logs[k] = logs.get(k, 0.0) + float(v) / self.config.grad_accum
             logs["loss"] = total
