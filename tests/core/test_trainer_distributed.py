@@ -25,7 +25,7 @@ def step_loss(step, generator):
     x = torch.randn(4, 3, generator=generator)  # each rank draws its own data
     return ObjectiveOutput(loss=((x @ w - x @ true_w) ** 2).mean())
 
-trainer = Trainer(TrainerConfig(steps=30, progress=False), [ParamGroup(name="w", params=[w], lr=0.05)], step_loss)
+trainer = Trainer(TrainerConfig(steps=60, progress=False), [ParamGroup(name="w", params=[w], lr=0.1)], step_loss)
 history = trainer.fit()
 from safetensors.torch import save_file
 save_file({"w": w.detach(), "world": torch.tensor(trainer.world), "first": torch.tensor(history[0]["loss"]),
