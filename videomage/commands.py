@@ -7,6 +7,7 @@ backbones, adapters, objectives and samplers through the registry.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from videomage.components import Command
@@ -48,6 +49,8 @@ def _setup(args: argparse.Namespace):
 
 
 def _save(artifact, out: Path) -> int:
+    if int(os.environ.get("RANK", "0")) != 0:  # data parallel: every rank holds the same weights
+        return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     artifact.save(out)
     print(f"wrote {out}")
