@@ -1,0 +1,117 @@
+"""CFG and SCS sampling on a tiny model: equivalences, guidance that lowers its losses, seeds."""
+
+from __future__ import annotations
+
+import imageio.v3 as iio
+import pytest
+import torch
+
+from videomage.errors import ConfigError
+from videomage.plugins import get_registry
+from videomage_samplers.scs import SCSSampler, matched_positions, motion_prompt_for
+
+PROMPT = "<toy> is chasing <dog> on the grass"
+TOKENS = {"<toy>": "toy", "<dog>": "dog"}
+
+
+@pytest.fixture
+def two_adapters(backbone, adapter):
+    backbone.add_tokens(list(TOKENS), list(TOKENS.values()))
+    g = torch.Generator().manual_seed(0)
+    for name, role in (("subjects", "spatial"), ("motion", "temporal")):
+        adapter.attach(backbone, name, roles=[role], rank=2)
+        with torch.no_grad():
+            for p in adapter.parameters(backbone, name):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return backbone, adapter
+
+
+def cfg(backbone, adapter, adapters, prompt=PROMPT, **kw):
+    request = {"prompt": prompt, "steps": 3, "frames": 2, "seed": 5, "progress": False, "adapters": adapters, **kw}
+    return get_registry().create("sampler", "cfg").sample(backbone, adapter, request)
+
+
+def scs(backbone, adapter, **kw):
+    request = {"prompt": PROMPT, "steps": 3, "frames": 2, "seed": 5, "progress": False, "subject_adapter": "subjects",
+               "motion_adapter": "motion", "tokens": TOKENS, **kw}
+    return get_registry().create("sampler", "scs").sample(backbone, adapter, request)
+
+
+def test_scs_reduces_to_plain_sampling_with_the_subject_adapter(two_adapters):
+    backbone, adapter = two_adapters
+    expected = cfg(backbone, adapter, {"subjects": 1.0})
+    assert torch.equal(scs(backbone, adapter, tau=0, beta_s=1.0, beta_m=0.0), expected)
+
+
+def test_scs_reduces_to_plain_sampling_with_the_motion_adapter(two_adapters):
+    backbone, adapter = two_adapters
+    expected = cfg(backbone, adapter, {"motion": 1.0}, prompt=motion_prompt_for(PROMPT, TOKENS))
+    assert torch.equal(scs(backbone, adapter, tau=0, beta_s=0.0, beta_m=1.0), expected)
+
+
+def test_one_guidance_step_lowers_both_alignment_losses(two_adapters):
+    backbone, adapter = two_adapters
+    scheduler = backbone.make_scheduler()
+    scheduler.set_timesteps(10)
+    t = scheduler.timesteps[2]
+    spec = backbone.video_spec
+    latents = torch.randn(1, *backbone.latent_shape(3, spec.height, spec.width), generator=torch.Generator().manual_seed(1))
+    motion_prompt = motion_prompt_for(PROMPT, TOKENS)
+    with torch.no_grad():
+        embeds = (backbone.encode_prompt([PROMPT]), backbone.encode_prompt([motion_prompt]))
+    pos = matched_positions(backbone, PROMPT, motion_prompt, TOKENS)
+    counts = ([1, 1], [1, 1])
+    adapters = ({"subjects": 1.0}, {"motion": 1.0})
+    size = tuple(latents.shape[-2:])
+    sampler = SCSSampler()
+
+    def losses(x_sub, x_mot):
+        with torch.no_grad():
+            return [v.item() for v in sampler.alignment_losses(backbone, adapter, x_sub, x_mot, t.reshape(1), embeds, adapters, pos, counts, size)]
+
+    l_sm0, l_ms0 = losses(latents, latents)
+    x_sub, x_mot = sampler.guide(backbone, adapter, latents, t, embeds, adapters, pos, counts, 20.0, size, scheduler)
+    l_sm1, l_ms1 = losses(x_sub, x_mot)
+    assert l_sm1 < l_sm0 and l_ms1 < l_ms0
+    assert not torch.equal(x_sub, latents) and not torch.equal(x_mot, latents)
+
+
+def test_fixed_seed_gives_identical_latents(two_adapters):
+    backbone, adapter = two_adapters
+    assert torch.equal(scs(backbone, adapter, tau=1), scs(backbone, adapter, tau=1))
+    assert not torch.equal(scs(backbone, adapter, tau=0, seed=6), scs(backbone, adapter, tau=0, seed=7))
+
+
+def test_unmatched_tokens_are_clear_errors(two_adapters):
+    backbone, adapter = two_adapters
+    with pytest.raises(ConfigError, match="'<cat>' does not appear in the prompt"):
+        scs(backbone, adapter, tau=1, tokens={**TOKENS, "<cat>": "cat"})
+    with pytest.raises(ConfigError, match="cannot match subject token '<toy>'"):
+        scs(backbone, adapter, tau=1, motion_prompt="a bird is chasing dog")
+
+
+def test_unknown_request_key_is_refused(two_adapters):
+    backbone, adapter = two_adapters
+    with pytest.raises(ConfigError, match="unknown request key 'stpes'"):
+        cfg(backbone, adapter, {}, stpes=3)
+
+
+def test_generate_writes_mp4_with_requested_frames_and_size(two_adapters, tmp_path):
+    from videomage.artifact import Artifact
+    from videomage.stages.generate import generate
+
+    backbone, adapter = two_adapters
+    paths = {}
+    for name, kind, role in (("subjects", "fused", "spatial"), ("motion", "motion", "temporal")):
+        art = Artifact(kind=kind, backbone=backbone.name, fingerprint=backbone.fingerprint(), adapter=adapter.name,
+                       adapter_config={"rank": 2}, roles=[role], tokens=TOKENS if kind == "fused" else {},
+                       adapter_tensors=adapter.state_dict(backbone, name),
+                       embeddings=backbone.token_embeddings(list(TOKENS)) if kind == "fused" else {})
+        paths[name] = art.save(tmp_path / f"{name}.safetensors")
+    spec = backbone.video_spec
+    record = generate(backbone, adapter, prompt=PROMPT, out=tmp_path / "out" / "video.mp4", subjects=paths["subjects"],
+                      motion=paths["motion"], options={"steps": 2, "frames": 3, "tau": 1, "progress": False}, gif=True)
+    frames = iio.imread(record["files"]["mp4"], index=None, plugin="FFMPEG")
+    assert frames.shape == (3, spec.height, spec.width, 3)
+    assert (tmp_path / "out" / "video.json").exists() and (tmp_path / "out" / "video-frames.png").exists()
+    assert (tmp_path / "out" / "video.gif").exists()
