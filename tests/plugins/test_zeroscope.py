@@ -1,0 +1,154 @@
+"""The ZeroScope backbone on tiny UNet3D models of two configs, loaded from disk by path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from diffusers.models.attention_processor import Attention
+
+from videomage.errors import ConfigError
+from videomage.loading import detect_backbone, load_backbone
+from videomage.testing import BackboneContract
+from videomage_zeroscope.backbone import ZeroScopeBackbone
+
+
+class TestZeroScopeContract(BackboneContract):
+    @pytest.fixture
+    def backbone(self, any_tiny_model_dir):
+        return load_backbone(str(any_tiny_model_dir))
+
+
+@pytest.fixture
+def backbone(tiny_model_dir):
+    return load_backbone(str(tiny_model_dir))
+
+
+def test_roles_come_from_structure_in_both_configs(any_tiny_model_dir):
+    bb = load_backbone(str(any_tiny_model_dir))
+    spatial, temporal = bb.role_modules("spatial"), bb.role_modules("temporal")
+    assert all(".attentions." in n for n in spatial)
+    assert all(n.startswith("transformer_in.") or ".temp_attentions." in n for n in temporal)
+    assert any(n.startswith("transformer_in.") for n in temporal)
+    # Every attention projection and feed-forward linear of each role, and no in/out projection.
+    assert all(isinstance(m, torch.nn.Linear) for m in {**spatial, **temporal}.values())
+    assert not any(n.endswith(("proj_in", "proj_out")) for n in {**spatial, **temporal})
+    for suffix in ("attn1.to_q", "attn2.to_k", "attn1.to_out.0", "ff.net.2"):
+        assert any(n.endswith(suffix) for n in spatial) and any(n.endswith(suffix) for n in temporal)
+
+
+def test_detects_its_folders_and_refuses_others(tiny_model_dir, tmp_path):
+    assert detect_backbone(str(tiny_model_dir)) == "zeroscope"
+    assert ZeroScopeBackbone.detect("cerspense/zeroscope_v2_576w")
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    config = json.loads((other / "unet" / "config.json").read_text())
+    (other / "unet" / "config.json").write_text(json.dumps({**config, "_class_name": "WanTransformer3DModel"}))
+    assert not ZeroScopeBackbone.detect(str(other))
+    shutil.rmtree(other / "vae")
+    with pytest.raises(ConfigError, match="no 'vae' subfolder"):
+        ZeroScopeBackbone.from_pretrained(str(other))
+
+
+def test_uncached_hub_id_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match="huggingface-cli download"):
+        ZeroScopeBackbone.from_pretrained("cerspense/zeroscope_v2_576w")
+
+
+def test_declared_video_spec_and_latent_shape(backbone):
+    spec = backbone.video_spec
+    assert (spec.height, spec.width, spec.frames, spec.fps) == (32, 32, 4, 8)
+    video = torch.rand(1, 3, 3, 32, 32)
+    assert backbone.encode_video(video).shape[1:] == backbone.latent_shape(3, 32, 32)
+    with pytest.raises(ConfigError, match="multiples of 2"):
+        backbone.latent_shape(3, 31, 32)
+
+
+def test_vae_chunks_do_not_change_the_result(backbone):
+    video = torch.rand(2, 5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    backbone.vae_chunk = 8
+    whole = backbone.encode_video(video)
+    backbone.vae_chunk = 2
+    chunked = backbone.encode_video(video)
+    assert torch.allclose(whole, chunked, atol=1e-5)
+    assert torch.allclose(backbone.decode_latents(whole), backbone.decode_latents(chunked), atol=1e-5)
+
+
+def test_learned_token_starts_at_its_init_word_and_encoding_follows_its_row(backbone):
+    (tid,) = backbone.add_tokens(["<toy>"], ["circle"])
+    weight = backbone.token_embedding_weight()
+    (circle,) = backbone.text.tokenizer("circle", add_special_tokens=False).input_ids
+    assert torch.equal(weight[tid], weight[circle])
+    assert backbone.word_positions("a <toy> is moving", "<toy>") == [2]
+    before = backbone.encode_prompt(["a <toy>"]).clone()
+    assert torch.equal(backbone.encode_prompt(["a <toy>"]), before)  # cached, same value
+    backbone.set_token_embeddings({"<toy>": torch.ones(weight.shape[1])})
+    assert not torch.allclose(backbone.encode_prompt(["a <toy>"]), before)  # the cache saw the new row
+
+
+def test_word_positions_of_a_word_split_into_pieces(backbone):
+    positions = backbone.word_positions("a zqx circle", "zqx")
+    assert len(positions) == 3 and positions == list(range(positions[0], positions[0] + 3))
+    assert backbone.word_positions("a red circle", "camel") == []
+
+
+def test_cross_maps_are_probabilities_over_all_text_keys(backbone):
+    latents = backbone.encode_video(torch.rand(1, 2, 3, 32, 32))
+    length = backbone.text.tokenizer.model_max_length
+    with torch.no_grad(), backbone.capture_attention(cross_tokens=list(range(length))) as store:
+        backbone.predict(latents, torch.tensor([300]), backbone.encode_prompt(["a red circle"]))
+    assert store.cross and not store.temporal
+    for m in store.cross:
+        assert m.shape[:3] == (1, length, 2)
+        assert torch.allclose(m.sum(1), torch.ones(()), atol=1e-5)
+
+
+def test_capture_restores_processors_and_costs_nothing_when_empty(backbone):
+    attn = [m for m in backbone.denoiser.modules() if isinstance(m, Attention)]
+    before = [m.processor for m in attn]
+    with backbone.capture_attention() as store:
+        assert [m.processor for m in attn] == before
+    assert not store.cross and not store.temporal
+    with backbone.capture_attention(cross_tokens=[1], temporal=True):
+        assert [m.processor for m in attn] != before
+    assert [m.processor for m in attn] == before
+
+
+def test_captured_forward_equals_the_plain_forward(backbone):
+    latents = backbone.encode_video(torch.rand(1, 3, 3, 32, 32))
+    embeds = backbone.encode_prompt(["a red circle"])
+    with torch.no_grad():
+        plain = backbone.predict(latents, torch.tensor([400]), embeds)
+        with backbone.capture_attention(cross_tokens=[1, 2], temporal=True):
+            captured = backbone.predict(latents, torch.tensor([400]), embeds)
+    assert torch.allclose(plain, captured, atol=1e-5)
+
+
+def test_gradients_reach_the_latents_through_both_kinds_of_map(backbone):
+    latents = backbone.encode_video(torch.rand(1, 3, 3, 32, 32)).requires_grad_(True)
+    with backbone.capture_attention(cross_tokens=[2], temporal=True) as store:
+        backbone.predict(latents, torch.tensor([400]), backbone.encode_prompt(["a red circle"]))
+    (g_cross,) = torch.autograd.grad(store.cross_maps((8, 8)).square().sum(), latents, retain_graph=True)
+    (g_temp,) = torch.autograd.grad(store.temporal[-1][..., 0].square().sum(), latents)
+    assert g_cross.abs().sum() > 0 and g_temp.abs().sum() > 0
+
+
+def test_schedulers_by_name(backbone):
+    assert type(backbone.make_scheduler()).__name__ == "DDIMScheduler"
+    assert type(backbone.make_scheduler("EulerDiscreteScheduler")).__name__ == "EulerDiscreteScheduler"
+    with pytest.raises(ConfigError, match="unknown scheduler 'Nope'"):
+        backbone.make_scheduler("Nope")
+    with pytest.raises(ConfigError, match="dtype 'float8'"):
+        ZeroScopeBackbone.from_pretrained(backbone.model_ref, dtype="float8")
+
+
+def test_training_target_is_the_noise_and_add_noise_is_the_forward_process(backbone):
+    x0, noise = torch.randn(1, 4, 2, 4, 4), torch.randn(1, 4, 2, 4, 4)
+    t = torch.tensor([250])
+    a = backbone.noise_scheduler.alphas_cumprod[250]
+    assert torch.allclose(backbone.add_noise(x0, noise, t), a.sqrt() * x0 + (1 - a).sqrt() * noise, atol=1e-6)
+    assert torch.equal(backbone.training_target(x0, noise, t), noise)
