@@ -63,6 +63,7 @@ class AttentionStore:
     ``[B, h_l * w_l, F, F]``: for each spatial location, the frame-by-frame attention
     probabilities averaged over heads (each row sums to one).
 
+    ``F`` counts *latent* frames, fewer than the video's when the VAE compresses time.
     Tensors keep their autograd graph when the forward pass ran with gradients enabled.
     """
 

@@ -83,10 +83,13 @@ class AttentionRegularization(Objective):
         embeds = backbone.encode_prompt(batch["prompts"])
         with backbone.capture_attention(cross_tokens=[p for g in groups for p in g]) as store:
             backbone.predict(x_t, t, embeds)
-        h, w = x_t.shape[-2:]
+        frames, h, w = x_t.shape[-3:]
         maps = store.cross_maps((h, w))
         masks = batch["masks"]
         b, n, f = masks.shape[:3]
-        masks = torch.nn.functional.interpolate(masks.reshape(b * n * f, 1, *masks.shape[-2:]).float(), size=(h, w), mode="area")
-        loss = attention_loss(maps, masks.reshape(b, n, f, h, w), groups)
+        # Area-resize to the latent grid, in time too: a VAE that compresses time has fewer
+        # latent frames than the video has (each latent frame then averages its span of masks).
+        masks = masks.reshape(b * n, 1, f, *masks.shape[-2:]).float()
+        masks = torch.nn.functional.interpolate(masks, size=(frames, h, w), mode="area")
+        loss = attention_loss(maps, masks.reshape(b, n, frames, h, w), groups)
         return ObjectiveOutput(loss=loss, logs={"l_attn": loss.item()})

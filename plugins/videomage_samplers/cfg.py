@@ -52,12 +52,20 @@ def initial_latents(backbone: Backbone, req: Mapping[str, Any], scheduler: Any) 
     generator = torch.Generator().manual_seed(int(req["seed"]))
     shape = (1, *backbone.latent_shape(frames, height, width))
     noise = torch.randn(shape, generator=generator, dtype=torch.float32)
-    return (noise * scheduler.init_noise_sigma).to(backbone.device, backbone.dtype), generator
+    # Flow-matching schedulers start from unit noise and have no ``init_noise_sigma``.
+    sigma = getattr(scheduler, "init_noise_sigma", 1.0)
+    return (noise * sigma).to(backbone.device, backbone.dtype), generator
+
+
+def scale_input(scheduler: Any, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``scheduler.scale_model_input``, or the latents unchanged for schedulers without one (flow matching)."""
+    scale = getattr(scheduler, "scale_model_input", None)
+    return latents if scale is None else scale(latents, t)
 
 
 def guided(backbone: Backbone, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, scale: float, scheduler: Any) -> torch.Tensor:
     """One batched CFG prediction: ``embeds`` holds [negative, positive] prompt states."""
-    inp = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+    inp = scale_input(scheduler, torch.cat([latents, latents]), t)
     uncond, cond = backbone.predict(inp, t.reshape(1).expand(2).to(latents.device), embeds).chunk(2)
     return uncond + scale * (cond - uncond)
 

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from videomage.components import Adapter, Backbone, Sampler
 from videomage.errors import ConfigError
-from videomage_samplers.cfg import DEFAULTS, guided, initial_latents, resolve, scheduler_step
+from videomage_samplers.cfg import DEFAULTS, guided, initial_latents, resolve, scale_input, scheduler_step
 
 SCS_DEFAULTS: dict[str, Any] = {
     **{k: v for k, v in DEFAULTS.items() if k != "adapters"},
@@ -168,7 +168,7 @@ class SCSSampler(Sampler):
         x_sub = latents.detach().clone().requires_grad_(True)
         x_mot = latents.detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            inputs = (scheduler.scale_model_input(x_sub, t), scheduler.scale_model_input(x_mot, t))
+            inputs = (scale_input(scheduler, x_sub, t), scale_input(scheduler, x_mot, t))
             l_sm, l_ms = self.alignment_losses(backbone, adapter, *inputs, t, embeds, adapters, positions, counts, size)
             g_sub, g_mot = torch.autograd.grad(l_sm + l_ms, (x_sub, x_mot), allow_unused=True)
         g_sub = torch.zeros_like(latents) if g_sub is None else g_sub

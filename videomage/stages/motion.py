@@ -61,9 +61,10 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
     base_config = dict(seed=opts.seed, progress=opts.progress, grad_accum=opts.grad_accum,
                        mixed_precision=opts.mixed_precision, checkpoint_every=opts.checkpoint_every)
 
-    # 1. Textual inversion on the middle frame, with every adapter off.
+    # 1. Textual inversion on the middle frame, with every adapter off. The frame is encoded
+    # as a one-frame video (an image), which is also right for VAEs that compress time.
     if config.inversion_steps:
-        middle = latents[:, :, frames // 2 : frames // 2 + 1]
+        middle = encode_batched(backbone, clip[None, frames // 2 : frames // 2 + 1])
         denoise = registry.create("objective", "denoise", lambda_reg=0.0)
         rows = TokenRows(backbone, list(tokens), config.inversion_lr)
         ctx = TrainingContext(backbone=backbone, adapter=adapter)

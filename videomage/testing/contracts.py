@@ -142,17 +142,20 @@ class BackboneContract:
         assert not any(p.requires_grad for p in backbone.denoiser.parameters())
 
     def test_video_round_trip_shapes(self, backbone):
+        # The native frame count, which every VAE takes whole (one that compresses time may
+        # refuse others); latent_shape must agree with what encode_video produces.
         spec = backbone.video_spec
-        video = torch.rand(1, 2, 3, spec.height, spec.width)
+        video = torch.rand(1, spec.frames, 3, spec.height, spec.width)
         latents = backbone.encode_video(video)
-        assert latents.ndim == 5 and latents.shape[0] == 1 and latents.shape[2] == 2
+        assert latents.ndim == 5 and latents.shape[0] == 1
+        assert tuple(latents.shape[1:]) == tuple(backbone.latent_shape(spec.frames, spec.height, spec.width))
         decoded = backbone.decode_latents(latents)
         assert decoded.shape == video.shape
         assert float(decoded.min()) >= 0.0 and float(decoded.max()) <= 1.0
 
     def test_prediction_matches_latent_shape(self, backbone):
         spec = backbone.video_spec
-        latents = backbone.encode_video(torch.rand(2, 2, 3, spec.height, spec.width))
+        latents = backbone.encode_video(torch.rand(2, spec.frames, 3, spec.height, spec.width))
         embeds = backbone.encode_prompt(["a photo", "a video"])
         t = backbone.sample_timesteps(2, torch.Generator().manual_seed(0))
         with torch.no_grad():
@@ -171,16 +174,17 @@ class BackboneContract:
 
     def test_attention_capture_shapes(self, backbone):
         spec = backbone.video_spec
-        latents = backbone.encode_video(torch.rand(1, 3, 3, spec.height, spec.width))
+        latents = backbone.encode_video(torch.rand(1, spec.frames, 3, spec.height, spec.width))
+        frames = latents.shape[2]  # maps have one entry per *latent* frame
         embeds = backbone.encode_prompt(["a photo"])
         t = backbone.sample_timesteps(1, torch.Generator().manual_seed(0))
         with torch.no_grad(), backbone.capture_attention(cross_tokens=[1, 2], temporal=True) as store:
             backbone.predict(latents, t, embeds)
         assert store.cross and store.temporal
         for m in store.cross:
-            assert m.shape[:3] == (1, 2, 3)
+            assert m.shape[:3] == (1, 2, frames)
         for m in store.temporal:
-            assert m.shape[0] == 1 and m.shape[-2:] == (3, 3)
+            assert m.shape[0] == 1 and m.shape[-2:] == (frames, frames)
             assert torch.allclose(m.sum(-1), torch.ones(()), atol=1e-4)
 
 
@@ -192,7 +196,7 @@ class AdapterContract(ComponentContract):
     def _forward(self, backbone):
         spec = backbone.video_spec
         g = torch.Generator().manual_seed(0)
-        latents = backbone.encode_video(torch.rand(1, 2, 3, spec.height, spec.width, generator=g))
+        latents = backbone.encode_video(torch.rand(1, spec.frames, 3, spec.height, spec.width, generator=g))
         with torch.no_grad():
             return backbone.predict(latents, torch.tensor([10]), backbone.encode_prompt(["a video"]))
 

@@ -1,0 +1,167 @@
+"""Reading the method's attention maps out of Wan's full 3D attention.
+
+Every Wan block attends twice: ``attn1`` is self-attention over *all* video tokens (every frame,
+every location, with 3D rotary positions), ``attn2`` is cross-attention from the video tokens
+to the text. Video tokens are the latent patched by ``(1, 2, 2)``: for latents ``[B, C, F, h, w]``
+there are ``N = F * (h/2) * (w/2)`` of them, frame-major.
+
+**Spatial cross-attention maps** (``AttentionStore.cross``): per captured ``attn2``,
+``softmax(q k^T / sqrt(d))`` over the text keys, averaged over heads, the columns of the
+requested text positions kept and laid out as ``[B, T, F, h/2, w/2]``. Each frame's map is a
+map of that frame, because every video token sits in exactly one frame.
+
+**Temporal self-attention maps** (``AttentionStore.temporal``): Wan has no frame-by-frame
+attention, so we derive it. For a query token at frame ``f`` and location ``p``, the attention
+probabilities of ``attn1`` over all ``N`` keys are summed over the keys of each frame ``f'``:
+``M[p, f, f'] = sum over locations p' of P[(f, p), (f', p')]``, the share of its attention that
+the token pays to frame ``f'``. Averaged over heads this is ``[B, (h/2)*(w/2), F, F]``, and each
+row sums to one because the full softmax row does. It is the quantity the method's temporal
+loss compares: how a location distributes its attention across frames.
+
+**Cost.** The output of each layer still comes from diffusers' own processor (SDPA), so a
+capture never changes the model's result. The maps are computed beside it from the layer's own
+``to_q``/``to_k`` (with any LoRA on them) and ``norm_q``/``norm_k``, in float32, in chunks of
+queries sized so that one chunk's probabilities hold at most ``chunk_elements`` numbers (the
+full ``N x N`` matrix is never formed). With gradients enabled each chunk runs under activation
+checkpointing, so the backward pass recomputes it instead of storing it: memory stays bounded
+by one chunk either way, and gradients reach the input latents through ``q`` and ``k``. Outside
+a capture, or when nothing is requested, the default processors stay in place and nothing is paid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import attrs
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from videomage.components import AttentionStore
+from videomage.errors import ConfigError
+
+#: Default bound on the numbers in one chunk of attention probabilities (128 MiB in float32).
+CHUNK_ELEMENTS = 2**25
+
+
+@attrs.define
+class CaptureState:
+    """What the processors need to know of the current forward pass (set by ``predict``)."""
+
+    tokens: list[int] = attrs.field(factory=list)
+    chunk_elements: int = CHUNK_ELEMENTS
+    grid: tuple[int, int, int, int] | None = None  # batch, frames, height, width of the token grid
+
+    def layout(self, queries: int) -> tuple[int, int, int, int]:
+        if self.grid is None or self.grid[1] * self.grid[2] * self.grid[3] != queries:
+            raise RuntimeError(f"attention capture: {queries} video tokens do not match the token grid {self.grid}")
+        return self.grid
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Wan's rotary embedding: each channel pair ``(a, b)`` turns by its angle.
+
+    ``cos``/``sin`` are ``[1, N, 1, D]`` with each angle's value repeated for both channels of the pair.
+    """
+    a, b = x.unflatten(-1, (-1, 2)).unbind(-1)
+    c, s = cos[..., 0::2], sin[..., 0::2]
+    return torch.stack((a * c - b * s, a * s + b * c), dim=-1).flatten(-2).to(x.dtype)
+
+
+def queries_and_keys(attn, hidden_states: torch.Tensor, context: torch.Tensor | None, rotary_emb=None):
+    """The layer's normalised (and, for self-attention, rotated) queries and keys, ``[B, heads, N, d]``."""
+    context = hidden_states if context is None else context
+    q = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
+    k = attn.norm_k(attn.to_k(context)).unflatten(2, (attn.heads, -1))
+    if rotary_emb is not None:
+        q, k = rotate(q, *rotary_emb), rotate(k, *rotary_emb)
+    return q.transpose(1, 2), k.transpose(1, 2)
+
+
+def chunked(fn: Callable[[torch.Tensor], torch.Tensor], q: torch.Tensor, per_query: int, budget: int) -> torch.Tensor:
+    """``fn`` over chunks of the queries (dim 2 of ``q``), concatenated along dim 1 of the results.
+
+    A chunk holds at most ``budget // per_query`` queries; with gradients on, each chunk is
+    checkpointed so only its inputs are kept for the backward pass.
+    """
+    size = max(1, budget // max(1, per_query))
+    grad = torch.is_grad_enabled() and q.requires_grad
+    parts = []
+    for start in range(0, q.shape[2], size):
+        part = q[:, :, start : start + size]
+        parts.append(checkpoint(fn, part, use_reentrant=False) if grad else fn(part))
+    return torch.cat(parts, dim=1)
+
+
+def probabilities(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d))`` in float32."""
+    return (q.float() @ k.float().transpose(-1, -2) * q.shape[-1] ** -0.5).softmax(-1)
+
+
+def cross_maps(q: torch.Tensor, k: torch.Tensor, tokens: Sequence[int], state: CaptureState) -> torch.Tensor:
+    """``[B, T, F, h, w]``: head-averaged probabilities of the text positions ``tokens``."""
+    b, heads, n, _ = q.shape
+    batch, frames, h, w = state.layout(n)
+    kept = chunked(lambda part: probabilities(part, k)[..., list(tokens)].mean(1), q, b * heads * k.shape[2], state.chunk_elements)
+    return kept.reshape(b, frames, h, w, len(tokens)).permute(0, 4, 1, 2, 3)
+
+
+def frame_mass(q: torch.Tensor, k: torch.Tensor, state: CaptureState) -> torch.Tensor:
+    """``[B, h*w, F, F]``: each token's attention summed per key frame, averaged over heads."""
+    b, heads, n, _ = q.shape
+    batch, frames, h, w = state.layout(n)
+    per_frame = chunked(lambda part: probabilities(part, k).unflatten(-1, (frames, h * w)).sum(-1).mean(1),
+                        q, b * heads * n, state.chunk_elements)  # [B, N, F]: (query frame, location) -> key frame
+    return per_frame.reshape(b, frames, h * w, frames).transpose(1, 2)
+
+
+class CaptureProcessor:
+    """Runs the layer's own processor, and records the layer's maps beside it."""
+
+    def __init__(self, inner, kind: str, state: CaptureState, store: AttentionStore) -> None:
+        self.inner, self.kind, self.state, self.store = inner, kind, state, store
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None, **kwargs):
+        out = self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
+        if self.kind == "cross":
+            q, k = queries_and_keys(attn, hidden_states, encoder_hidden_states)
+            self.store.cross.append(cross_maps(q, k, self.state.tokens, self.state))
+        else:
+            q, k = queries_and_keys(attn, hidden_states, None, rotary_emb)
+            self.store.temporal.append(frame_mass(q, k, self.state))
+        return out
+
+
+@contextmanager
+def capture(
+    blocks: Sequence[torch.nn.Module],
+    *,
+    cross_tokens: Sequence[int] | None,
+    temporal: bool,
+    chunk_elements: int = CHUNK_ELEMENTS,
+) -> Iterator[tuple[AttentionStore, CaptureState]]:
+    """Put capturing processors on ``attn2`` (cross) and/or ``attn1`` (temporal) of ``blocks``.
+
+    The original processors come back on exit, also after an error.
+    """
+    store = AttentionStore()
+    state = CaptureState(tokens=list(cross_tokens or []), chunk_elements=int(chunk_elements))
+    wanted: dict[torch.nn.Module, CaptureProcessor] = {}
+    for block in blocks:
+        if cross_tokens:
+            if block.attn2.add_k_proj is not None:
+                raise ConfigError(
+                    "attention capture supports Wan text-to-video models; this one also attends to an image "
+                    "(an image-to-video model), whose cross-attention maps are not the text's alone"
+                )
+            wanted[block.attn2] = CaptureProcessor(block.attn2.processor, "cross", state, store)
+        if temporal:
+            wanted[block.attn1] = CaptureProcessor(block.attn1.processor, "temporal", state, store)
+    originals = {module: module.processor for module in wanted}
+    try:
+        for module, processor in wanted.items():
+            module.processor = processor
+        yield store, state
+    finally:
+        for module, processor in originals.items():
+            module.processor = processor

@@ -1,0 +1,79 @@
+"""Learned tokens with Wan's T5 tokenizer and UMT5 encoder (shared, tied input embeddings)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from videomage.errors import ArtifactError, ConfigError
+from videomage.stages.common import TokenRows
+
+
+def test_new_token_starts_from_its_init_word(backbone):
+    weight = backbone.token_embedding_weight()
+    rows = weight.shape[0]
+    first, second = backbone.add_tokens(["<toy>", "<pup>"], ["toy", "dog"])
+    # The tiny UMT5 has one spare row past the tokenizer, as the published one has many:
+    # the first token lands there, the second grows the matrix.
+    assert first == rows - 1 and second == rows
+    weight = backbone.token_embedding_weight()
+    assert weight.shape[0] == rows + 1
+    text = backbone.text
+    assert text.encoder.shared.weight is text.encoder.encoder.embed_tokens.weight  # still tied
+    toy = text.tokenizer("toy", add_special_tokens=False).input_ids
+    assert torch.equal(weight[first], weight[toy].mean(0))
+    # A token is one piece, never split; adding it again keeps its embedding.
+    assert backbone.word_positions("a <toy> riding a <pup>", "<toy>") == [1]
+    before = backbone.token_embeddings(["<toy>"])["<toy>"]
+    backbone.add_tokens(["<toy>"], ["cat"])
+    assert torch.equal(backbone.token_embeddings(["<toy>"])["<toy>"], before)
+
+
+def test_prompts_encode_to_a_fixed_length_with_zero_padding(backbone):
+    embeds = backbone.encode_prompt(["a toy", "a red toy is riding a horse in the snow"])
+    assert embeds.shape == (2, backbone.text.length, 16)
+    # "a toy" is three positions ("a", "toy", end-of-text): everything after is zero, as in Wan's pipeline.
+    assert embeds[0, 3:].abs().sum() == 0 and embeds[0, :3].abs().sum() > 0
+
+
+def test_word_positions_follow_characters_not_ids(backbone):
+    prompt = "a dog and a doggo"  # "doggo" is not a word of the tiny vocabulary: letters
+    assert backbone.word_positions(prompt, "dog") == [1]
+    doggo = backbone.word_positions(prompt, "doggo")
+    assert len(doggo) > 1 and doggo[0] > 3
+    assert backbone.word_positions(prompt, "horse") == []
+
+
+def test_textual_inversion_trains_only_the_new_row(backbone):
+    backbone.add_tokens(["<toy>"], ["toy"])
+    rows = TokenRows(backbone, ["<toy>"], lr=1e-2)
+    try:
+        weight = backbone.token_embedding_weight()
+        before = weight.detach().clone()
+        embeds = backbone.encode_prompt(["a <toy> video"])
+        # (Not a squared norm: UMT5 ends in an RMS norm, which makes that constant.)
+        loss = (embeds * torch.randn(embeds.shape, generator=torch.Generator().manual_seed(0))).sum()
+        loss.backward()
+        (token,) = backbone.token_ids(["<toy>"])
+        assert weight.grad[token].abs().sum() > 0
+        others = torch.ones(weight.shape[0], dtype=torch.bool)
+        others[token] = False
+        assert weight.grad[others].abs().sum() == 0
+        with torch.no_grad():
+            weight -= weight.grad
+        assert torch.equal(weight[others], before[others])
+        # The cache must not serve the old encoding after the row changed.
+        assert not torch.equal(backbone.encode_prompt(["a <toy> video"]), backbone.encode_prompt(["a toy video"]))
+    finally:
+        rows.close()
+
+
+def test_token_errors_teach(backbone):
+    with pytest.raises(ConfigError, match="never added"):
+        backbone.token_ids(["<nobody>"])
+    with pytest.raises(ConfigError, match="without spaces"):
+        backbone.add_tokens(["<two words>"], ["toy"])
+    with pytest.raises(ArtifactError, match="another text encoder"):
+        backbone.set_token_embeddings({"<toy>": torch.zeros(7)})
+    backbone.set_token_embeddings({"<new>": torch.full((16,), 0.5)})
+    assert torch.equal(backbone.token_embeddings(["<new>"])["<new>"], torch.full((16,), 0.5))
