@@ -1,0 +1,255 @@
+"""Train the toy world's base model: ``python -m videomage_toyworld.train --out DIR``.
+
+Two phases, each an ordinary :class:`videomage.Trainer` run with its own checkpoint folder,
+so re-running the same command resumes wherever it stopped (parameters, AdamW moments and
+RNG states are checkpointed atomically; the data of step ``k`` is drawn from a generator
+seeded by ``(seed, phase, k)``, so a resumed run sees the batches an uninterrupted one would):
+
+1. the VAE learns to reconstruct frames of arbitrary colours and patterns, then its latent
+   scale is fixed from the world's frames (ZeroScope's ``scaling_factor`` convention);
+2. the UNet and the text encoder learn epsilon-prediction on captioned clips and stills, with
+   captions dropped to ``""`` 10% of the time so that classifier-free guidance has an
+   unconditional branch to push away from.
+
+Every ``--export-every`` steps (and at the end) the model is written in the diffusers layout
+into ``DIR/model`` atomically; ``--ship`` copies the final one into the package as float16.
+Raising ``--steps`` and re-running continues a finished run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import os
+import shutil
+from pathlib import Path
+
+import attrs
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from videomage.components import ObjectiveOutput
+from videomage.trainer import ParamGroup, Trainer, TrainerConfig
+from videomage_toyworld import world
+from videomage_toyworld.model import MODEL_DIR, ToyModelConfig, build_components, save_model
+
+
+@attrs.frozen(kw_only=True)
+class TrainPlan:
+    """What to train for how long. The defaults fit about 90 minutes on one CPU core."""
+
+    vae_steps: int = 500
+    steps: int = 1800
+    batch: int = 8  # clips per step
+    still_batch: int = 16  # stills per step, on the steps that train on stills
+    still_fraction: float = 0.25
+    frames: int = 8
+    lr: float = 5e-4
+    vae_lr: float = 1e-3
+    caption_dropout: float = 0.1
+    kl_weight: float = 1e-6
+    seed: int = 0
+    checkpoint_every: int = 50
+    export_every: int = 200
+    mixed_precision: str = "no"
+
+
+def _data_rng(plan: TrainPlan, phase: int, step: int) -> np.random.Generator:
+    return np.random.default_rng([plan.seed, phase, step])
+
+
+def denoiser_batch(plan: TrainPlan, size: int, step: int) -> dict:
+    """The data of denoiser step ``step``: a function of the plan and the step alone."""
+    rng = _data_rng(plan, 2, step)
+    still = bool(rng.random() < plan.still_fraction)
+    data = world.batch(rng, plan.still_batch if still else plan.batch, size=size, frames=plan.frames, still=still)
+    data["captions"] = ["" if rng.random() < plan.caption_dropout else c for c in data["captions"]]
+    data["still"] = still
+    return data
+
+
+class Prefetcher:
+    """Draws the batches of the next steps in worker processes while the model trains.
+
+    Rendering a batch of clips costs about as much as a GPU step, so on a GPU the data would
+    otherwise be the bottleneck. ``workers=0`` draws inline (the CPU default: no spare cores).
+    """
+
+    def __init__(self, make, workers: int) -> None:
+        self.make, self.workers, self.pending = make, workers, {}
+        self.pool = None
+        if workers:
+            import multiprocessing
+
+            self.pool = multiprocessing.get_context("spawn").Pool(workers)
+
+    def get(self, step: int):
+        if self.pool is None:
+            return self.make(step)
+        for ahead in range(step, step + 2 * self.workers):
+            if ahead not in self.pending:
+                self.pending[ahead] = self.pool.apply_async(self.make, (ahead,))
+        return self.pending.pop(step).get()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+
+
+def _cosine_lr(trainer: Trainer, base: float, step: int, total: int) -> None:
+    """Cosine decay to a tenth of ``base``: a function of the step alone, so resuming is exact."""
+    factor = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = base * factor
+
+
+def train_vae(components: dict, plan: TrainPlan, size: int, out: Path, device: torch.device) -> None:
+    """Phase 1: reconstruction (half arbitrary-colour frames, half world frames) plus a tiny KL."""
+    vae = components["vae"].to(device).train()
+
+    def step_loss(step: int, generator: torch.Generator) -> ObjectiveOutput:
+        rng = _data_rng(plan, 1, step)
+        half = plan.still_batch // 2
+        stills = torch.from_numpy(np.stack([world.random_clip(rng, size=size, still=True).frames[0] for _ in range(half)]))
+        frames = torch.cat([world.autoencoder_frames(rng, plan.still_batch - half, size=size), stills]).to(device) * 2 - 1
+        posterior = vae.encode(frames).latent_dist
+        noise = torch.randn(posterior.mean.shape, generator=generator).to(device)
+        recon = vae.decode(posterior.mean + posterior.std * noise).sample
+        mse = F.mse_loss(recon.float(), frames)
+        kl = posterior.kl().mean()
+        return ObjectiveOutput(loss=mse + plan.kl_weight * kl, logs={"mse": float(mse), "kl": float(kl)})
+
+    config = TrainerConfig(steps=plan.vae_steps, checkpoint_every=plan.checkpoint_every, seed=plan.seed,
+                           description="vae", mixed_precision=plan.mixed_precision)
+    Trainer(config, [ParamGroup(name="vae", params=list(vae.parameters()), lr=plan.vae_lr)], step_loss,
+            checkpoint_dir=out / "vae").fit()
+    vae.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def fix_latent_scale(vae, plan: TrainPlan, size: int, device: torch.device) -> float:
+    """Set ``scaling_factor`` to 1/std of the world's latents, so noised latents have unit scale."""
+    rng = _data_rng(plan, 0, 0)
+    clips = world.batch(rng, 8, size=size, frames=plan.frames)["video"].flatten(0, 1).to(device)
+    std = float(vae.encode(clips * 2 - 1).latent_dist.mode().float().std())
+    vae.register_to_config(scaling_factor=1.0 / std)
+    return 1.0 / std
+
+
+def _encode(vae, video: torch.Tensor) -> torch.Tensor:
+    """``[B, F, 3, H, W]`` in [0, 1] -> scaled latents ``[B, C, F, h, w]`` (as the backbone does)."""
+    b, f = video.shape[:2]
+    latents = vae.encode(video.flatten(0, 1) * 2 - 1).latent_dist.mode() * vae.config.scaling_factor
+    return latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
+
+
+def train_denoiser(
+    components: dict, plan: TrainPlan, size: int, out: Path, device: torch.device, workers: int = 0
+) -> Trainer:
+    """Phase 2: epsilon-prediction on captioned clips and stills, captions dropped at random."""
+    unet, text_encoder = components["unet"].to(device).train(), components["text_encoder"].to(device).train()
+    tokenizer, scheduler, vae = components["tokenizer"], components["scheduler"], components["vae"]
+    alphas = scheduler.alphas_cumprod.to(device)
+    trainer: Trainer
+
+    def step_loss(step: int, generator: torch.Generator) -> ObjectiveOutput:
+        _cosine_lr(trainer, plan.lr, step, plan.steps)
+        data = prefetch.get(step)
+        captions, still = data["captions"], data["still"]
+        with torch.no_grad():
+            latents = _encode(vae, data["video"].to(device))
+        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                        return_tensors="pt").input_ids.to(device)
+        noise = torch.randn(latents.shape, generator=generator).to(device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator).to(device)
+        a = alphas[t].view(-1, 1, 1, 1, 1)
+        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        pred = unet(noisy, t, encoder_hidden_states=text_encoder(ids)[0]).sample
+        loss = F.mse_loss(pred.float(), noise)
+        return ObjectiveOutput(loss=loss, logs={"still": float(still)})
+
+    def export(step: int) -> None:
+        export_model(components, out / "model")
+
+    config = TrainerConfig(steps=plan.steps, checkpoint_every=plan.checkpoint_every, seed=plan.seed,
+                           description="unet+text", validate_every=plan.export_every,
+                           mixed_precision=plan.mixed_precision)
+    groups = [ParamGroup(name="unet", params=list(unet.parameters()), lr=plan.lr),
+              ParamGroup(name="text_encoder", params=list(text_encoder.parameters()), lr=plan.lr)]
+    trainer = Trainer(config, groups, step_loss, checkpoint_dir=out / "denoiser", validate=export)
+    prefetch = Prefetcher(functools.partial(denoiser_batch, plan, size), workers)
+    try:
+        trainer.fit()
+    finally:
+        prefetch.close()
+    unet.eval(), text_encoder.eval()
+    return trainer
+
+
+def export_model(components: dict, folder: Path, *, dtype: torch.dtype = torch.float32) -> Path:
+    """Write the model into ``folder`` atomically: build it beside, then swap it in."""
+    folder = Path(folder)
+    staging = folder.with_name(folder.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    save_model(components, staging, dtype=dtype)
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(staging, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def train(out: str | Path, plan: TrainPlan, config: ToyModelConfig, *, device: str = "cpu", workers: int = 0) -> dict:
+    """Run (or resume) both phases; return the trained components, on the CPU, in eval mode."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device)
+    # The same seed builds the same initial weights on every run; the checkpoints then restore
+    # the trained ones, so nothing but the checkpoints has to be kept between runs.
+    components = build_components(config, out / "tokenizer", seed=plan.seed)
+    train_vae(components, plan, config.image_size, out, dev)
+    fix_latent_scale(components["vae"], plan, config.image_size, dev)
+    train_denoiser(components, plan, config.image_size, out, dev, workers)
+    for name in ("unet", "vae", "text_encoder"):
+        components[name].to("cpu").eval().requires_grad_(False)
+    export_model(components, out / "model")
+    return components
+
+
+def main(argv: list[str] | None = None) -> None:
+    defaults = TrainPlan()
+    parser = argparse.ArgumentParser(prog="python -m videomage_toyworld.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="run folder: checkpoints, tokenizer and model/")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="UNet + text-encoder steps")
+    parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
+    parser.add_argument("--batch", type=int, default=defaults.batch)
+    parser.add_argument("--still-batch", type=int, default=defaults.still_batch)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--export-every", type=int, default=defaults.export_every)
+    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the CPU is shared)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--workers", type=int, default=0, help="data worker processes (use some on a GPU)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPUs)")
+    parser.add_argument("--tiny", action="store_true", help="the unit-test model sizes (32x32 frames)")
+    parser.add_argument("--ship", action="store_true", help=f"copy the result, as float16, into {MODEL_DIR}")
+    parser.add_argument("--resume", action="store_true", help="accepted for clarity: runs always resume")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    plan = TrainPlan(vae_steps=args.vae_steps, steps=args.steps, batch=args.batch, still_batch=args.still_batch,
+                     lr=args.lr, seed=args.seed, export_every=args.export_every,
+                     checkpoint_every=args.checkpoint_every, mixed_precision="bf16" if args.bf16 else "no")
+    config = ToyModelConfig.tiny() if args.tiny else ToyModelConfig()
+    components = train(args.out, plan, config, device=args.device, workers=args.workers)
+    if args.ship:
+        export_model(components, MODEL_DIR, dtype=torch.float16)
+    print(f"model written to {Path(args.out) / 'model'}" + (f" and {MODEL_DIR}" if args.ship else ""))
+
+
+if __name__ == "__main__":
+    main()
