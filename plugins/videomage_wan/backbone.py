@@ -96,10 +96,12 @@ class WanBackbone(Backbone):
         elif local.exists() or model.startswith((".", "/", "~")):
             raise ConfigError(f"model {model!r} is not a folder; pass a diffusers-layout folder or a Hub id")
         try:
-            transformer = WanTransformer3DModel.from_pretrained(model, subfolder="transformer", torch_dtype=torch_dtype)
+            transformer = WanTransformer3DModel.from_pretrained(model, subfolder="transformer", torch_dtype=torch_dtype,
+                                                                use_safetensors=True)
             # The VAE stays in float32 whatever the dtype: Wan's VAE loses detail in half precision.
-            vae = AutoencoderKLWan.from_pretrained(model, subfolder="vae", torch_dtype=torch.float32)
-            text_encoder = UMT5EncoderModel.from_pretrained(model, subfolder="text_encoder", dtype=torch_dtype)
+            vae = AutoencoderKLWan.from_pretrained(model, subfolder="vae", torch_dtype=torch.float32, use_safetensors=True)
+            text_encoder = UMT5EncoderModel.from_pretrained(model, subfolder="text_encoder", dtype=torch_dtype,
+                                                            use_safetensors=True)
             tokenizer = AutoTokenizer.from_pretrained(model, subfolder="tokenizer")
             scheduler_config = UniPCMultistepScheduler.load_config(model, subfolder="scheduler")
         except (OSError, ValueError) as exc:

@@ -90,3 +90,11 @@ def test_flow_schedulers_by_name(backbone):
     assert euler.config.shift == 3.0
     with pytest.raises(ConfigError, match="cannot sample a flow-matching"):
         backbone.make_scheduler("DDIMScheduler")
+
+
+def test_a_real_zeroscope_folder_is_left_to_its_plugin(tiny_model_dir):
+    # The tiny ZeroScope model of the shared fixtures: the two families never claim each other.
+    assert not WanBackbone.detect(str(tiny_model_dir))
+    assert detect_backbone(str(tiny_model_dir)) == "zeroscope"
+    with pytest.raises(ConfigError, match="'transformer' subfolder"):
+        WanBackbone.from_pretrained(str(tiny_model_dir))
