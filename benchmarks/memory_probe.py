@@ -1,0 +1,73 @@
+"""Peak memory of one sampling run, measured in a fresh process (CPU) or on the GPU.
+
+CPU: the process's peak resident set (``VmHWM``) is reset through ``/proc/self/clear_refs``
+once the model is loaded, so the peak belongs to the sampling run alone; a fresh process per
+measurement keeps one run's freed-but-retained heap from inflating the next.
+GPU: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.
+
+``python -m benchmarks.memory_probe MODE FOLDER`` (MODE: cfg | scs | scs_unguided) prints one
+JSON line: ``{"mode", "base_bytes", "peak_bytes"}``; benchmark config comes from the environment.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+
+def _status(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def sample(world, mode: str) -> None:
+    from benchmarks.world import PROMPT, TOKENS
+    from videomage.plugins import get_registry
+
+    c = world.config
+    request = {"prompt": PROMPT, "steps": c.steps, "frames": c.frames, "height": c.height, "width": c.width,
+               "seed": 0, "progress": False}
+    if mode == "cfg":
+        request["adapters"] = {"fused": 1.0, "motion": 1.0}  # the "w/o SCS" baseline: both LoRAs in one pass
+    else:
+        request.update(subject_adapter="fused", motion_adapter="motion", tokens=dict(TOKENS),
+                       tau=c.steps if mode == "scs" else 0)
+    get_registry().create("sampler", "cfg" if mode == "cfg" else "scs").sample(world.backbone, world.adapter, request)
+
+
+def measure(world, mode: str) -> dict:
+    """Peak memory of one sampling run in this process (CPU: only meaningful in a fresh process)."""
+    gc.collect()
+    if world.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        sample(world, mode)
+        torch.cuda.synchronize()
+        return {"mode": mode, "base_bytes": base, "peak_bytes": torch.cuda.max_memory_allocated()}
+    base = _status("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    sample(world, mode)
+    return {"mode": mode, "base_bytes": base, "peak_bytes": _status("VmHWM")}
+
+
+def main() -> None:
+    from benchmarks.models import BenchConfig
+    from benchmarks.world import make_world
+
+    mode, folder = sys.argv[1], Path(sys.argv[2])
+    torch.set_num_threads(int(os.environ.get("VIDEOMAGE_BENCH_THREADS", "1")))
+    world = make_world(BenchConfig.from_env(), folder)
+    print(json.dumps(measure(world, mode)))
+
+
+if __name__ == "__main__":
+    main()
