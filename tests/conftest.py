@@ -11,6 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tiny models gain nothing from intra-op threads, and on a shared 2-core machine the threads of
+# one test fight those of other processes (a tiny forward took 4-8x longer with two threads).
+torch.set_num_threads(1)
 
 TINY_FRAMES = 4
 

@@ -29,14 +29,18 @@ def _train_args(parser: argparse.ArgumentParser, steps: int) -> None:
     parser.add_argument("--work-dir", type=Path, help="checkpoints and caches (default: <out>.work); re-running resumes")
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
-    parser.add_argument("--checkpoint-every", type=int, default=50)
+    parser.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints in the work dir")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory")
+    parser.add_argument("--validate-every", type=int, help="write a validation sample to <work-dir>/validation every N steps")
+    parser.add_argument("--sample-steps", type=int, default=25,
+                        help="sampling steps of the videos a stage generates (prior, teacher and validation videos)")
     parser.add_argument("--frames", type=int, help="clip length (default: the backbone's native frame count)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _setup(args: argparse.Namespace):
     from videomage.loading import load_backbone, make_adapter
-    from videomage.stages.subject import StageOptions
+    from videomage.stages.common import StageOptions
 
     backbone = load_backbone(args.model, backbone=args.backbone, device=args.device, dtype=args.dtype)
     adapter = make_adapter(args.adapter)
@@ -44,7 +48,9 @@ def _setup(args: argparse.Namespace):
     if hasattr(args, "out") and hasattr(args, "grad_accum"):
         work = args.work_dir or args.out.with_name(args.out.name + ".work")
         opts = StageOptions(seed=args.seed, work_dir=work, progress=not args.no_progress, grad_accum=args.grad_accum,
-                            mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every, frames=args.frames)
+                            mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every, frames=args.frames,
+                            gradient_checkpointing=args.gradient_checkpointing, validate_every=args.validate_every,
+                            prior_steps=args.sample_steps)
     return backbone, adapter, opts
 
 

@@ -131,6 +131,15 @@ class Backbone(ABC):
         Artifacts record it; loading an artifact into a backbone with another fingerprint is refused.
         """
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations during the backward pass (less memory, more compute).
+
+        The default refuses; backbones whose denoiser supports it override this.
+        """
+        from videomage.errors import ConfigError
+
+        raise ConfigError(f"backbone {self.name!r} does not support gradient checkpointing; train without it")
+
     @property
     def device(self) -> torch.device:
         return next(self.denoiser.parameters()).device

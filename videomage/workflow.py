@@ -19,7 +19,7 @@ from videomage.artifact import Artifact
 from videomage.config import Recipe
 from videomage.loading import load_backbone, make_adapter
 from videomage.stages.common import content_hash
-from videomage.stages.subject import StageOptions
+from videomage.stages.common import StageOptions
 
 Log = Callable[[str], None]
 

@@ -134,8 +134,15 @@ class ZeroScopeBackbone(Backbone):
         return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def enable_gradient_checkpointing(self) -> None:
-        """Recompute activations in the backward pass: less memory, about a third more compute."""
-        self.denoiser.enable_gradient_checkpointing()
+        """Recompute the spatial transformers' activations in the backward pass.
+
+        ``UNet3DConditionModel`` itself refuses gradient checkpointing in diffusers, but its
+        spatial ``Transformer2DModel`` blocks support it, and they hold most of the activation
+        memory (full attention over every frame's h*w positions; temporal attention is F x F).
+        """
+        for module in self.denoiser.modules():
+            if isinstance(module, Transformer2DModel):
+                module.enable_gradient_checkpointing()
 
     # -- roles -----------------------------------------------------------------------------
     def role_modules(self, role: str) -> dict[str, torch.nn.Module]:

@@ -53,8 +53,13 @@ def test_detects_its_folders_and_refuses_others(tiny_model_dir, tmp_path):
 
 
 def test_uncached_hub_id_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    import diffusers.utils.constants
+    import huggingface_hub.constants
+
+    # Offline, as on a machine without network: the libraries read these at import time.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(diffusers.utils.constants, "HF_HUB_OFFLINE", True, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(ConfigError, match="huggingface-cli download"):
         ZeroScopeBackbone.from_pretrained("cerspense/zeroscope_v2_576w")
 
@@ -152,3 +157,25 @@ def test_training_target_is_the_noise_and_add_noise_is_the_forward_process(backb
     a = backbone.noise_scheduler.alphas_cumprod[250]
     assert torch.allclose(backbone.add_noise(x0, noise, t), a.sqrt() * x0 + (1 - a).sqrt() * noise, atol=1e-6)
     assert torch.equal(backbone.training_target(x0, noise, t), noise)
+
+
+def test_gradient_checkpointing_keeps_the_gradients(tiny_model_dir):
+    from videomage_lora.adapter import LoRA
+
+    grads = []
+    for checkpointing in (False, True):
+        bb = load_backbone(str(tiny_model_dir))
+        adapter = LoRA()
+        adapter.attach(bb, "s", roles=["spatial"])
+        adapter.activate(bb, {"s": 1.0})
+        with torch.no_grad():
+            for p in adapter.parameters(bb, "s"):
+                p.fill_(0.05)
+        if checkpointing:
+            bb.enable_gradient_checkpointing()
+        g = torch.Generator().manual_seed(0)
+        latents = torch.randn(1, 4, 2, 16, 16, generator=g)
+        bb.predict(latents, torch.tensor([300]), bb.encode_prompt(["a red circle"])).square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in adapter.parameters(bb, "s")]))
+    assert grads[0].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)

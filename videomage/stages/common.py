@@ -1,4 +1,5 @@
-"""What the stages share: trainable token rows, latent caches and content hashes."""
+"""What the stages share: their options, trainable token rows, latent caches, content hashes
+and validation samples."""
 
 from __future__ import annotations
 
@@ -11,9 +12,70 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+import attrs
+
 from videomage.artifact import atomic_write
-from videomage.components import Backbone
-from videomage.trainer import ParamGroup
+from videomage.components import Adapter, Backbone
+from videomage.trainer import ParamGroup, TrainerConfig
+
+
+@attrs.frozen(kw_only=True)
+class StageOptions:
+    """Settings every learning stage shares (the CLI's common flags)."""
+
+    seed: int = 0
+    work_dir: Path | None = None  # checkpoints, caches and validation samples; None: no resume, no cache
+    progress: bool = True
+    grad_accum: int = 1
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = 50
+    validate_every: int | None = None  # write a validation sample every N steps (needs work_dir)
+    prior_count: int = 4  # generated prior-preservation videos per subject
+    prior_steps: int = 25  # sampling steps of every video a stage generates: prior, teacher, validation
+    frames: int | None = None  # clip length for video inputs; the backbone's native one when None
+
+    def path(self, name: str) -> Path | None:
+        return None if self.work_dir is None else Path(self.work_dir) / name
+
+    def trainer_config(self, steps: int, description: str) -> TrainerConfig:
+        return TrainerConfig(steps=steps, seed=self.seed, progress=self.progress, grad_accum=self.grad_accum,
+                             mixed_precision=self.mixed_precision, checkpoint_every=self.checkpoint_every,
+                             validate_every=self.validate_every, description=description)
+
+    def prepare(self, backbone: Backbone) -> None:
+        """Apply the options that change the backbone itself (gradient checkpointing)."""
+        if self.gradient_checkpointing:
+            backbone.enable_gradient_checkpointing()
+
+
+def validation(backbone: Backbone, adapter: Adapter, opts: StageOptions, *, name: str, prompt: str,
+               adapters: dict[str, float]) -> Callable[[int], None] | None:
+    """A callback that samples ``prompt`` with ``adapters`` and writes ``validation/<name>-stepN.mp4``.
+
+    The adapters active before the sample are active again after it, so training goes on as
+    if nothing happened; the sample's seed is fixed so samples of successive steps compare.
+    """
+    folder = opts.path("validation")
+    if not opts.validate_every or folder is None:
+        return None
+
+    def validate(step: int) -> None:
+        from tqdm.auto import tqdm
+
+        from videomage.media import write_mp4
+        from videomage.plugins import get_registry
+
+        request = {"prompt": prompt, "steps": opts.prior_steps, "seed": opts.seed, "frames": opts.frames,
+                   "adapters": adapters, "progress": False}
+        with torch.no_grad(), adapter.disabled(backbone):  # disabled() restores the training state on exit
+            latents = get_registry().create("sampler", "cfg").sample(backbone, adapter, request)
+            video = backbone.decode_latents(latents)[0].float().cpu()
+        folder.mkdir(parents=True, exist_ok=True)
+        out = write_mp4(video, folder / f"{name}-step{step:05d}.mp4", fps=backbone.video_spec.fps)
+        tqdm.write(f"validation sample: {out}")
+
+    return validate
 
 
 def content_hash(*parts: Any) -> str:

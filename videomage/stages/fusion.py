@@ -21,9 +21,9 @@ from videomage.components import Adapter, Backbone, ObjectiveOutput, TrainingCon
 from videomage.config import FusionConfig
 from videomage.errors import ArtifactError, ConfigError
 from videomage.plugins import get_registry
-from videomage.stages.common import cached_tensors, content_hash, encode_batched, pick
-from videomage.stages.subject import StageOptions, _jsonable
-from videomage.trainer import ParamGroup, Trainer, TrainerConfig
+from videomage.stages.common import StageOptions, cached_tensors, content_hash, encode_batched, pick, validation
+from videomage.stages.subject import _jsonable
+from videomage.trainer import ParamGroup, Trainer
 
 
 def load_subjects(paths: Sequence[str | Path]) -> list[Artifact]:
@@ -137,11 +137,12 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
             logs.update(a.logs)
         return ObjectiveOutput(loss=loss, logs=logs)
 
+    opts.prepare(backbone)
     history = Trainer(
-        TrainerConfig(steps=config.steps, seed=opts.seed, progress=opts.progress, grad_accum=opts.grad_accum,
-                      mixed_precision=opts.mixed_precision, checkpoint_every=opts.checkpoint_every, description="fusion"),
+        opts.trainer_config(config.steps, "fusion"),
         [ParamGroup(name="lora", params=adapter.parameters(backbone, name), lr=config.lr)],
         step_loss, checkpoint_dir=opts.path("ckpt-fusion"),
+        validate=validation(backbone, adapter, opts, name="fusion", prompt=composite_prompt, adapters={name: 1.0}),
     ).fit()
     rank = sum(int(a.adapter_config.get("rank", 4)) for a in arts)
     return Artifact(

@@ -24,9 +24,9 @@ from videomage.config import MotionConfig
 from videomage.errors import ConfigError
 from videomage.media import read_video
 from videomage.plugins import get_registry
-from videomage.stages.common import TokenRows, encode_batched
-from videomage.stages.subject import StageOptions, _jsonable
-from videomage.trainer import ParamGroup, Trainer, TrainerConfig
+from videomage.stages.common import StageOptions, TokenRows, encode_batched, validation
+from videomage.stages.subject import _jsonable
+from videomage.trainer import ParamGroup, Trainer
 
 
 def entity_token(word: str) -> str:
@@ -58,8 +58,7 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
     backbone.add_tokens(list(tokens), list(tokens.values()))
     latents = encode_batched(backbone, clip[None])
     registry = get_registry()
-    base_config = dict(seed=opts.seed, progress=opts.progress, grad_accum=opts.grad_accum,
-                       mixed_precision=opts.mixed_precision, checkpoint_every=opts.checkpoint_every)
+    opts.prepare(backbone)
 
     # 1. Textual inversion on the middle frame, with every adapter off. The frame is encoded
     # as a one-frame video (an image), which is also right for VAEs that compress time.
@@ -75,8 +74,9 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
 
         try:
             with adapter.disabled(backbone):
-                Trainer(TrainerConfig(steps=config.inversion_steps, description="textual inversion", **base_config),
-                        [rows.group], inversion_loss, checkpoint_dir=opts.path("ckpt-motion-inversion")).fit()
+                # No validation samples here: the adapters are off, there is nothing to look at yet.
+                inversion = attrs.evolve(opts.trainer_config(config.inversion_steps, "textual inversion"), validate_every=None)
+                Trainer(inversion, [rows.group], inversion_loss, checkpoint_dir=opts.path("ckpt-motion-inversion")).fit()
         finally:
             rows.close()
 
@@ -94,9 +94,10 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
         return objective.loss(ctx, {"latents": latents, "prompts": [c_m], "appearance_prompts": [c_ap]})
 
     history = Trainer(
-        TrainerConfig(steps=config.steps, description="motion", **base_config),
+        opts.trainer_config(config.steps, "motion"),
         [ParamGroup(name="lora", params=adapter.parameters(backbone, name), lr=config.lr)],
         motion_loss, checkpoint_dir=opts.path("ckpt-motion"),
+        validate=validation(backbone, adapter, opts, name="motion", prompt=c_m, adapters={name: 1.0}),
     ).fit()
     return Artifact(
         kind="motion",

@@ -21,26 +21,18 @@ from videomage.config import SubjectConfig
 from videomage.errors import InputError
 from videomage.media import VIDEO_SUFFIXES, read_images, read_video
 from videomage.plugins import get_registry
-from videomage.stages.common import TokenRows, cached_tensors, content_hash, encode_batched, pick
-from videomage.trainer import ParamGroup, Trainer, TrainerConfig
+from videomage.stages.common import (
+    StageOptions,
+    TokenRows,
+    cached_tensors,
+    content_hash,
+    encode_batched,
+    pick,
+    validation,
+)
+from videomage.trainer import ParamGroup, Trainer
 
-
-@attrs.frozen(kw_only=True)
-class StageOptions:
-    """Settings every learning stage shares (the CLI's common flags)."""
-
-    seed: int = 0
-    work_dir: Path | None = None  # checkpoints and caches; None: no resume, no cache
-    progress: bool = True
-    grad_accum: int = 1
-    mixed_precision: str = "no"
-    checkpoint_every: int = 50
-    prior_count: int = 4
-    prior_steps: int = 25
-    frames: int | None = None  # clip length for video inputs; the backbone's native one when None
-
-    def path(self, name: str) -> Path | None:
-        return None if self.work_dir is None else Path(self.work_dir) / name
+__all__ = ["StageOptions", "learn_subject", "prior_latents"]
 
 
 def prior_latents(backbone: Backbone, adapter: Adapter, config: SubjectConfig, opts: StageOptions) -> tuple[torch.Tensor, list[str]]:
@@ -108,13 +100,12 @@ def learn_subject(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
 
     tokens = TokenRows(backbone, [config.token], config.text_lr)
     groups = [ParamGroup(name="lora", params=adapter.parameters(backbone, name), lr=config.lr), tokens.group]
-    trainer_config = TrainerConfig(
-        steps=config.steps, seed=opts.seed, progress=opts.progress, grad_accum=opts.grad_accum,
-        mixed_precision=opts.mixed_precision, checkpoint_every=opts.checkpoint_every,
-        description=f"subject {config.token}",
-    )
+    opts.prepare(backbone)
+    slug = config.token.strip("<>")
+    validate = validation(backbone, adapter, opts, name=f"subject-{slug}", prompt=prompt, adapters={name: 1.0})
     try:
-        history = Trainer(trainer_config, groups, step_loss, checkpoint_dir=opts.path(f"ckpt-subject-{config.token.strip('<>')}")).fit()
+        history = Trainer(opts.trainer_config(config.steps, f"subject {config.token}"), groups, step_loss,
+                          checkpoint_dir=opts.path(f"ckpt-subject-{slug}"), validate=validate).fit()
     finally:
         tokens.close()
     return Artifact(

@@ -1,0 +1,135 @@
+"""Whole jobs on the tiny model: recipes that resume, the stage commands, and the tutorial.
+
+Step counts are cut to a few so the suite stays fast; everything else runs as a user runs it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from videomage.cli import build_parser, main
+from videomage.config import Recipe, from_mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+FAST = {"subjects": {"steps": 2, "lambda_reg": 0.0}, "motion": {"steps": 2, "inversion_steps": 1},
+        "fusion": {"steps": 2, "videos_per_subject": 1}, "sampling": {"steps": 2, "tau": 1}}
+
+
+def square(size, x, y, colour, background=(30, 30, 30), half=5):
+    frame = np.full((size, size, 3), background, dtype=np.uint8)
+    frame[max(0, y - half) : y + half, max(0, x - half) : x + half] = colour
+    return frame
+
+
+def make_inputs(root: Path, size: int, frames: int) -> None:
+    """The tutorial's project layout: photos of two subjects and one clip."""
+    for name, colour, ext in (("toy", (220, 40, 40), "png"), ("dog", (40, 40, 220), "jpg")):
+        folder = root / "photos" / name
+        folder.mkdir(parents=True)
+        for i in range(3):
+            iio.imwrite(folder / f"{i}.{ext}", square(size, 8 + 5 * i, 12 + 3 * i, colour))
+    (root / "clips").mkdir()
+    clip = np.stack([square(size, 6 + 3 * i, size // 2, (40, 200, 40)) for i in range(frames)])
+    iio.imwrite(root / "clips" / "ride.mp4", clip, fps=8, plugin="FFMPEG", codec="libx264", macro_block_size=2)
+
+
+def tutorial_recipe() -> dict:
+    text = (DOCS / "method" / "tutorial.md").read_text()
+    (block,) = re.findall(r"```toml\n(.*?)```", text, flags=re.S)
+    return tomllib.loads(block)
+
+
+def fast(data: dict, model: Path) -> dict:
+    data = {**data, "model": {**data["model"], "id": str(model)}}
+    data["subjects"] = [{**s, **FAST["subjects"]} for s in data["subjects"]]
+    for key in ("motion", "fusion", "sampling"):
+        data[key] = {**data.get(key, {}), **FAST[key]}
+    return data
+
+
+def run(data: dict, project: Path) -> list[str]:
+    from videomage.workflow import run_recipe
+
+    logs: list[str] = []
+    run_recipe(from_mapping(Recipe, data).resolve_paths(project), progress=False, log=logs.append)
+    return logs
+
+
+def test_the_tutorial_recipe_runs_and_resumes(tiny_model_dir, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    make_inputs(project, size=32, frames=4)
+    data = fast(tutorial_recipe(), tiny_model_dir)
+
+    # The tutorial's command is a real command line of the CLI.
+    (command,) = re.findall(r"```bash\n(videomage run .*?)\n```", (DOCS / "method" / "tutorial.md").read_text())
+    assert build_parser()[0].parse_args(command.split()[1:]).recipe == Path("project/recipe.toml")
+
+    # Interrupt the job in the motion stage: the subjects are kept.
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("videomage.stages.motion.learn_motion", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(data, project)
+    monkeypatch.undo()
+    out = project / "out"
+    toy = out / "subjects" / "toy.safetensors"
+    assert toy.exists() and not (out / "motion.safetensors").exists()
+    toy_mtime = toy.stat().st_mtime_ns
+
+    logs = run(data, project)
+    assert "subject <toy>: up to date" in logs[0] and "subject <dog>: up to date" in logs[1]
+    assert logs[2:] == ["motion: learning", "fusion: training", "sampling"]
+    assert toy.stat().st_mtime_ns == toy_mtime
+    for name in ("subjects/toy.safetensors", "subjects/dog.safetensors", "motion.safetensors", "fused.safetensors",
+                 "video.mp4", "video.json", "video-frames.png"):
+        assert (out / name).exists(), name
+
+    # Everything is up to date; a new sampling prompt reruns sampling only.
+    assert all("up to date" in line for line in run(data, project))
+    data["sampling"] = {**data["sampling"], "prompt": "<dog> is riding <toy> in the snow"}
+    logs = run(data, project)
+    assert [line for line in logs if "up to date" not in line] == ["sampling"]
+
+
+def test_stage_commands_end_to_end(tiny_model_dir, tmp_path, capsys):
+    make_inputs(tmp_path, size=32, frames=4)
+    model = ["--model", str(tiny_model_dir)]
+    common = ["--steps", "2", "--no-progress", "--sample-steps", "2"]
+    for token, word in (("<toy>", "toy"), ("<dog>", "dog")):
+        code = main(["learn-subject", *model, "--images", str(tmp_path / "photos" / word), "--token", token,
+                     "--class-word", word, "--out", str(tmp_path / f"{word}.safetensors"), "--lambda-reg", "0",
+                     "--validate-every", "2", "--gradient-checkpointing", *common])
+        assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "toy.safetensors.work" / "validation" / "subject-toy-step00002.mp4").exists()
+    assert main(["learn-motion", *model, "--video", str(tmp_path / "clips" / "ride.mp4"), "--prompt",
+                 "a person is riding a horse", "--entities", "person,horse", "--inversion-steps", "1",
+                 "--out", str(tmp_path / "ride.safetensors"), *common]) == 0
+    assert main(["fuse", *model, "--subjects", str(tmp_path / "toy.safetensors"), str(tmp_path / "dog.safetensors"),
+                 "--videos-per-subject", "1", "--out", str(tmp_path / "pair.safetensors"), *common]) == 0
+    assert main(["generate", *model, "--subjects", str(tmp_path / "pair.safetensors"), "--motion",
+                 str(tmp_path / "ride.safetensors"), "--prompt", "<toy> is riding <dog> in the snow", "--tau", "1",
+                 "--frames", "3", "--out", str(tmp_path / "out.mp4"), "--steps", "2", "--no-progress"]) == 0
+    frames = iio.imread(tmp_path / "out.mp4", index=None, plugin="FFMPEG")
+    assert frames.shape == (3, 32, 32, 3)
+
+
+def test_stage_command_errors_name_the_input(tiny_model_dir, tmp_path, capsys):
+    code = main(["learn-subject", "--model", str(tiny_model_dir), "--images", str(tmp_path / "missing"), "--token", "<toy>",
+                 "--class-word", "toy", "--out", str(tmp_path / "toy.safetensors"), "--no-progress"])
+    assert code == 2
+    assert "missing" in capsys.readouterr().err
+    code = main(["generate", "--model", str(tmp_path / "nowhere"), "--prompt", "x", "--out", str(tmp_path / "x.mp4")])
+    assert code == 2
+    assert "nowhere" in capsys.readouterr().err
