@@ -122,6 +122,12 @@ class WanBackbone(Backbone):
         config["text_width"] = self.text.encoder.config.d_model
         return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    @property
+    def dtype(self) -> torch.dtype:
+        # The input layer's: diffusers keeps some of Wan's parameters in float32 (norms, the
+        # time embedder, ``scale_shift_table``, which comes first) whatever the load dtype.
+        return self.denoiser.patch_embedding.weight.dtype
+
     def enable_gradient_checkpointing(self) -> None:
         """Recompute block activations in the backward pass: much less memory, about a third more compute."""
         self.denoiser.enable_gradient_checkpointing()

@@ -98,3 +98,19 @@ def test_a_real_zeroscope_folder_is_left_to_its_plugin(tiny_model_dir):
     assert detect_backbone(str(tiny_model_dir)) == "zeroscope"
     with pytest.raises(ConfigError, match="'transformer' subfolder"):
         WanBackbone.from_pretrained(str(tiny_model_dir))
+
+
+def test_bfloat16_loading_keeps_the_vae_in_float32_and_runs(wan_dir):
+    from videomage.plugins import get_registry
+
+    backbone = WanBackbone.from_pretrained(str(wan_dir), dtype="bfloat16")
+    assert backbone.dtype == torch.bfloat16 and backbone.vae.dtype == torch.float32
+    latents = backbone.encode_video(torch.rand(1, 5, 3, 32, 48))
+    assert latents.dtype == torch.bfloat16
+    x = latents.float().requires_grad_(True)
+    with backbone.capture_attention(cross_tokens=[1], temporal=True) as store:
+        backbone.predict(x, torch.tensor([500.0]), backbone.encode_prompt(["a toy"]))
+    (grad,) = torch.autograd.grad(store.temporal[0].pow(2).sum(), x)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    out = get_registry().create("sampler", "cfg").sample(backbone, None, {"prompt": "a toy", "steps": 2, "progress": False})
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
