@@ -12,8 +12,8 @@ Roles. Wan has no separate spatial and temporal layers: each block has a 3D self
 
 * ``spatial`` = ``attn2`` q, k, v, out and the ``ffn`` linears of every block. Appearance enters
   through the text (cross-attention) and is rendered per token (the feed-forward acts on each
-  token alone), and neither mixes frames: a subject adapter trained on still images here cannot
-  learn or disturb dynamics.
+  token alone), and neither mixes frames: a subject adapter trained on still images has no layer
+  here in which to learn dynamics.
 * ``temporal`` = ``attn1`` q, k, v, out of every block: the only place where frames exchange
   information, hence the only place a motion adapter can carry motion. The temporal attention
   maps of SCS are read from the same layers (:mod:`videomage_wan.attention`).
