@@ -118,10 +118,8 @@ def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print) -> di
                        "progress": progress}
             if s.sampler == "scs":
                 options.update(alpha=s.alpha, tau=s.tau, beta_s=s.beta_s, beta_m=s.beta_m)
-            record = generate(backbone, adapter, prompt=s.prompt, out=video, subjects=subjects_path,
-                              motion=produced.get("motion"), sampler=s.sampler, options=options,
-                              gif=recipe.output.gif, contact_sheet=recipe.output.contact_sheet)
-            record["input_hash"] = key
-            video.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str))
+            generate(backbone, adapter, prompt=s.prompt, out=video, subjects=subjects_path, motion=produced.get("motion"),
+                     sampler=s.sampler, options=options, gif=recipe.output.gif, contact_sheet=recipe.output.contact_sheet,
+                     record_extra={"recipe": _settings(recipe), "input_hash": key})
         produced["video"] = video
     return produced

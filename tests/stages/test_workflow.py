@@ -5,6 +5,7 @@ Step counts are cut to a few so the suite stays fast; everything else runs as a 
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -95,6 +96,11 @@ def test_the_tutorial_recipe_runs_and_resumes(tiny_model_dir, tmp_path, monkeypa
     for name in ("subjects/toy.safetensors", "subjects/dog.safetensors", "motion.safetensors", "fused.safetensors",
                  "video.mp4", "video.json", "video-frames.png"):
         assert (out / name).exists(), name
+
+    record = json.loads((out / "video.json").read_text())
+    assert record["recipe"]["sampling"]["prompt"] == data["sampling"]["prompt"]
+    assert record["recipe"]["seed"] == data["seed"] and record["request"]["seed"] == 0
+    assert set(record["artifacts"]) == {str(out / "fused.safetensors"), str(out / "motion.safetensors")}
 
     # Everything is up to date; a new sampling prompt reruns sampling only.
     assert all("up to date" in line for line in run(data, project))

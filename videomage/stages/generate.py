@@ -54,8 +54,9 @@ def generate(
     options: Mapping[str, Any] | None = None,
     gif: bool = False,
     contact_sheet: bool = True,
+    record_extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Sample one video and write it with its record; returns the record."""
+    """Sample one video and write it with its record (plus ``record_extra``); returns the record."""
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise ConfigError(f"--out must be an .mp4 path, got {str(out)!r}")
@@ -91,6 +92,7 @@ def generate(
         "files": files,
         "seconds": round(time.time() - started, 2),
         "versions": {"videomage": __version__, "torch": torch.__version__},
+        **(record_extra or {}),
     }
     text = json.dumps(record, indent=2, default=str)
     atomic_write(out.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text))
