@@ -5,7 +5,7 @@ once the model is loaded, so the peak belongs to the sampling run alone; a fresh
 measurement keeps one run's freed-but-retained heap from inflating the next.
 GPU: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.
 
-``python -m benchmarks.memory_probe MODE FOLDER`` (MODE: cfg | scs | scs_unguided) prints one
+``python -m benchmarks.memory_probe MODE FOLDER`` (MODE: cfg | scs | scs_unguided | scs_checkpointed) prints one
 JSON line: ``{"mode", "base_bytes", "peak_bytes"}``; benchmark config comes from the environment.
 """
 
@@ -38,7 +38,9 @@ def sample(world, mode: str) -> None:
         request["adapters"] = {"fused": 1.0, "motion": 1.0}  # the "w/o SCS" baseline: both LoRAs in one pass
     else:
         request.update(subject_adapter="fused", motion_adapter="motion", tokens=dict(TOKENS),
-                       tau=c.steps if mode == "scs" else 0)
+                       tau=0 if mode == "scs_unguided" else c.steps,
+                       # scs: the default (activations kept for backward); scs_checkpointed: recomputed
+                       guidance_checkpointing=mode == "scs_checkpointed")
     get_registry().create("sampler", "cfg" if mode == "cfg" else "scs").sample(world.backbone, world.adapter, request)
 
 

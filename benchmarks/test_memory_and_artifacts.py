@@ -35,13 +35,14 @@ def test_sampling_peak_memory(benchmark, world):
     results = {}
 
     def run():
-        for mode in ("cfg", "scs_unguided", "scs"):
+        for mode in ("cfg", "scs_unguided", "scs", "scs_checkpointed"):
             results[mode] = _probe(world, mode)
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     cfg = results["cfg"]
     unit = "GPU max_memory_allocated" if world.device.type == "cuda" else "process peak RSS (VmHWM)"
-    for mode, label in (("scs_unguided", "SCS unguided"), ("scs", "SCS guided (tau = all steps)")):
+    for mode, label in (("scs_unguided", "SCS unguided"), ("scs", "SCS guided (tau = all steps)"),
+                        ("scs_checkpointed", "SCS guided with guidance_checkpointing (tau = all steps)")):
         r = results[mode]
         row = {
             "name": f"peak memory: {label} vs CFG sampling",

@@ -25,8 +25,8 @@ def _request(world, **extra):
             "seed": 0, "progress": False, **extra}
 
 
-def _scs_request(world, tau):
-    return _request(world, subject_adapter="fused", motion_adapter="motion", tokens=dict(TOKENS), tau=tau)
+def _scs_request(world, tau, **extra):
+    return _request(world, subject_adapter="fused", motion_adapter="motion", tokens=dict(TOKENS), tau=tau, **extra)
 
 
 def _cfg_forward(world, latents, embeds, t):
@@ -86,11 +86,9 @@ def test_scs_unguided_step(benchmark, world):
             floor, target="<= 1.10", note=f"{world.config.steps} steps per round")
 
 
-def test_scs_guided_step(benchmark, world):
-    """SCS within tau vs 2 x (forward + backward) + 2 batched CFG forwards per step (issue: <= 1.15)."""
+def _guided_floor(world):
+    """What a guided step cannot avoid: a forward and a backward per branch, then the CFG forwards."""
     b, ad = world.backbone, world.adapter
-    sampler = get_registry().create("sampler", "scs")
-    request = _scs_request(world, tau=world.config.steps)
     x, t = world.latents(), torch.tensor([500], device=world.device)
     emb_s, emb_m = _embeds(world)
 
@@ -103,8 +101,25 @@ def test_scs_guided_step(benchmark, world):
                 ad.activate(b, {name: 1.0})
                 _cfg_forward(world, x, emb, t)
 
+    return floor
+
+
+def test_scs_guided_step(benchmark, world):
+    """SCS within tau (the default) vs 2 x (forward + backward) + 2 batched CFG forwards (issue: <= 1.15)."""
+    sampler = get_registry().create("sampler", "scs")
+    request = _scs_request(world, tau=world.config.steps)
     compare(benchmark, world, "SCS guided step vs 2 x (fwd+bwd) + 2 batched CFG forwards",
-            lambda: sampler.sample(b, ad, request), floor, target="<= 1.15", note=f"{world.config.steps} steps per round")
+            lambda: sampler.sample(world.backbone, world.adapter, request), _guided_floor(world), target="<= 1.15",
+            note=f"{world.config.steps} steps per round")
+
+
+def test_scs_guided_step_checkpointed(benchmark, world):
+    """The low-memory guided step: activations recomputed in backward (one more forward per branch)."""
+    sampler = get_registry().create("sampler", "scs")
+    request = _scs_request(world, tau=world.config.steps, guidance_checkpointing=True)
+    compare(benchmark, world, "SCS guided step with guidance_checkpointing vs 2 x (fwd+bwd) + 2 batched CFG forwards",
+            lambda: sampler.sample(world.backbone, world.adapter, request), _guided_floor(world), target="<= 1.60",
+            note=f"{world.config.steps} steps per round; target ours: the recompute adds about one forward per branch")
 
 
 def _pointers(world):

@@ -164,6 +164,8 @@ class Generate(Command):
         parser.add_argument("--tau", type=int, default=15, help="SCS: guided steps")
         parser.add_argument("--beta-s", type=float, default=0.5)
         parser.add_argument("--beta-m", type=float, default=0.5)
+        parser.add_argument("--guidance-checkpointing", action="store_true",
+                            help="SCS: recompute activations in each guided step's backward pass (much less memory, slower)")
         parser.add_argument("--gif", action="store_true", help="also write a gif")
         parser.add_argument("--no-progress", action="store_true")
 
@@ -175,7 +177,8 @@ class Generate(Command):
                    "height": args.height, "width": args.width, "negative_prompt": args.negative_prompt,
                    "scheduler": args.scheduler, "progress": not args.no_progress}
         if args.sampler == "scs":
-            options.update(alpha=args.alpha, tau=args.tau, beta_s=args.beta_s, beta_m=args.beta_m)
+            options.update(alpha=args.alpha, tau=args.tau, beta_s=args.beta_s, beta_m=args.beta_m,
+                           guidance_checkpointing=args.guidance_checkpointing)
         record = generate(backbone, adapter, prompt=args.prompt, out=args.out, subjects=args.subjects, motion=args.motion,
                           sampler=args.sampler, options=options, gif=args.gif)
         for kind, path in record["files"].items():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar
 
 import attrs
@@ -139,6 +139,17 @@ class Backbone(ABC):
         from videomage.errors import ConfigError
 
         raise ConfigError(f"backbone {self.name!r} does not support gradient checkpointing; train without it")
+
+    @contextmanager
+    def activation_checkpointing(self) -> Iterator[bool]:
+        """Inside the block, forward passes with gradients store less and recompute in backward.
+
+        Yields whether checkpointing is in effect; the default yields ``False`` and changes
+        nothing. Samplers that backpropagate to the latents (SCS guidance) use it to bound
+        memory. A caller must run its backward pass inside the block, with the same adapters
+        active and the same attention capture open as in the forward pass it differentiates.
+        """
+        yield False
 
     @property
     def device(self) -> torch.device:

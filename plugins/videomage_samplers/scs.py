@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from videomage.components import Adapter, Backbone, Sampler
+from videomage.components import Adapter, AttentionStore, Backbone, Sampler
 from videomage.errors import ConfigError
 from videomage_samplers.cfg import DEFAULTS, guided, initial_latents, resolve, scale_input, scheduler_step
 
@@ -46,6 +47,7 @@ SCS_DEFAULTS: dict[str, Any] = {
     "beta_s": 0.5,
     "beta_m": 0.5,
     "step_from": "mixture",
+    "guidance_checkpointing": False,
 }
 
 
@@ -97,7 +99,9 @@ class SCSSampler(Sampler):
     Request keys: those of ``cfg`` except ``adapters``, plus ``subject_adapter``,
     ``motion_adapter``, ``tokens`` (subject token -> class word), ``motion_prompt`` (derived when
     omitted), ``alpha`` (1e4), ``tau`` (15), ``beta_s``/``beta_m`` (0.5/0.5), ``step_from``
-    ("mixture" or "shared").
+    ("mixture" or "shared"), ``guidance_checkpointing`` (False; True recomputes the denoiser's
+    activations in each guided step's backward pass, where the backbone supports it: far less
+    memory held for the backward pass, about one more forward pass per branch).
     """
 
     name = "scs"
@@ -133,6 +137,7 @@ class SCSSampler(Sampler):
                 x_sub, x_mot = self.guide(
                     backbone, adapter, latents, t, (emb_s[1:], emb_m[1:]), (subject, motion),
                     (sub_pos, mot_pos), (counts_s, counts_m), alpha, size, scheduler,
+                    checkpointing=bool(req["guidance_checkpointing"]),
                 )
             with torch.no_grad():
                 eps = 0
@@ -147,30 +152,64 @@ class SCSSampler(Sampler):
         return latents
 
     @staticmethod
-    def alignment_losses(backbone, adapter, x_sub, x_mot, t, embeds, adapters, positions, counts, size):
-        """``(L_{s->m}, L_{m->s})`` for the given branch latents (gradients flow to both)."""
+    @contextmanager
+    def _capturing(backbone: Backbone, positions, checkpointing: bool):
+        """One attention capture for both branches: the union of both prompts' positions.
+
+        Both branches' forward passes then run identical processors, so that with activation
+        checkpointing either pass can be recomputed inside the same capture.
+        """
+        union = sorted(set(positions[0]) | set(positions[1]))
+        with ExitStack() as stack:
+            store = stack.enter_context(backbone.capture_attention(cross_tokens=union, temporal=True))
+            if checkpointing:
+                stack.enter_context(backbone.activation_checkpointing())
+            yield store, union
+
+    @staticmethod
+    def _losses(backbone, adapter, store, union, x_sub, x_mot, t, embeds, adapters, positions, counts, size):
         t_in = t.reshape(1).to(x_sub.device)
-        maps = []
-        for x, emb, active, pos in zip((x_sub, x_mot), embeds, adapters, positions):
-            adapter.activate(backbone, active)
-            with backbone.capture_attention(cross_tokens=pos, temporal=True) as store:
-                backbone.predict(x, t_in, emb)
-            maps.append(store)
-        s, m = maps
-        cross_s = _grouped(s.cross_maps(size), counts[0])
-        cross_m = _grouped(m.cross_maps(size), counts[1])
+        adapter.activate(backbone, adapters[0])
+        backbone.predict(x_sub, t_in, embeds[0])
+        n_cross, n_temp = len(store.cross), len(store.temporal)
+        adapter.activate(backbone, adapters[1])
+        backbone.predict(x_mot, t_in, embeds[1])
+
+        def cross(maps, pos, count):
+            cols = [union.index(p) for p in pos]
+            return _grouped(AttentionStore(cross=[m[:, cols] for m in maps]).cross_maps(size), count)
+
+        cross_s = cross(store.cross[:n_cross], positions[0], counts[0])
+        cross_m = cross(store.cross[n_cross : 2 * n_cross], positions[1], counts[1])
+        temp_s, temp_m = store.temporal[:n_temp], store.temporal[n_temp : 2 * n_temp]
         l_sm = ((cross_m - cross_s.detach()) ** 2).mean()
-        l_ms = torch.stack([((a - b.detach()) ** 2).mean() for a, b in zip(s.temporal, m.temporal)]).mean()
+        l_ms = torch.stack([((a - b.detach()) ** 2).mean() for a, b in zip(temp_s, temp_m)]).mean()
         return l_sm, l_ms
 
-    def guide(self, backbone, adapter, latents, t, embeds, adapters, positions, counts, alpha, size, scheduler):
-        """One refinement: ``x_mot -= alpha * dL_{s->m}/dx_mot``, ``x_sub -= alpha * dL_{m->s}/dx_sub``."""
+    @classmethod
+    def alignment_losses(cls, backbone, adapter, x_sub, x_mot, t, embeds, adapters, positions, counts, size):
+        """``(L_{s->m}, L_{m->s})`` for the given branch latents (gradients flow to both)."""
+        with cls._capturing(backbone, positions, checkpointing=False) as (store, union):
+            return cls._losses(backbone, adapter, store, union, x_sub, x_mot, t, embeds, adapters, positions, counts, size)
+
+    def guide(self, backbone, adapter, latents, t, embeds, adapters, positions, counts, alpha, size, scheduler,
+              checkpointing: bool = False):
+        """One refinement: ``x_mot -= alpha * dL_{s->m}/dx_mot``, ``x_sub -= alpha * dL_{m->s}/dx_sub``.
+
+        ``L_{s->m}`` depends on the motion pass only (the subject maps are its constant target)
+        and ``L_{m->s}`` on the subject pass only, so each gradient is taken separately, with
+        its own branch's adapter active: under activation checkpointing the backward pass
+        recomputes that branch's forward pass, which must see the same adapter.
+        """
         x_sub = latents.detach().clone().requires_grad_(True)
         x_mot = latents.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), self._capturing(backbone, positions, checkpointing) as (store, union):
             inputs = (scale_input(scheduler, x_sub, t), scale_input(scheduler, x_mot, t))
-            l_sm, l_ms = self.alignment_losses(backbone, adapter, *inputs, t, embeds, adapters, positions, counts, size)
-            g_sub, g_mot = torch.autograd.grad(l_sm + l_ms, (x_sub, x_mot), allow_unused=True)
+            l_sm, l_ms = self._losses(backbone, adapter, store, union, *inputs, t, embeds, adapters, positions, counts, size)
+            # The motion adapter is active after _losses: differentiate the motion pass first.
+            (g_mot,) = torch.autograd.grad(l_sm, x_mot, allow_unused=True)
+            adapter.activate(backbone, adapters[0])
+            (g_sub,) = torch.autograd.grad(l_ms, x_sub, allow_unused=True)
         g_sub = torch.zeros_like(latents) if g_sub is None else g_sub
         g_mot = torch.zeros_like(latents) if g_mot is None else g_mot
         return (x_sub - alpha * g_sub).detach(), (x_mot - alpha * g_mot).detach()

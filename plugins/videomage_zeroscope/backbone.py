@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import diffusers
 import torch
+import torch.utils.checkpoint
 from diffusers import AutoencoderKL, DDPMScheduler, UNet3DConditionModel
 from diffusers.models.attention_processor import Attention
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
@@ -65,6 +65,15 @@ def find_attention(unet: torch.nn.Module) -> tuple[list[str], list[str]]:
         elif isinstance(module, TransformerTemporalModel):
             temporal += [f"{name}.{s}" for s, m in module.named_modules() if isinstance(m, Attention)]
     return cross, temporal
+
+
+def _checkpointed(forward):
+    def run(*args, **kwargs):
+        if torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
+        return forward(*args, **kwargs)
+
+    return run
 
 
 class ZeroScopeBackbone(Backbone):
@@ -143,6 +152,24 @@ class ZeroScopeBackbone(Backbone):
         for module in self.denoiser.modules():
             if isinstance(module, Transformer2DModel):
                 module.enable_gradient_checkpointing()
+
+    @contextmanager
+    def activation_checkpointing(self) -> Iterator[bool]:
+        """Checkpoint every down, mid and up block of the UNet (non-reentrant) inside the block.
+
+        Only the blocks' inputs are kept; their activations are recomputed during the backward
+        pass, which costs about one more forward pass and bounds the memory of backpropagating
+        to the latents (SCS guidance) to one block's activations.
+        """
+        unet = self.denoiser
+        blocks = [b for b in (*unet.down_blocks, unet.mid_block, *unet.up_blocks) if b is not None]
+        for block in blocks:
+            block.forward = _checkpointed(type(block).forward.__get__(block))  # shadows the method
+        try:
+            yield True
+        finally:
+            for block in blocks:
+                del block.forward
 
     # -- roles -----------------------------------------------------------------------------
     def role_modules(self, role: str) -> dict[str, torch.nn.Module]:

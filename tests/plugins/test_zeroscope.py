@@ -179,3 +179,34 @@ def test_gradient_checkpointing_keeps_the_gradients(tiny_model_dir):
         grads.append(torch.cat([p.grad.flatten() for p in adapter.parameters(bb, "s")]))
     assert grads[0].abs().sum() > 0
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_activation_checkpointing_keeps_fewer_tensors_and_restores_the_blocks(backbone):
+    weights = {p.untyped_storage().data_ptr() for p in backbone.denoiser.parameters()}
+
+    def saved_bytes(checkpointing):
+        total = 0
+
+        def pack(tensor):  # activations saved for backward (weights alias the parameters: not counted)
+            nonlocal total
+            if tensor.untyped_storage().data_ptr() not in weights:
+                total += tensor.numel() * tensor.element_size()
+            return tensor
+
+        latents = torch.randn(1, 4, 4, 16, 16, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            if checkpointing:
+                with backbone.activation_checkpointing() as active:
+                    assert active
+                    out = backbone.predict(latents, torch.tensor([300]), backbone.encode_prompt(["a red circle"]))
+                    (grad,) = torch.autograd.grad(out.square().mean(), latents)
+            else:
+                out = backbone.predict(latents, torch.tensor([300]), backbone.encode_prompt(["a red circle"]))
+                (grad,) = torch.autograd.grad(out.square().mean(), latents)
+        return total, grad
+
+    plain, g_plain = saved_bytes(False)
+    checkpointed, g_checkpointed = saved_bytes(True)
+    assert checkpointed < plain / 4
+    assert torch.allclose(g_plain, g_checkpointed, atol=1e-6)
+    assert all("forward" not in block.__dict__ for block in backbone.denoiser.down_blocks)

@@ -49,7 +49,7 @@ def test_scs_reduces_to_plain_sampling_with_the_motion_adapter(two_adapters):
     assert torch.equal(scs(backbone, adapter, tau=0, beta_s=0.0, beta_m=1.0), expected)
 
 
-def test_one_guidance_step_lowers_both_alignment_losses(two_adapters):
+def guidance_case(two_adapters):
     backbone, adapter = two_adapters
     scheduler = backbone.make_scheduler()
     scheduler.set_timesteps(10)
@@ -60,9 +60,13 @@ def test_one_guidance_step_lowers_both_alignment_losses(two_adapters):
     with torch.no_grad():
         embeds = (backbone.encode_prompt([PROMPT]), backbone.encode_prompt([motion_prompt]))
     pos = matched_positions(backbone, PROMPT, motion_prompt, TOKENS)
-    counts = ([1, 1], [1, 1])
-    adapters = ({"subjects": 1.0}, {"motion": 1.0})
-    size = tuple(latents.shape[-2:])
+    args = (t, embeds, ({"subjects": 1.0}, {"motion": 1.0}), pos, ([1, 1], [1, 1]), tuple(latents.shape[-2:]))
+    return backbone, adapter, scheduler, latents, args
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_one_guidance_step_lowers_both_alignment_losses(two_adapters, checkpointing):
+    backbone, adapter, scheduler, latents, (t, embeds, adapters, pos, counts, size) = guidance_case(two_adapters)
     sampler = SCSSampler()
 
     def losses(x_sub, x_mot):
@@ -70,10 +74,21 @@ def test_one_guidance_step_lowers_both_alignment_losses(two_adapters):
             return [v.item() for v in sampler.alignment_losses(backbone, adapter, x_sub, x_mot, t.reshape(1), embeds, adapters, pos, counts, size)]
 
     l_sm0, l_ms0 = losses(latents, latents)
-    x_sub, x_mot = sampler.guide(backbone, adapter, latents, t, embeds, adapters, pos, counts, 20.0, size, scheduler)
+    x_sub, x_mot = sampler.guide(backbone, adapter, latents, t, embeds, adapters, pos, counts, 20.0, size, scheduler,
+                                 checkpointing=checkpointing)
     l_sm1, l_ms1 = losses(x_sub, x_mot)
     assert l_sm1 < l_sm0 and l_ms1 < l_ms0
     assert not torch.equal(x_sub, latents) and not torch.equal(x_mot, latents)
+
+
+def test_checkpointed_guidance_takes_the_same_step(two_adapters):
+    backbone, adapter, scheduler, latents, (t, embeds, adapters, pos, counts, size) = guidance_case(two_adapters)
+    plain = SCSSampler().guide(backbone, adapter, latents, t, embeds, adapters, pos, counts, 20.0, size, scheduler,
+                               checkpointing=False)
+    checkpointed = SCSSampler().guide(backbone, adapter, latents, t, embeds, adapters, pos, counts, 20.0, size, scheduler,
+                                      checkpointing=True)
+    for a, b in zip(plain, checkpointed):
+        assert torch.allclose(a, b, atol=1e-6)
 
 
 def test_fixed_seed_gives_identical_latents(two_adapters):
