@@ -15,3 +15,10 @@ def register_metrics() -> list[type]:
     from videomage_toyworld.metrics import METRICS
 
     return list(METRICS)
+
+
+@hookimpl
+def register_commands() -> list[type]:
+    from videomage_toyworld.demo import DemoCommand
+
+    return [DemoCommand]

@@ -47,6 +47,7 @@ class TrainPlan:
     still_fraction: float = 0.25
     frames: int = 8
     lr: float = 5e-4
+    decay_steps: int | None = None  # the cosine schedule's length; None: ``steps``
     vae_lr: float = 1e-3
     caption_dropout: float = 0.1
     kl_weight: float = 1e-6
@@ -119,7 +120,7 @@ def train_vae(components: dict, plan: TrainPlan, size: int, out: Path, device: t
         recon = vae.decode(posterior.mean + posterior.std * noise).sample
         mse = F.mse_loss(recon.float(), frames)
         kl = posterior.kl().mean()
-        return ObjectiveOutput(loss=mse + plan.kl_weight * kl, logs={"mse": float(mse), "kl": float(kl)})
+        return ObjectiveOutput(loss=mse + plan.kl_weight * kl, logs={"mse": float(mse.detach()), "kl": float(kl.detach())})
 
     config = TrainerConfig(steps=plan.vae_steps, checkpoint_every=plan.checkpoint_every, seed=plan.seed,
                            description="vae", mixed_precision=plan.mixed_precision)
@@ -155,7 +156,7 @@ def train_denoiser(
     trainer: Trainer
 
     def step_loss(step: int, generator: torch.Generator) -> ObjectiveOutput:
-        _cosine_lr(trainer, plan.lr, step, plan.steps)
+        _cosine_lr(trainer, plan.lr, step, plan.decay_steps or plan.steps)
         data = prefetch.get(step)
         captions, still = data["captions"], data["still"]
         with torch.no_grad():
@@ -229,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=defaults.batch)
     parser.add_argument("--still-batch", type=int, default=defaults.still_batch)
     parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--decay-steps", type=int, default=None,
+                        help="length of the cosine learning-rate decay (default: --steps); keep it when extending a run")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--export-every", type=int, default=defaults.export_every)
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     plan = TrainPlan(vae_steps=args.vae_steps, steps=args.steps, batch=args.batch, still_batch=args.still_batch,
-                     lr=args.lr, seed=args.seed, export_every=args.export_every,
+                     lr=args.lr, decay_steps=args.decay_steps, seed=args.seed, export_every=args.export_every,
                      checkpoint_every=args.checkpoint_every, mixed_precision="bf16" if args.bf16 else "no")
     config = ToyModelConfig.tiny() if args.tiny else ToyModelConfig()
     components = train(args.out, plan, config, device=args.device, workers=args.workers)

@@ -1,0 +1,169 @@
+"""The whole method on the toy world's cases, stage by stage, shared by the demo and the ablation.
+
+It calls the same stage functions as ``videomage run`` (subject learning, motion learning,
+fusion, generation), with step counts small enough for a CPU, and scores the result with the
+toy metrics. Each product is written under the run folder and reused when it is already there,
+so an interrupted demo resumes; a variant that changes one setting (omega, lambda_attn, the
+sampler) recomputes only what depends on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+from videomage.config import FusionConfig, MotionConfig, SubjectConfig
+from videomage.stages.common import StageOptions
+from videomage_toyworld import cases
+from videomage_toyworld.metrics import METRICS
+from videomage_toyworld.vocabulary import rgb
+
+Log = Callable[[str], None]
+
+
+@attrs.frozen(kw_only=True)
+class CaseSettings:
+    """Step counts and method settings of one run. Defaults: the demo's, minutes on a CPU."""
+
+    subject_steps: int = 60
+    motion_steps: int = 80
+    inversion_steps: int = 40
+    fusion_steps: int = 30
+    videos_per_subject: int = 2
+    prior_count: int = 2
+    prior_steps: int = 15  # sampling steps of the prior and teacher videos
+    sampling_steps: int = 25
+    guidance: float = 7.5
+    tau: int = 8  # SCS refinement steps (the paper's 15 of 50, scaled to 25 steps)
+    omega: float = 0.5
+    lambda_attn: float = 0.6
+    sampler: str = "scs"
+    stills: int = 4
+    rank: int = 4
+    subject_lr: float = 1e-3  # ten times the paper's 1e-4: a few dozen steps instead of 300
+    motion_lr: float = 1e-3
+    fusion_lr: float = 1e-3
+    seed: int = 0
+
+    def tag(self) -> str:
+        """A folder-name-safe label of the settings that change the products."""
+        return f"s{self.seed}"
+
+
+def metric_context(settings: CaseSettings, size: int = 64, frames: int = 8) -> dict[str, Any]:
+    """What the toy metrics need to score a sample of the target prompt."""
+    stills = [torch.stack([c.video()[0] for c in cases.subject_stills(case, settings.stills, size=size)])
+              for case in cases.SUBJECTS]
+    return {
+        "prompt": cases.TARGET_PROMPT,
+        "subject_images": stills,
+        "reference_video": cases.motion_clip(frames, size=size).video(),
+        "reference_colours": [rgb(c) for c in cases.REFERENCE_COLOURS],
+    }
+
+
+def score(video: torch.Tensor, context: dict[str, Any]) -> dict[str, float]:
+    """Every toy metric's scores of ``video`` ``[F, 3, H, W]``, merged into one mapping."""
+    out: dict[str, float] = {}
+    for cls in METRICS:
+        out.update(cls().compute(video, context))
+    return out
+
+
+def read_sheet(path: Path, frames: int, size: int) -> torch.Tensor:
+    """The frames of a contact sheet (lossless PNG, one row) as ``[F, 3, H, W]``."""
+    import imageio.v3 as iio
+
+    sheet = torch.from_numpy(np.asarray(iio.imread(path), dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return torch.stack([sheet[:, :size, i * size : (i + 1) * size] for i in range(frames)])
+
+
+class CaseRun:
+    """One backbone in memory, the case files, and the products of a run folder."""
+
+    def __init__(self, backbone, adapter, folder: str | Path, *, progress: bool = False, log: Log = print) -> None:
+        self.backbone, self.adapter, self.folder = backbone, adapter, Path(folder)
+        self.progress, self.log = progress, log
+        spec = backbone.video_spec
+        self.size, self.frames = spec.height, spec.frames
+        self.inputs = cases.write_case_files(self.folder / "inputs", size=self.size, frames=self.frames)
+
+    def _opts(self, settings: CaseSettings, name: str) -> StageOptions:
+        return StageOptions(seed=settings.seed, work_dir=self.folder / "work" / settings.tag() / name,
+                            progress=self.progress, prior_count=settings.prior_count, prior_steps=settings.prior_steps,
+                            checkpoint_every=10_000)
+
+    def _product(self, path: Path, make: Callable[[], Any]) -> Path:
+        if path.exists():
+            self.log(f"  reusing {path}")
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        make().save(path)
+        for name in list(self.adapter.adapter_names(self.backbone)):
+            self.adapter.remove(self.backbone, name)
+        return path
+
+    def subjects(self, s: CaseSettings) -> list[Path]:
+        from videomage.stages.subject import learn_subject
+
+        paths = []
+        for case in cases.SUBJECTS:
+            name = case.token.strip("<>")
+            config = SubjectConfig(token=case.token, class_word=case.class_word, images=self.inputs[case.token],
+                                   steps=s.subject_steps, lr=s.subject_lr, text_lr=s.subject_lr / 10, rank=s.rank)
+            self.log(f"subject {case.token}: {s.subject_steps} steps")
+            path = self.folder / "artifacts" / s.tag() / f"{name}.safetensors"
+            paths.append(self._product(path, lambda: learn_subject(self.backbone, self.adapter, config,
+                                                                    self._opts(s, f"subject-{name}"))))
+        return paths
+
+    def motion(self, s: CaseSettings) -> Path:
+        from videomage.stages.motion import learn_motion
+
+        config = MotionConfig(video=self.inputs["motion"], prompt=cases.MOTION_PROMPT, entities=cases.MOTION_ENTITIES,
+                              steps=s.motion_steps, inversion_steps=s.inversion_steps, lr=s.motion_lr, rank=s.rank,
+                              omega=s.omega)
+        self.log(f"motion: {s.inversion_steps} inversion + {s.motion_steps} steps, omega={s.omega}")
+        path = self.folder / "artifacts" / s.tag() / f"motion-omega{s.omega:g}.safetensors"
+        # Each variant trains in its own work folder: a shared one would resume the other's checkpoint.
+        return self._product(path, lambda: learn_motion(self.backbone, self.adapter, config,
+                                                        self._opts(s, f"motion-omega{s.omega:g}")))
+
+    def fused(self, s: CaseSettings, subjects: list[Path]) -> Path:
+        from videomage.stages.fusion import fuse
+
+        config = FusionConfig(steps=s.fusion_steps, lr=s.fusion_lr, lambda_attn=s.lambda_attn,
+                              videos_per_subject=s.videos_per_subject)
+        self.log(f"fusion: {s.fusion_steps} steps, lambda_attn={s.lambda_attn}")
+        path = self.folder / "artifacts" / s.tag() / f"fused-lambda{s.lambda_attn:g}.safetensors"
+        return self._product(path, lambda: fuse(self.backbone, self.adapter, [str(p) for p in subjects], config,
+                                                self._opts(s, f"fusion-lambda{s.lambda_attn:g}")))
+
+    def sample(self, s: CaseSettings, fused: Path | None, motion: Path | None, out: Path,
+               prompt: str = cases.TARGET_PROMPT, sampler: str | None = None) -> torch.Tensor:
+        """Generate (or reuse) ``out`` (an .mp4) and return its frames, read back losslessly."""
+        from videomage.stages.generate import generate
+
+        sampler = sampler or s.sampler
+        sheet = out.with_name(out.stem + "-frames.png")
+        if not sheet.exists():
+            options = {"steps": s.sampling_steps, "guidance_scale": s.guidance, "seed": s.seed, "progress": self.progress}
+            if sampler == "scs":
+                options["tau"] = s.tau
+            self.log(f"sampling {out.name} ({sampler}, {s.sampling_steps} steps)")
+            generate(self.backbone, self.adapter, prompt=prompt, out=out, subjects=fused, motion=motion,
+                     sampler=sampler, options=options, contact_sheet=True)
+            for name in list(self.adapter.adapter_names(self.backbone)):
+                self.adapter.remove(self.backbone, name)
+        return read_sheet(sheet, self.frames, self.size)
+
+    def full(self, s: CaseSettings, out: Path) -> tuple[torch.Tensor, dict[str, float]]:
+        """Subjects, motion, fusion and sampling with settings ``s``; the sample and its scores."""
+        fused = self.fused(s, self.subjects(s))
+        video = self.sample(s, fused, self.motion(s), out)
+        return video, score(video, metric_context(s, self.size, self.frames))

@@ -1,0 +1,50 @@
+"""``videomage demo`` and the case pipeline it runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from videomage.errors import InputError
+from videomage.plugins import get_registry
+from videomage.testing import CommandContract
+from videomage_toyworld.demo import DemoCommand, metrics_table, run_demo
+from videomage_toyworld.pipeline import CaseSettings
+
+MICRO = CaseSettings(subject_steps=1, motion_steps=1, inversion_steps=1, fusion_steps=1, videos_per_subject=1,
+                     prior_count=1, prior_steps=1, sampling_steps=2, tau=1, stills=2)
+
+
+def test_the_whole_method_runs_on_a_tiny_model_and_writes_every_output(tiny_model_dir, tmp_path):
+    result = run_demo(tmp_path / "out", model=str(tiny_model_dir), settings=MICRO, progress=False, log=lambda m: None)
+    out = tmp_path / "out"
+    for name in ("video.mp4", "video-frames.png", "metrics.md", "metrics.json", "base-model.mp4"):
+        assert (out / name).is_file(), name
+    record = json.loads((out / "metrics.json").read_text())
+    assert set(record["metrics"]) == set(result["metrics"]) and len(result["metrics"]) == 2
+    scores = next(iter(result["metrics"].values()))
+    assert 0.0 <= scores["subject_fidelity"] <= 1.0 and 0.0 <= scores["appearance_leakage"] <= 1.0
+    assert not list(out.rglob("*.tmp*")), "outputs are written atomically"
+
+
+def test_a_folder_that_is_not_a_model_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="not a model folder in the diffusers layout"):
+        run_demo(tmp_path, model=str(tmp_path), settings=MICRO)
+
+
+def test_metrics_table_has_a_row_per_sample_and_marks_directions():
+    scores = {"subject_fidelity": 0.5, "motion_fidelity": 0.25, "appearance_leakage": 0.1,
+              "temporal_consistency": 0.9, "text_alignment": 1.0}
+    text = metrics_table({"a": scores, "b": scores})
+    assert text.count("\n") == 4 and "appearance leakage ↓" in text and "| a | 0.500 | 0.250 | 0.100 |" in text
+
+
+def test_demo_is_a_registered_command():
+    assert get_registry().get("command", "demo") is DemoCommand
+
+
+class TestDemoCommandContract(CommandContract):
+    @pytest.fixture
+    def component_class(self):
+        return DemoCommand
