@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks.harness import compare
-from benchmarks.world import APPEARANCE_PROMPT, MOTION_PROMPT, PROMPT, TOKENS
+from benchmarks.world import APPEARANCE_PROMPT, MOTION_PROMPT, TOKENS
 from videomage.components import TrainingContext
 from videomage.plugins import get_registry
 

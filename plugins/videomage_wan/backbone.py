@@ -37,6 +37,7 @@ from transformers import AutoTokenizer, UMT5EncoderModel
 
 from videomage.components import AttentionStore, Backbone
 from videomage.errors import ConfigError
+from videomage.text import TextMethods
 from videomage_wan import attention, flow
 from videomage_wan.files import check_folder, is_family, video_spec
 from videomage_wan.text import T5Text
@@ -50,7 +51,7 @@ ROLE_LAYERS: dict[str, tuple[str, ...]] = {
 }
 
 
-class WanBackbone(Backbone):
+class WanBackbone(TextMethods, Backbone):
     """Wan 2.1 text-to-video: full-attention transformer, causal video VAE, UMT5, flow matching."""
 
     name = "wan"
@@ -137,28 +138,6 @@ class WanBackbone(Backbone):
         if role not in self._roles:
             raise ConfigError(f"backbone {self.name!r} has no role {role!r}; its roles are {', '.join(self.roles)}")
         return {name: self.denoiser.get_submodule(name) for name in self._roles[role]}
-
-    # -- text ------------------------------------------------------------------------------
-    def add_tokens(self, tokens: Sequence[str], init_words: Sequence[str]) -> list[int]:
-        return self.text.add(tokens, init_words)
-
-    def token_embeddings(self, tokens: Sequence[str]) -> dict[str, torch.Tensor]:
-        return self.text.embeddings(tokens)
-
-    def set_token_embeddings(self, embeddings: Mapping[str, torch.Tensor]) -> None:
-        self.text.set_embeddings(embeddings)
-
-    def token_embedding_weight(self) -> torch.nn.Parameter:
-        return self.text.weight()
-
-    def token_ids(self, tokens: Sequence[str]) -> list[int]:
-        return self.text.ids(tokens)
-
-    def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
-        return self.text.encode(prompts).to(self.dtype)
-
-    def word_positions(self, prompt: str, word: str) -> list[int]:
-        return self.text.positions(prompt, word)
 
     # -- pixels <-> latents ----------------------------------------------------------------
     def latent_frames(self, frames: int) -> int:

@@ -36,9 +36,10 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from videomage.components import AttentionStore, Backbone, VideoSpec
 from videomage.errors import ConfigError
+from videomage.text import TextMethods
 from videomage_zeroscope import attention
 from videomage_zeroscope.files import check_folder, is_family, video_spec
-from videomage_zeroscope.tokens import TokenTable
+from videomage_zeroscope.tokens import CLIPText
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 ROLE_CONTAINERS = {"spatial": Transformer2DModel, "temporal": TransformerTemporalModel}
@@ -76,7 +77,7 @@ def _checkpointed(forward):
     return run
 
 
-class ZeroScopeBackbone(Backbone):
+class ZeroScopeBackbone(TextMethods, Backbone):
     """ZeroScope / ModelScope text-to-video: UNet3D denoiser, per-frame VAE, CLIP text encoder."""
 
     name = "zeroscope"
@@ -89,7 +90,7 @@ class ZeroScopeBackbone(Backbone):
             module.requires_grad_(False).eval()
         self.denoiser = unet
         self.vae = vae
-        self.text = TokenTable(tokenizer, text_encoder)
+        self.text = CLIPText(tokenizer, text_encoder)
         self.scheduler_config = dict(scheduler_config)
         self.noise_scheduler = DDPMScheduler.from_config(self.scheduler_config)
         self.prediction_type = self.scheduler_config.get("prediction_type", "epsilon")
@@ -177,28 +178,6 @@ class ZeroScopeBackbone(Backbone):
             raise ConfigError(f"backbone {self.name!r} has no role {role!r}; its roles are {', '.join(self.roles)}")
         modules = dict(self.denoiser.named_modules())
         return {name: modules[name] for name in self._roles[role]}
-
-    # -- text ------------------------------------------------------------------------------
-    def add_tokens(self, tokens: Sequence[str], init_words: Sequence[str]) -> list[int]:
-        return self.text.add(tokens, init_words)
-
-    def token_embeddings(self, tokens: Sequence[str]) -> dict[str, torch.Tensor]:
-        return self.text.embeddings(tokens)
-
-    def set_token_embeddings(self, embeddings: Mapping[str, torch.Tensor]) -> None:
-        self.text.set_embeddings(embeddings)
-
-    def token_embedding_weight(self) -> torch.nn.Parameter:
-        return self.text.weight()
-
-    def token_ids(self, tokens: Sequence[str]) -> list[int]:
-        return self.text.ids(tokens)
-
-    def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
-        return self.text.encode(prompts).to(self.dtype)
-
-    def word_positions(self, prompt: str, word: str) -> list[int]:
-        return self.text.positions(prompt, word)
 
     # -- pixels <-> latents ----------------------------------------------------------------
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:

@@ -7,9 +7,9 @@ import torch
 
 from videomage.artifact import Artifact
 from videomage.components import TrainingContext
-from videomage.config import FusionConfig, MotionConfig, SubjectConfig
+from videomage.config import MotionConfig, SubjectConfig
 from videomage.plugins import get_registry
-from videomage.stages.fusion import cutmix, fuse
+from videomage.stages.fusion import cutmix
 from videomage.stages.motion import learn_motion, motion_prompts
 from videomage.stages.subject import StageOptions, learn_subject
 from videomage.trainer import ParamGroup, Trainer, TrainerConfig

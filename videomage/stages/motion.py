@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 
 import attrs
-import torch
 
 from videomage.artifact import Artifact
 from videomage.components import Adapter, Backbone, TrainingContext
