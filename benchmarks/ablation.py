@@ -29,11 +29,11 @@ from pathlib import Path
 import attrs
 import numpy as np
 import torch
+from videomage_toyworld.model import MODEL_DIR
+from videomage_toyworld.pipeline import CaseRun, CaseSettings, metric_context, score
 
 from videomage.artifact import atomic_write
 from videomage.loading import load_backbone, make_adapter
-from videomage_toyworld.model import MODEL_DIR
-from videomage_toyworld.pipeline import CaseRun, CaseSettings, metric_context, score
 
 VARIANTS = ("full", "w/o neg-CFG motion loss", "w/o attention reg", "w/o SCS", "base model")
 #: Columns of the table: (metric key, header, True when higher is better).

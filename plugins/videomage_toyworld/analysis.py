@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from videomage.errors import InputError
 from videomage_toyworld.render import shape_masks
 from videomage_toyworld.vocabulary import NOVEL_COLOURS, PALETTE, SCENES, SHAPES
 
@@ -34,7 +35,8 @@ def as_array(video) -> np.ndarray:
     if video.ndim == 3:
         video = video[None]
     if video.ndim != 4 or video.shape[1] != 3:
-        raise ValueError(f"expected a video [F, 3, H, W] or an image [3, H, W], got shape {video.shape}")
+        raise InputError(f"toy-world analysis: expected a video [F, 3, H, W] or an image [3, H, W] in [0, 1], "
+                         f"got shape {tuple(video.shape)}; pass frames channel-first")
     return video
 
 
@@ -161,7 +163,8 @@ def dominant_colours(images, k: int = 2, iterations: int = 10) -> tuple[np.ndarr
     v = as_array(images)
     pixels = np.moveaxis(v, 1, -1)[foreground(v)]
     if len(pixels) == 0:
-        raise ValueError("no foreground pixels: the images show nothing but background")
+        raise InputError("toy-world analysis: expected images showing a subject, got only background (no pixel "
+                         f"differs from the border colour by {FOREGROUND}); check the subject stills")
     # Start from the two pixels farthest apart along the main axis, then refine.
     order = np.argsort(pixels @ (pixels.std(axis=0) + 1e-6))
     centres = pixels[order[np.linspace(0, len(order) - 1, k).astype(int)]].copy()

@@ -49,7 +49,7 @@ def run_demo(out: str | Path, *, model: str | None = None, settings=None, progre
     out = Path(out)
     backbone = load_backbone(model)
     run = CaseRun(backbone, make_adapter(), out, progress=progress, log=log)
-    video, scores = run.full(settings, out / "video.mp4")
+    _, scores = run.full(settings, out / "video.mp4")
     context = metric_context(settings, run.size, run.frames)
     base = run.sample(settings, None, None, out / "base-model.mp4",
                       prompt="a circle is orbiting a square in the snow", sampler="cfg")

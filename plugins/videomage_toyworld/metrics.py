@@ -14,6 +14,7 @@ argues qualitatively: motion fidelity and appearance leakage. Context keys:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -229,7 +230,7 @@ class TemporalConsistency(Metric):
         codes = bins[:, 0] * 16 + bins[:, 1] * 4 + bins[:, 2]
         hists = np.stack([np.bincount(codes[f][fg[f]], minlength=64).astype(np.float64) for f in range(len(v))])
         sims = []
-        for a, b in zip(hists, hists[1:]):
+        for a, b in itertools.pairwise(hists):
             na, nb = np.linalg.norm(a), np.linalg.norm(b)
             if na == 0 and nb == 0:
                 continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from videomage.errors import ConfigError
 from videomage_toyworld.vocabulary import SHAPES
 
 PATTERNS = ("plain", "stripes", "checker")
@@ -22,7 +23,7 @@ def shape_masks(shape: str, centres: np.ndarray, radius: float, height: int, wid
     text-alignment metric uses to tell them apart.
     """
     if shape not in SHAPES:
-        raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
+        raise ConfigError(f"toy world: unknown shape {shape!r}; valid shapes: {', '.join(SHAPES)}")
     ys = np.arange(height, dtype=np.float32)[None, :, None] + 0.5
     xs = np.arange(width, dtype=np.float32)[None, None, :] + 0.5
     dx = xs - centres[:, 0, None, None].astype(np.float32)
@@ -54,7 +55,7 @@ def pattern_index(pattern: str, centres: np.ndarray, radius: float, height: int,
         return (np.broadcast_to(idx, (f, height, width)).astype(np.int64)) % 2
     if pattern == "checker":
         return ((np.floor(u * 2) + np.floor(v * 2)).astype(np.int64)) % 2
-    raise ValueError(f"unknown pattern {pattern!r}; known: {PATTERNS}")
+    raise ConfigError(f"toy world: unknown pattern {pattern!r}; valid patterns: {', '.join(PATTERNS)}")
 
 
 def paint(frames: np.ndarray, mask: np.ndarray, colours: np.ndarray, index: np.ndarray) -> None:

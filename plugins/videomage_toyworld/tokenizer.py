@@ -9,12 +9,14 @@ character by character. Tokens learned later (``<toy>``) are added with ``tokeni
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from transformers import CLIPTokenizer
 
+from videomage.errors import ConfigError
 from videomage_toyworld.vocabulary import words
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
@@ -26,7 +28,7 @@ MAX_LENGTH = 32
 def _apply_bpe(pieces: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
     """Byte-pair encoding as CLIP does it: repeatedly merge the adjacent pair of lowest rank."""
     while len(pieces) > 1:
-        pairs = [(ranks.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(zip(pieces, pieces[1:]))]
+        pairs = [(ranks.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(itertools.pairwise(pieces))]
         rank, i = min(pairs)
         if rank == 1 << 30:
             break
@@ -60,7 +62,7 @@ def bpe_tables(vocabulary: Sequence[str]) -> tuple[dict[str, int], list[tuple[st
 def build_tokenizer(folder: str | Path, vocabulary: Sequence[str] | None = None) -> CLIPTokenizer:
     """Write the tokenizer files into ``folder`` and return the loaded ``CLIPTokenizer``.
 
-    Raises ``RuntimeError`` if some world word does not come out as one token (a merge clash),
+    Raises ``ConfigError`` if some world word does not come out as one token (a merge clash),
     so a vocabulary change can never silently degrade prompts.
     """
     folder = Path(folder)
@@ -72,6 +74,7 @@ def build_tokenizer(folder: str | Path, vocabulary: Sequence[str] | None = None)
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_LENGTH)
     split = [w for w in vocabulary if len(tokenizer.tokenize(w)) != 1]
     if split:
-        raise RuntimeError(f"toy tokenizer: these words do not tokenize to one token: {split}")
+        raise ConfigError(f"toy tokenizer: expected every vocabulary word to be one token, but {split} split into "
+                          f"several; remove duplicates or words containing spaces from the vocabulary")
     tokenizer.save_pretrained(folder)
     return tokenizer

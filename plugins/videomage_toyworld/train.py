@@ -33,7 +33,12 @@ import torch.nn.functional as F
 from videomage.components import ObjectiveOutput
 from videomage.trainer import ParamGroup, Trainer, TrainerConfig
 from videomage_toyworld import world
-from videomage_toyworld.model import MODEL_DIR, ToyModelConfig, build_components, save_model
+from videomage_toyworld.model import (
+    MODEL_DIR,
+    ToyModelConfig,
+    build_components,
+    save_model,
+)
 
 
 @attrs.frozen(kw_only=True)

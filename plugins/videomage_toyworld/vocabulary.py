@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from videomage.errors import ConfigError
+
 # Colours the base model is trained on. Kept few and far apart so that a 2-core CPU can teach a
 # tiny model to tell them apart, and so that nearest-neighbour colour classification is reliable.
 PALETTE: dict[str, tuple[float, float, float]] = {
@@ -66,7 +68,7 @@ def rgb(name: str) -> np.ndarray:
     for table in (PALETTE, NOVEL_COLOURS, SCENES):
         if name in table:
             return np.asarray(table[name], dtype=np.float32)
-    raise KeyError(f"unknown colour {name!r}; known: {sorted([*PALETTE, *NOVEL_COLOURS, *SCENES])}")
+    raise ConfigError(f"toy world: unknown colour or scene {name!r}; valid names: {sorted([*PALETTE, *NOVEL_COLOURS, *SCENES])}")
 
 
 def visible(colour: str, scene: str) -> bool:

@@ -17,7 +17,15 @@ import numpy as np
 import torch
 
 from videomage_toyworld.render import PATTERNS, paint, pattern_index, shape_masks
-from videomage_toyworld.vocabulary import DIRECTIONS, PALETTE, SCENES, SHAPES, SPEEDS, rgb, visible
+from videomage_toyworld.vocabulary import (
+    DIRECTIONS,
+    PALETTE,
+    SCENES,
+    SHAPES,
+    SPEEDS,
+    rgb,
+    visible,
+)
 
 #: Per-channel colour jitter, so the model learns colour *names*, not eight exact RGB values.
 JITTER = 0.04

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from videomage.media import read_images, read_video
 from videomage_toyworld import cases
 from videomage_toyworld.metrics import SubjectFidelity
 from videomage_toyworld.vocabulary import NOVEL_COLOURS, PALETTE
+
+from videomage.media import read_images, read_video
 
 
 def test_subjects_use_only_colours_the_base_model_never_saw():

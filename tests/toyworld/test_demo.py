@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from videomage_toyworld.demo import DemoCommand, metrics_table, run_demo
+from videomage_toyworld.pipeline import CaseSettings
 
 from videomage.errors import InputError
 from videomage.plugins import get_registry
 from videomage.testing import CommandContract
-from videomage_toyworld.demo import DemoCommand, metrics_table, run_demo
-from videomage_toyworld.pipeline import CaseSettings
 
 MICRO = CaseSettings(subject_steps=1, motion_steps=1, inversion_steps=1, fusion_steps=1, videos_per_subject=1,
                      prior_count=1, prior_steps=1, sampling_steps=2, tau=1, stills=2)

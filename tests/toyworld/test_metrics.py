@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from videomage_toyworld import cases, metrics
+from videomage_toyworld.vocabulary import rgb
+from videomage_toyworld.world import Actor, linear_path, render
 
 from videomage.errors import InputError
 from videomage.plugins import get_registry
 from videomage.testing import MetricContract
-from videomage_toyworld import cases, metrics
-from videomage_toyworld.vocabulary import rgb
-from videomage_toyworld.world import Actor, linear_path, render
 
 PROMPT = "a red square moving left in the snow"
 

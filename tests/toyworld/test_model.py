@@ -5,9 +5,16 @@ from __future__ import annotations
 import json
 
 import torch
+from videomage_toyworld.model import (
+    MODEL_DIR,
+    SPEC_FILE,
+    ToyModelConfig,
+    build_components,
+    load_model,
+    save_model,
+)
 
 from videomage.loading import load_backbone
-from videomage_toyworld.model import MODEL_DIR, SPEC_FILE, ToyModelConfig, build_components, load_model, save_model
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from videomage_toyworld.tokenizer import build_tokenizer
 from videomage_toyworld.vocabulary import words
+
+from videomage.errors import ConfigError
 
 
 def test_every_world_word_is_one_token(tmp_path):
@@ -31,5 +32,5 @@ def test_files_reload_identically(tmp_path):
 
 
 def test_a_word_that_cannot_be_one_token_is_refused(tmp_path):
-    with pytest.raises(RuntimeError, match="do not tokenize to one token"):
+    with pytest.raises(ConfigError, match="expected every vocabulary word to be one token"):
         build_tokenizer(tmp_path, ["a", "a"] + ["</w>"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import attrs
 import torch
 from safetensors.torch import load_file
-
 from videomage_toyworld.model import ToyModelConfig
 from videomage_toyworld.train import TrainPlan, main, train
 

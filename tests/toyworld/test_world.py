@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from videomage_toyworld import world
 from videomage_toyworld.vocabulary import PALETTE, SCENES, rgb, visible
 
@@ -63,3 +62,15 @@ def test_autoencoder_frames_cover_colours_outside_the_palette():
     pixels = frames.permute(0, 2, 3, 1).reshape(-1, 3).numpy()
     far = np.linalg.norm(pixels[:, None] - palette[None], axis=2).min(axis=1) > 0.2
     assert far.mean() > 0.3
+
+
+def test_unknown_names_are_clear_errors():
+    import pytest
+    from videomage_toyworld.render import shape_masks
+
+    from videomage.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="valid shapes: circle, square, triangle"):
+        shape_masks("hexagon", np.zeros((1, 2), np.float32), 3.0, 8, 8)
+    with pytest.raises(ConfigError, match="unknown colour or scene 'teal'"):
+        rgb("teal")
