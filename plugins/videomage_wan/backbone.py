@@ -28,7 +28,6 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,12 +36,12 @@ from transformers import AutoTokenizer, UMT5EncoderModel
 
 from videomage.components import AttentionStore, Backbone
 from videomage.errors import ConfigError
+from videomage.loading import check_model_request
 from videomage.text import TextMethods
 from videomage_wan import attention, flow
 from videomage_wan.files import check_folder, is_family, video_spec
 from videomage_wan.text import T5Text
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 #: Role -> the linear layers of each block (relative to ``blocks.<i>``).
 ROLE_LAYERS: dict[str, tuple[str, ...]] = {
@@ -88,14 +87,7 @@ class WanBackbone(TextMethods, Backbone):
     @classmethod
     def from_pretrained(cls, model: str, *, device: str = "cpu", dtype: str = "float32",
                         scheduler: str | None = None) -> WanBackbone:
-        if dtype not in DTYPES:
-            raise ConfigError(f"dtype {dtype!r} is not supported; choose one of {sorted(DTYPES)}")
-        torch_dtype = DTYPES[dtype]
-        local = Path(model)
-        if local.is_dir():
-            check_folder(local)
-        elif local.exists() or model.startswith((".", "/", "~")):
-            raise ConfigError(f"model {model!r} is not a folder; pass a diffusers-layout folder or a Hub id")
+        torch_dtype = check_model_request(model, dtype, check_folder)
         try:
             transformer = WanTransformer3DModel.from_pretrained(model, subfolder="transformer", torch_dtype=torch_dtype,
                                                                 use_safetensors=True)

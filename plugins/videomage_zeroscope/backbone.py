@@ -22,7 +22,6 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import diffusers
@@ -36,12 +35,12 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from videomage.components import AttentionStore, Backbone, VideoSpec
 from videomage.errors import ConfigError
+from videomage.loading import check_model_request
 from videomage.text import TextMethods
 from videomage_zeroscope import attention
 from videomage_zeroscope.files import check_folder, is_family, video_spec
 from videomage_zeroscope.tokens import CLIPText
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 ROLE_CONTAINERS = {"spatial": Transformer2DModel, "temporal": TransformerTemporalModel}
 
 
@@ -111,14 +110,7 @@ class ZeroScopeBackbone(TextMethods, Backbone):
     @classmethod
     def from_pretrained(cls, model: str, *, device: str = "cpu", dtype: str = "float32",
                         scheduler: str | None = None) -> ZeroScopeBackbone:
-        if dtype not in DTYPES:
-            raise ConfigError(f"dtype {dtype!r} is not supported; choose one of {sorted(DTYPES)}")
-        torch_dtype = DTYPES[dtype]
-        local = Path(model)
-        if local.is_dir():
-            check_folder(local)
-        elif local.exists() or model.startswith((".", "/", "~")):
-            raise ConfigError(f"model {model!r} is not a folder; pass a diffusers-layout folder or a Hub id")
+        torch_dtype = check_model_request(model, dtype, check_folder)
         try:
             unet = UNet3DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=torch_dtype, use_safetensors=True)
             vae = AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=torch_dtype, use_safetensors=True)
