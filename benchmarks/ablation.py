@@ -1,6 +1,6 @@
 """The paper's ablation in miniature on the toy world (VideoMage, CVPR 2025, section 4.3).
 
-    .venv/bin/python benchmarks/ablation.py --seeds 0 1 2 --out runs/ablation
+    .venv/bin/python benchmarks/ablation.py --seeds 0 1 2 3 4 --out runs/ablation
 
 Variants, each on the same learned subjects per seed (only what a variant changes is retrained):
 
@@ -82,7 +82,7 @@ def table(results: dict[int, dict[str, dict[str, float]]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="VideoMage ablation on the toy world")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", default="runs/ablation")
     parser.add_argument("--model", default=str(MODEL_DIR))
     parser.add_argument("--threads", type=int, default=1)
