@@ -7,7 +7,6 @@ which hard-codes module names of one of them fails on the other.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -24,11 +23,7 @@ def save_tiny_model(folder: Path, config, *, frames: int = TINY_FRAMES, seed: in
     """Build a tiny model from ``config`` (a ``ToyModelConfig``) and save it at ``folder``."""
     from videomage_toyworld.model import build_components, save_model
 
-    components = build_components(config, folder / "tokenizer", seed=seed)
-    save_model(components, folder)
-    spec = {"height": config.image_size, "width": config.image_size, "frames": frames, "fps": 8}
-    (folder / "videomage.json").write_text(json.dumps({"video_spec": spec}))
-    return folder
+    return save_model(build_components(config, folder / "tokenizer", seed=seed), folder, frames=frames)
 
 
 def tiny_configs():

@@ -2,34 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
-import torch
-
 from videomage.components import Adapter, Backbone
-from videomage.errors import ConfigError, RegistryError, format_choices
+from videomage.errors import RegistryError, format_choices
 from videomage.plugins import get_registry
 
 DEFAULT_ADAPTER = "lora"
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def check_model_request(model: str, dtype: str, check_folder: Callable[[Path], None]) -> torch.dtype:
-    """What every backbone's ``from_pretrained`` checks first; returns the torch dtype.
-
-    ``dtype`` must be one of :data:`DTYPES`; a local folder goes through the family's
-    ``check_folder`` (which names a missing component); a path that is not a folder is refused,
-    so that a typo in a path is not mistaken for a Hub id.
-    """
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype {dtype!r} is not supported; choose one of {sorted(DTYPES)}")
-    local = Path(model)
-    if local.is_dir():
-        check_folder(local)
-    elif local.exists() or model.startswith((".", "/", "~")):
-        raise ConfigError(f"model {model!r} is not a folder; pass a diffusers-layout folder or a Hub id")
-    return DTYPES[dtype]
 
 
 def detect_backbone(model: str) -> str:

@@ -19,6 +19,8 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from videomage.components import VideoSpec
+from videomage.modelfiles import write_video_spec
 from videomage_toyworld.tokenizer import MAX_LENGTH, build_tokenizer
 
 #: The committed, trained base model (see docs/toyworld.md for how it was made).
@@ -131,8 +133,6 @@ def build_components(config: ToyModelConfig, tokenizer_dir: str | Path, seed: in
 
 #: Frames per clip the model is trained on (and samples by default).
 FRAMES = 8
-#: The file in which a model folder declares its native video size to the zeroscope backbone.
-SPEC_FILE = "videomage.json"
 
 
 def save_model(components: dict, folder: str | Path, *, dtype: torch.dtype = torch.float32, frames: int = FRAMES) -> Path:
@@ -154,8 +154,7 @@ def save_model(components: dict, folder: str | Path, *, dtype: torch.dtype = tor
     index.update({k: list(v) for k, v in COMPONENT_CLASSES.items()})
     (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     side = int(components["vae"].config.sample_size)
-    spec = {"video_spec": {"height": side, "width": side, "frames": frames, "fps": 8}}
-    (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+    write_video_spec(folder, VideoSpec(height=side, width=side, frames=frames, fps=8))
     return folder
 
 

@@ -36,7 +36,7 @@ from transformers import AutoTokenizer, UMT5EncoderModel
 
 from videomage.components import AttentionStore, Backbone
 from videomage.errors import ConfigError
-from videomage.loading import check_model_request
+from videomage.modelfiles import check_model_request
 from videomage.text import TextMethods
 from videomage_wan import attention, flow
 from videomage_wan.files import check_folder, is_family, video_spec

@@ -9,12 +9,11 @@ a Hub id is recognised from the published names or from the local Hugging Face c
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
 from videomage.components import VideoSpec
 from videomage.errors import ConfigError
+from videomage.modelfiles import read_config, read_video_spec
 
 TRANSFORMER_CLASS = "WanTransformer3DModel"
 PIPELINE_CLASS = "WanPipeline"
@@ -27,47 +26,14 @@ KNOWN_MODELS: dict[str, VideoSpec] = {
 }
 DEFAULT_SPEC = KNOWN_MODELS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]
 
-#: Optional file at a folder's root declaring its native size (the tiny test models have one):
-#: ``{"video_spec": {"height": 32, "width": 48, "frames": 5, "fps": 8}}``.
-SPEC_FILE = "videomage.json"
-
-
-def _read_json(model: str, filename: str) -> dict | None:
-    local = Path(model)
-    if local.is_dir():
-        path: Path | None = local / filename
-    else:
-        path = _cached_file(model, filename)
-    if path is None or not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _cached_file(model_id: str, filename: str) -> Path | None:
-    """``filename`` of Hub repo ``model_id`` when it is in the local cache; never downloads."""
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", model_id):
-        return None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(model_id, filename)
-    except Exception:  # no hub library, or a name the cache refuses
-        return None
-    return Path(found) if isinstance(found, str) else None
-
-
 def is_family(model: str) -> bool:
     """Whether ``model`` is a Wan 2.1 text-to-video model (published id, or its configs say so)."""
     if model in KNOWN_MODELS:
         return True
-    index = _read_json(model, "model_index.json")
+    index = read_config(model, "model_index.json")
     if index is not None and index.get("_class_name") != PIPELINE_CLASS:
         return False
-    config = _read_json(model, "transformer/config.json")
+    config = read_config(model, "transformer/config.json")
     return (
         config is not None
         and config.get("_class_name") == TRANSFORMER_CLASS
@@ -85,7 +51,7 @@ def check_folder(folder: Path) -> None:
             f"needs {', '.join(COMPONENTS)} (WanPipeline.save_pretrained writes them all)"
         )
     if not is_family(str(folder)):
-        config = _read_json(str(folder), "transformer/config.json") or {}
+        config = read_config(str(folder), "transformer/config.json") or {}
         raise ConfigError(
             f"model folder {str(folder)!r} holds a {config.get('_class_name')!r} transformer"
             f"{' that also takes images' if config.get('image_dim') or config.get('added_kv_proj_dim') else ''}, "
@@ -95,14 +61,4 @@ def check_folder(folder: Path) -> None:
 
 def video_spec(model: str) -> VideoSpec:
     """The native size: the folder's ``videomage.json``, the published model's card, or Wan 2.1 1.3B's."""
-    path = Path(model) / SPEC_FILE
-    if path.is_file():
-        try:
-            spec = json.loads(path.read_text())["video_spec"]
-            return VideoSpec(height=int(spec["height"]), width=int(spec["width"]), frames=int(spec["frames"]), fps=int(spec["fps"]))
-        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
-            raise ConfigError(
-                f"{str(path)!r} is malformed ({exc!r}); expected "
-                '{"video_spec": {"height": H, "width": W, "frames": F, "fps": FPS}}'
-            ) from None
-    return KNOWN_MODELS.get(model, DEFAULT_SPEC)
+    return read_video_spec(model) or KNOWN_MODELS.get(model, DEFAULT_SPEC)

@@ -19,12 +19,14 @@ milliseconds on a CPU.
 
 from __future__ import annotations
 
-import json
 import string
 from pathlib import Path
 
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
 from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
+
+from videomage.components import VideoSpec
+from videomage.modelfiles import write_video_spec
 
 #: Words of the tiny tokenizer (others fall back to letters, as sentencepiece does).
 WORDS = (
@@ -35,7 +37,7 @@ WORDS = (
 ).split()
 
 #: Native size of the tiny model (written to its ``videomage.json``): 5 frames make 2 latent frames.
-TINY_SPEC = {"height": 32, "width": 48, "frames": 5, "fps": 8}
+TINY_SPEC = VideoSpec(height=32, width=48, frames=5, fps=8)
 
 #: Text length of the tiny model (the real one reads 512 positions).
 TEXT_LENGTH = 24
@@ -94,5 +96,5 @@ def save_tiny_wan(folder: str | Path, seed: int = 0) -> Path:
     )
     folder = Path(folder)
     pipe.save_pretrained(folder)
-    (folder / "videomage.json").write_text(json.dumps({"video_spec": dict(TINY_SPEC)}))
+    write_video_spec(folder, TINY_SPEC)
     return folder

@@ -35,7 +35,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from videomage.components import AttentionStore, Backbone, VideoSpec
 from videomage.errors import ConfigError
-from videomage.loading import check_model_request
+from videomage.modelfiles import check_model_request
 from videomage.text import TextMethods
 from videomage_zeroscope import attention
 from videomage_zeroscope.files import check_folder, is_family, video_spec

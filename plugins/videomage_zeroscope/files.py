@@ -1,17 +1,14 @@
-"""Finding a ZeroScope/ModelScope model on disk: a local folder, or a Hub id in the local cache.
-
-Nothing here downloads. A Hub id resolves through the Hugging Face cache when the model was
-downloaded before (``huggingface-cli download <id>``); on a machine with network access the
-component loaders may fetch it, which is diffusers' behaviour and not ours to hide.
+"""Recognising a ZeroScope/ModelScope model on disk (a local folder, or a Hub id in the local
+cache) and its native size. Reading files without downloading is :mod:`videomage.modelfiles`'.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from videomage.components import VideoSpec
 from videomage.errors import ConfigError
+from videomage.modelfiles import read_config, read_video_spec
 
 #: The UNet class that makes a folder a model of this family.
 UNET_CLASS = "UNet3DConditionModel"
@@ -24,37 +21,10 @@ KNOWN_MODELS: dict[str, VideoSpec] = {
     "damo-vilab/text-to-video-ms-1.7b": VideoSpec(height=256, width=256, frames=16, fps=8),
 }
 
-#: An optional file at a model folder's root declaring its native video size (our toy model has one):
-#: ``{"video_spec": {"height": 64, "width": 64, "frames": 8, "fps": 8}}``.
-SPEC_FILE = "videomage.json"
-
-
-def _cached_file(model_id: str, filename: str) -> Path | None:
-    """``filename`` of Hub repo ``model_id`` if it is in the local cache; never downloads."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - huggingface_hub comes with diffusers
-        return None
-    try:
-        found = try_to_load_from_cache(model_id, filename)
-    except Exception:  # an id that is not a valid repo name
-        return None
-    return Path(found) if isinstance(found, str) else None
-
 
 def unet_class(model: str) -> str | None:
-    """The ``_class_name`` of the model's UNet, read from a local folder or the cache; None if unknown."""
-    local = Path(model)
-    if local.is_dir():
-        config = local / "unet" / "config.json"
-    else:
-        config = _cached_file(model, "unet/config.json")
-    if config is None or not config.is_file():
-        return None
-    try:
-        return json.loads(config.read_text()).get("_class_name")
-    except (OSError, json.JSONDecodeError):
-        return None
+    """The ``_class_name`` of the model's UNet, from a local folder or the cache; None if unknown."""
+    return (read_config(model, "unet/config.json") or {}).get("_class_name")
 
 
 def is_family(model: str) -> bool:
@@ -83,16 +53,9 @@ def video_spec(model: str, sample_size: int, vae_scale: int) -> VideoSpec:
     The derived default takes the UNet's ``sample_size`` times the VAE's down-sampling, 16 frames
     at 8 fps (ModelScope's training setting).
     """
-    local = Path(model) / SPEC_FILE
-    if local.is_file():
-        try:
-            data = json.loads(local.read_text())["video_spec"]
-            return VideoSpec(height=int(data["height"]), width=int(data["width"]), frames=int(data["frames"]), fps=int(data["fps"]))
-        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
-            raise ConfigError(
-                f"{str(local)!r} is malformed ({exc!r}); expected "
-                '{"video_spec": {"height": H, "width": W, "frames": F, "fps": FPS}}'
-            ) from None
+    declared = read_video_spec(model)
+    if declared is not None:
+        return declared
     if model in KNOWN_MODELS:
         return KNOWN_MODELS[model]
     side = sample_size * vae_scale

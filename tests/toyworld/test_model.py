@@ -7,7 +7,6 @@ import json
 import torch
 from videomage_toyworld.model import (
     MODEL_DIR,
-    SPEC_FILE,
     ToyModelConfig,
     build_components,
     load_model,
@@ -15,6 +14,7 @@ from videomage_toyworld.model import (
 )
 
 from videomage.loading import load_backbone
+from videomage.modelfiles import SPEC_FILE
 
 
 def test_save_and_load_round_trip(tmp_path):
