@@ -86,25 +86,20 @@ def compare(benchmark, world, name: str, candidate: Callable[[], object], floor:
     times_c: list[float] = []
     times_f: list[float] = []
 
-    def run_floor():
-        world.sync()
-        start = time.perf_counter()
-        floor()
-        world.sync()
-        times_f.append(time.perf_counter() - start)
-        if between is not None:
-            between()
+    def timed(fn: Callable[[], object], times: list[float], then: Callable[[], object] | None):
+        def run():
+            world.sync()
+            start = time.perf_counter()
+            fn()
+            world.sync()
+            times.append(time.perf_counter() - start)
+            if then is not None:
+                then()
 
-    def run_candidate():
-        world.sync()
-        start = time.perf_counter()
-        candidate()
-        world.sync()
-        times_c.append(time.perf_counter() - start)
-        if after is not None:
-            after()
+        return run
 
-    benchmark.pedantic(run_candidate, setup=run_floor, rounds=rounds, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(timed(candidate, times_c, after), setup=timed(floor, times_f, between), rounds=rounds,
+                       iterations=1, warmup_rounds=1)
     # pytest-benchmark runs ``setup`` before warm-up rounds too: drop those pairs.
     times_c, times_f = times_c[-rounds:], times_f[-rounds:]
     result = Comparison(name=name, candidate=times_c, floor=times_f, target=target, shapes=world.shapes(), note=note)
