@@ -29,7 +29,6 @@ def saved_bytes(world, checkpointing: bool) -> int:
     t = scheduler.timesteps[5]
     motion_prompt = motion_prompt_for(PROMPT, TOKENS)
     pos = matched_positions(b, PROMPT, motion_prompt, TOKENS)
-    counts = ([len(b.word_positions(PROMPT, k)) for k in TOKENS], [len(b.word_positions(motion_prompt, v)) for v in TOKENS.values()])
     with torch.no_grad():
         embeds = (b.encode_prompt([PROMPT]), b.encode_prompt([motion_prompt]))
     live, peak = 0, 0
@@ -48,7 +47,7 @@ def saved_bytes(world, checkpointing: bool) -> int:
 
     latents = world.latents()
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
-        SCSSampler().guide(b, ad, latents, t, embeds, ({"fused": 1.0}, {"motion": 1.0}), pos, counts, 1.0,
+        SCSSampler().guide(b, ad, latents, t, embeds, ({"fused": 1.0}, {"motion": 1.0}), pos, 1.0,
                            tuple(latents.shape[-2:]), scheduler, checkpointing=checkpointing)
     # ``live`` only grows (graphs are freed after the hooks saw them): ``peak`` is the total saved
     # by the forward passes of one guided step, all alive together just before its backward.

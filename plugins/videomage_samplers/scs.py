@@ -61,11 +61,12 @@ def motion_prompt_for(prompt: str, tokens: Mapping[str, str]) -> str:
 
 def matched_positions(
     backbone: Backbone, prompt: str, motion_prompt: str, tokens: Mapping[str, str]
-) -> tuple[list[int], list[int]]:
-    """Text positions of each subject token in ``prompt`` and of its class word in ``motion_prompt``.
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Per subject, in order of appearance: its token's positions in ``prompt`` and its class word's
+    in ``motion_prompt`` (a word may split into several text tokens, hence a list per subject).
 
-    Tokens are matched by order of appearance; a token missing from the prompt, or a class
-    word missing from the motion prompt, is an error naming it.
+    A token missing from the prompt, or a class word missing from the motion prompt, is an error
+    naming it.
     """
     ordered = sorted(tokens, key=lambda tok: prompt.find(tok))
     sub, mot = [], []
@@ -79,18 +80,21 @@ def matched_positions(
                 f"SCS: cannot match subject token {token!r} with class word {word!r} in the motion prompt "
                 f"{motion_prompt!r}; use the class word in the motion prompt or leave it out to derive it"
             )
-        # A word may split into several text tokens: average them into one map per subject.
         sub.append(s_pos)
         mot.append(m_pos)
-    return [p for g in sub for p in g], [p for g in mot for p in g]
+    return sub, mot
 
 
-def _grouped(maps: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
-    out, start = [], 0
-    for n in counts:
-        out.append(maps[:, start : start + n].mean(1))
-        start += n
-    return torch.stack(out, 1)
+def subject_maps(layers: Sequence[torch.Tensor], union: Sequence[int], groups: Sequence[Sequence[int]],
+                 size: tuple[int, int]) -> torch.Tensor:
+    """``[B, N, F, h, w]``: per subject, the normalised cross-attention map of its positions.
+
+    ``layers`` were captured for the positions ``union``; a subject whose word spans several
+    positions gets the mean of their maps.
+    """
+    cols = [union.index(p) for group in groups for p in group]
+    maps = AttentionStore(cross=[m[:, cols] for m in layers]).cross_maps(size)
+    return torch.stack([part.mean(1) for part in maps.split([len(g) for g in groups], dim=1)], 1)
 
 
 class SCSSampler(Sampler):
@@ -118,10 +122,7 @@ class SCSSampler(Sampler):
         beta_s, beta_m, tau, alpha = float(req["beta_s"]), float(req["beta_m"]), int(req["tau"]), float(req["alpha"])
         scale = float(req["guidance_scale"])
         subject, motion = {req["subject_adapter"]: 1.0}, {req["motion_adapter"]: 1.0}
-        if tau > 0:
-            sub_pos, mot_pos = matched_positions(backbone, prompt, motion_prompt, tokens)
-            counts_s = [len(backbone.word_positions(prompt, t)) for t in sorted(tokens, key=prompt.find)]
-            counts_m = [len(backbone.word_positions(motion_prompt, tokens[t])) for t in sorted(tokens, key=prompt.find)]
+        positions = matched_positions(backbone, prompt, motion_prompt, tokens) if tau > 0 else None
 
         scheduler = backbone.make_scheduler(req["scheduler"])
         scheduler.set_timesteps(int(req["steps"]))
@@ -135,9 +136,8 @@ class SCSSampler(Sampler):
             x_sub, x_mot = latents, latents
             if i < tau:
                 x_sub, x_mot = self.guide(
-                    backbone, adapter, latents, t, (emb_s[1:], emb_m[1:]), (subject, motion),
-                    (sub_pos, mot_pos), (counts_s, counts_m), alpha, size, scheduler,
-                    checkpointing=bool(req["guidance_checkpointing"]),
+                    backbone, adapter, latents, t, (emb_s[1:], emb_m[1:]), (subject, motion), positions, alpha, size,
+                    scheduler, checkpointing=bool(req["guidance_checkpointing"]),
                 )
             with torch.no_grad():
                 eps = 0
@@ -159,7 +159,7 @@ class SCSSampler(Sampler):
         Both branches' forward passes then run identical processors, so that with activation
         checkpointing either pass can be recomputed inside the same capture.
         """
-        union = sorted(set(positions[0]) | set(positions[1]))
+        union = sorted({p for groups in positions for group in groups for p in group})
         with ExitStack() as stack:
             store = stack.enter_context(backbone.capture_attention(cross_tokens=union, temporal=True))
             if checkpointing:
@@ -167,32 +167,30 @@ class SCSSampler(Sampler):
             yield store, union
 
     @staticmethod
-    def _losses(backbone, adapter, store, union, x_sub, x_mot, t, embeds, adapters, positions, counts, size):
+    def _losses(backbone, adapter, store, union, x_sub, x_mot, t, embeds, adapters, positions, size):
         t_in = t.reshape(1).to(x_sub.device)
         adapter.activate(backbone, adapters[0])
         backbone.predict(x_sub, t_in, embeds[0])
         n_cross, n_temp = len(store.cross), len(store.temporal)
         adapter.activate(backbone, adapters[1])
         backbone.predict(x_mot, t_in, embeds[1])
-
-        def cross(maps, pos, count):
-            cols = [union.index(p) for p in pos]
-            return _grouped(AttentionStore(cross=[m[:, cols] for m in maps]).cross_maps(size), count)
-
-        cross_s = cross(store.cross[:n_cross], positions[0], counts[0])
-        cross_m = cross(store.cross[n_cross : 2 * n_cross], positions[1], counts[1])
+        cross_s = subject_maps(store.cross[:n_cross], union, positions[0], size)
+        cross_m = subject_maps(store.cross[n_cross : 2 * n_cross], union, positions[1], size)
         temp_s, temp_m = store.temporal[:n_temp], store.temporal[n_temp : 2 * n_temp]
         l_sm = ((cross_m - cross_s.detach()) ** 2).mean()
         l_ms = torch.stack([((a - b.detach()) ** 2).mean() for a, b in zip(temp_s, temp_m)]).mean()
         return l_sm, l_ms
 
     @classmethod
-    def alignment_losses(cls, backbone, adapter, x_sub, x_mot, t, embeds, adapters, positions, counts, size):
-        """``(L_{s->m}, L_{m->s})`` for the given branch latents (gradients flow to both)."""
-        with cls._capturing(backbone, positions, checkpointing=False) as (store, union):
-            return cls._losses(backbone, adapter, store, union, x_sub, x_mot, t, embeds, adapters, positions, counts, size)
+    def alignment_losses(cls, backbone, adapter, x_sub, x_mot, t, embeds, adapters, positions, size):
+        """``(L_{s->m}, L_{m->s})`` for the given branch latents (gradients flow to both).
 
-    def guide(self, backbone, adapter, latents, t, embeds, adapters, positions, counts, alpha, size, scheduler,
+        ``positions``: :func:`matched_positions`' per-subject groups for the two prompts.
+        """
+        with cls._capturing(backbone, positions, checkpointing=False) as (store, union):
+            return cls._losses(backbone, adapter, store, union, x_sub, x_mot, t, embeds, adapters, positions, size)
+
+    def guide(self, backbone, adapter, latents, t, embeds, adapters, positions, alpha, size, scheduler,
               checkpointing: bool = False):
         """One refinement: ``x_mot -= alpha * dL_{s->m}/dx_mot``, ``x_sub -= alpha * dL_{m->s}/dx_sub``.
 
@@ -205,7 +203,7 @@ class SCSSampler(Sampler):
         x_mot = latents.detach().clone().requires_grad_(True)
         with torch.enable_grad(), self._capturing(backbone, positions, checkpointing) as (store, union):
             inputs = (scale_input(scheduler, x_sub, t), scale_input(scheduler, x_mot, t))
-            l_sm, l_ms = self._losses(backbone, adapter, store, union, *inputs, t, embeds, adapters, positions, counts, size)
+            l_sm, l_ms = self._losses(backbone, adapter, store, union, *inputs, t, embeds, adapters, positions, size)
             # The motion adapter is active after _losses: differentiate the motion pass first.
             (g_mot,) = torch.autograd.grad(l_sm, x_mot, allow_unused=True)
             adapter.activate(backbone, adapters[0])

@@ -60,21 +60,21 @@ def guidance_case(two_adapters):
     with torch.no_grad():
         embeds = (backbone.encode_prompt([PROMPT]), backbone.encode_prompt([motion_prompt]))
     pos = matched_positions(backbone, PROMPT, motion_prompt, TOKENS)
-    args = (t, embeds, ({"subjects": 1.0}, {"motion": 1.0}), pos, ([1, 1], [1, 1]), tuple(latents.shape[-2:]))
+    args = (t, embeds, ({"subjects": 1.0}, {"motion": 1.0}), pos, tuple(latents.shape[-2:]))
     return backbone, adapter, scheduler, latents, args
 
 
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_one_guidance_step_lowers_both_alignment_losses(two_adapters, checkpointing):
-    backbone, adapter, scheduler, latents, (t, embeds, adapters, pos, counts, size) = guidance_case(two_adapters)
+    backbone, adapter, scheduler, latents, (t, embeds, adapters, pos, size) = guidance_case(two_adapters)
     sampler = SCSSampler()
 
     def losses(x_sub, x_mot):
         with torch.no_grad():
-            return [v.item() for v in sampler.alignment_losses(backbone, adapter, x_sub, x_mot, t.reshape(1), embeds, adapters, pos, counts, size)]
+            return [v.item() for v in sampler.alignment_losses(backbone, adapter, x_sub, x_mot, t.reshape(1), embeds, adapters, pos, size)]
 
     l_sm0, l_ms0 = losses(latents, latents)
-    x_sub, x_mot = sampler.guide(backbone, adapter, latents, t, embeds, adapters, pos, counts, 20.0, size, scheduler,
+    x_sub, x_mot = sampler.guide(backbone, adapter, latents, t, embeds, adapters, pos, 20.0, size, scheduler,
                                  checkpointing=checkpointing)
     l_sm1, l_ms1 = losses(x_sub, x_mot)
     assert l_sm1 < l_sm0 and l_ms1 < l_ms0
@@ -82,10 +82,10 @@ def test_one_guidance_step_lowers_both_alignment_losses(two_adapters, checkpoint
 
 
 def test_checkpointed_guidance_takes_the_same_step(two_adapters):
-    backbone, adapter, scheduler, latents, (t, embeds, adapters, pos, counts, size) = guidance_case(two_adapters)
-    plain = SCSSampler().guide(backbone, adapter, latents, t, embeds, adapters, pos, counts, 20.0, size, scheduler,
+    backbone, adapter, scheduler, latents, (t, embeds, adapters, pos, size) = guidance_case(two_adapters)
+    plain = SCSSampler().guide(backbone, adapter, latents, t, embeds, adapters, pos, 20.0, size, scheduler,
                                checkpointing=False)
-    checkpointed = SCSSampler().guide(backbone, adapter, latents, t, embeds, adapters, pos, counts, 20.0, size, scheduler,
+    checkpointed = SCSSampler().guide(backbone, adapter, latents, t, embeds, adapters, pos, 20.0, size, scheduler,
                                       checkpointing=True)
     for a, b in zip(plain, checkpointed):
         assert torch.allclose(a, b, atol=1e-6)
@@ -95,6 +95,16 @@ def test_fixed_seed_gives_identical_latents(two_adapters):
     backbone, adapter = two_adapters
     assert torch.equal(scs(backbone, adapter, tau=1), scs(backbone, adapter, tau=1))
     assert not torch.equal(scs(backbone, adapter, tau=0, seed=6), scs(backbone, adapter, tau=0, seed=7))
+
+
+def test_positions_are_grouped_per_subject_in_prompt_order(two_adapters):
+    backbone, _ = two_adapters
+    motion_prompt = motion_prompt_for(PROMPT, TOKENS)
+    reversed_tokens = dict(reversed(list(TOKENS.items())))  # the order of the mapping must not matter
+    sub, mot = matched_positions(backbone, PROMPT, motion_prompt, reversed_tokens)
+    assert sub == [backbone.word_positions(PROMPT, "<toy>"), backbone.word_positions(PROMPT, "<dog>")]
+    assert mot == [backbone.word_positions(motion_prompt, "toy"), backbone.word_positions(motion_prompt, "dog")]
+    assert sub[0][0] < sub[1][0] and mot[0][0] < mot[1][0]
 
 
 def test_unmatched_tokens_are_clear_errors(two_adapters):
