@@ -39,7 +39,7 @@ import attrs
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from videomage.components import AttentionStore
+from videomage.components import AttentionStore, recomputing
 from videomage.errors import ConfigError
 
 #: Default bound on the numbers in one chunk of attention probabilities (512 MiB in float32).
@@ -126,12 +126,16 @@ class CaptureProcessor:
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None, **kwargs):
         out = self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
+        # Computed in either case (a checkpointed recomputation must save what the forward pass
+        # saved), kept only once: in the backward pass a checkpointed block runs again.
         if self.kind == "cross":
             q, k = queries_and_keys(attn, hidden_states, encoder_hidden_states)
-            self.store.cross.append(cross_maps(q, k, self.state.tokens, self.state))
+            maps, kept_in = cross_maps(q, k, self.state.tokens, self.state), self.store.cross
         else:
             q, k = queries_and_keys(attn, hidden_states, None, rotary_emb)
-            self.store.temporal.append(frame_mass(q, k, self.state))
+            maps, kept_in = frame_mass(q, k, self.state), self.store.temporal
+        if not recomputing():
+            kept_in.append(maps)
         return out
 
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import attrs
 import torch
 
-from videomage.components import AttentionStore
+from videomage.components import AttentionStore, recomputing
 
 
 class CaptureProcessor:
@@ -58,15 +58,19 @@ class CaptureProcessor:
         return out / attn.rescale_output_factor
 
     def _keep(self, probs: torch.Tensor) -> None:
+        # Computed in either case: activation checkpointing requires a recomputation to save the
+        # same tensors as the forward pass did. Kept only once.
         state = self.capture
         if self.kind == "cross":
             # [B*F, h*w, L] -> the requested tokens -> [B, T, F, h, w]
             h, w = state.grid(probs.shape[1])
             kept = probs[..., self.tokens].reshape(state.batch, state.frames, h, w, len(self.tokens))
-            self.store.cross.append(kept.permute(0, 4, 1, 2, 3))
+            maps, kept_in = kept.permute(0, 4, 1, 2, 3), self.store.cross
         else:
             # [B*h*w, F, F] -> [B, h*w, F, F]
-            self.store.temporal.append(probs.reshape(state.batch, -1, state.frames, state.frames))
+            maps, kept_in = probs.reshape(state.batch, -1, state.frames, state.frames), self.store.temporal
+        if not recomputing():  # in the backward pass, a checkpointed layer run again: kept already
+            kept_in.append(maps)
 
 
 @attrs.define

@@ -123,3 +123,19 @@ def test_capture_blocks_narrow_the_layers(backbone, inputs):
     backbone.capture_blocks = [7]
     with pytest.raises(ConfigError, match="past the last"), backbone.capture_attention(temporal=True):
         pass
+
+
+def test_gradient_checkpointing_keeps_each_map_once(backbone, inputs):
+    # The fusion stage with --gradient-checkpointing: diffusers runs each block again in the
+    # backward pass, and the capture must not keep a second copy of its maps then.
+    latents, t, embeds = inputs
+    backbone.enable_gradient_checkpointing()
+    backbone.denoiser.train()
+    x = latents.clone().requires_grad_(True)
+    with backbone.capture_attention(cross_tokens=[1, 2], temporal=True) as store:
+        backbone.predict(x, t, embeds)
+        kept = (len(store.cross), len(store.temporal))
+        loss = sum(m.square().mean() for m in [*store.cross, *store.temporal])
+        (grad,) = torch.autograd.grad(loss, x)
+        assert (len(store.cross), len(store.temporal)) == kept
+    assert kept[0] > 0 and grad.abs().sum() > 0
