@@ -4,9 +4,13 @@ CPU: the process's peak resident set (``VmHWM``) is reset through ``/proc/self/c
 once the model is loaded, so the peak belongs to the sampling run alone; a fresh process per
 measurement keeps one run's freed-but-retained heap from inflating the next.
 GPU: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.
+CPU, also: the peak bytes of live tensors as a GPU allocator would count them
+(:class:`benchmarks.live_bytes.LiveBytes`: every tensor alive at the start, weights included,
+plus the peak of those the run creates), the CPU figure comparable with the GPU's.
 
 ``python -m benchmarks.memory_probe MODE FOLDER`` (MODE: cfg | scs | scs_unguided | scs_checkpointed) prints one
-JSON line: ``{"mode", "base_bytes", "peak_bytes"}``; benchmark config comes from the environment.
+JSON line: ``{"mode", "base_bytes", "peak_bytes"}`` (CPU: also ``live_base_bytes``, ``live_peak_bytes``);
+benchmark config comes from the environment.
 """
 
 from __future__ import annotations
@@ -55,10 +59,15 @@ def measure(world, mode: str) -> dict:
         sample(world, mode)
         torch.cuda.synchronize()
         return {"mode": mode, "base_bytes": base, "peak_bytes": torch.cuda.max_memory_allocated()}
+    from benchmarks.live_bytes import LiveBytes, storage_bytes
+
+    live_base = storage_bytes(o for o in gc.get_objects() if isinstance(o, torch.Tensor))
     base = _status("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    sample(world, mode)
-    return {"mode": mode, "base_bytes": base, "peak_bytes": _status("VmHWM")}
+    with LiveBytes() as live:
+        sample(world, mode)
+    return {"mode": mode, "base_bytes": base, "peak_bytes": _status("VmHWM"),
+            "live_base_bytes": live_base, "live_peak_bytes": live_base + live.peak}
 
 
 def main() -> None:

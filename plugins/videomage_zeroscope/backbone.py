@@ -148,21 +148,27 @@ class ZeroScopeBackbone(TextMethods, Backbone):
 
     @contextmanager
     def activation_checkpointing(self) -> Iterator[bool]:
-        """Checkpoint every down, mid and up block of the UNet (non-reentrant) inside the block.
+        """Checkpoint (non-reentrant) every layer of the UNet's blocks inside the block.
 
-        Only the blocks' inputs are kept; their activations are recomputed during the backward
-        pass, which costs about one more forward pass and bounds the memory of backpropagating
-        to the latents (SCS guidance) to one block's activations.
+        The layers are the blocks' resnets, temporal convolutions, spatial and temporal
+        transformers and resamplers, and the UNet's input temporal transformer. Only their inputs
+        are kept; their activations are recomputed in the backward pass, layer by layer, which
+        costs about one more forward pass and bounds what backpropagating to the latents (SCS
+        guidance) holds at once to one layer's activations.
         """
         unet = self.denoiser
         blocks = [b for b in (*unet.down_blocks, unet.mid_block, *unet.up_blocks) if b is not None]
-        for block in blocks:
-            block.forward = _checkpointed(type(block).forward.__get__(block))  # shadows the method
+        layers = [layer for block in blocks for child in block.children() if isinstance(child, torch.nn.ModuleList)
+                  for layer in child]
+        if getattr(unet, "transformer_in", None) is not None:
+            layers.append(unet.transformer_in)
+        for layer in layers:
+            layer.forward = _checkpointed(type(layer).forward.__get__(layer))  # shadows the method
         try:
             yield True
         finally:
-            for block in blocks:
-                del block.forward
+            for layer in layers:
+                del layer.forward
 
     # -- roles -----------------------------------------------------------------------------
     def role_modules(self, role: str) -> dict[str, torch.nn.Module]:

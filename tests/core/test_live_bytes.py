@@ -1,0 +1,39 @@
+"""The CPU stand-in for ``torch.cuda.max_memory_allocated`` that the memory benchmarks use."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmarks.live_bytes import LiveBytes, storage_bytes
+
+
+def test_counts_each_storage_once_until_it_is_freed():
+    with LiveBytes() as live:
+        a = torch.ones(1000, dtype=torch.uint8)
+        view = a[10:]
+        assert live.current == 1000  # the view shares the storage
+        del a
+        assert live.current == 1000  # the view keeps it alive
+        del view
+        assert live.current == 0
+        b = torch.ones(300, dtype=torch.uint8)
+    assert live.peak == 1000 and live.current == 300
+    del b
+
+
+def test_sees_the_backward_pass_and_what_it_keeps():
+    x = torch.randn(1000, 1000, requires_grad=True)  # 4 MB, alive before: not counted
+    with LiveBytes() as live:
+        y = x.exp()  # kept for backward: 4 MB
+        z = (y * 2).sum()
+        assert live.current == 4_000_000 + 4
+        z.backward()
+    # Backward allocates the gradients (x.grad stays: 4 MB) while the saved exp is still alive.
+    assert live.current >= 4_000_000
+    assert live.peak >= 8_000_000
+
+
+def test_storage_bytes_counts_shared_storages_once():
+    w = torch.zeros(10, 10)
+    assert storage_bytes([w, w.t(), w[0]]) == 400
+    assert storage_bytes([w, torch.zeros(5)]) == 420
