@@ -19,6 +19,7 @@ import gc
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -64,10 +65,12 @@ def measure(world, mode: str) -> dict:
     live_base = storage_bytes(o for o in gc.get_objects() if isinstance(o, torch.Tensor))
     base = _status("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    start = time.perf_counter()
     with LiveBytes() as live:
         sample(world, mode)
     return {"mode": mode, "base_bytes": base, "peak_bytes": _status("VmHWM"),
-            "live_base_bytes": live_base, "live_peak_bytes": live_base + live.peak}
+            "live_base_bytes": live_base, "live_peak_bytes": live_base + live.peak,
+            "seconds": round(time.perf_counter() - start, 2)}
 
 
 def main() -> None:
