@@ -92,9 +92,10 @@ def build_real_backbone(config: BenchConfig, tokenizer_dir: Path, seed: int = 0)
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
     from videomage_toyworld.tokenizer import build_tokenizer
-    from videomage_zeroscope.backbone import DTYPES, ZeroScopeBackbone
+    from videomage_zeroscope.backbone import ZeroScopeBackbone
 
     from videomage.components import VideoSpec
+    from videomage.modelfiles import DTYPES
 
     torch.manual_seed(seed)
     dtype = DTYPES[config.dtype]

@@ -1,10 +1,12 @@
-"""The CPU stand-in for ``torch.cuda.max_memory_allocated`` that the memory benchmarks use."""
+"""The benchmarks' own tools: the real-size model builder and the CPU stand-in for
+``torch.cuda.max_memory_allocated``."""
 
 from __future__ import annotations
 
 import torch
 
 from benchmarks.live_bytes import LiveBytes, storage_bytes
+from benchmarks.models import BenchConfig, build_real_backbone, parameter_count
 
 
 def test_counts_each_storage_once_until_it_is_freed():
@@ -37,3 +39,11 @@ def test_storage_bytes_counts_shared_storages_once():
     w = torch.zeros(10, 10)
     assert storage_bytes([w, w.t(), w[0]]) == 400
     assert storage_bytes([w, torch.zeros(5)]) == 420
+
+
+def test_the_real_size_model_builds_with_the_published_parameter_count(tmp_path):
+    # On the meta device: no memory, no compute; it catches a builder that no longer runs.
+    backbone = build_real_backbone(BenchConfig(size="real", device="meta", dtype="bfloat16"), tmp_path / "tok")
+    assert parameter_count(backbone.denoiser) == 1_411_233_860  # ZeroScope v2 / ModelScope 1.7B's UNet
+    assert backbone.denoiser.dtype == torch.bfloat16
+    assert backbone.role_modules("spatial") and backbone.role_modules("temporal")
