@@ -9,7 +9,11 @@ seeded by ``(seed, phase, k)``, so a resumed run sees the batches an uninterrupt
    scale is fixed from the world's frames (ZeroScope's ``scaling_factor`` convention);
 2. the UNet and the text encoder learn epsilon-prediction on captioned clips and stills, with
    captions dropped to ``""`` 10% of the time so that classifier-free guidance has an
-   unconditional branch to push away from.
+   unconditional branch to push away from;
+3. optionally (``--motion-focus STEPS``) a fine-tune that teaches motion direction: every
+   batch is single-object moving clips with the direction named, each paired with its time
+   reverse captioned with the opposite direction and noised with the time-reversed noise, so
+   the two halves of a pair differ only in frame order and the direction word.
 
 Every ``--export-every`` steps (and at the end) the model is written in the diffusers layout
 into ``DIR/model`` atomically; ``--ship`` copies the final one into the package as float16.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import math
 import os
 import shutil
@@ -32,7 +37,7 @@ import torch.nn.functional as F
 
 from videomage.components import ObjectiveOutput
 from videomage.trainer import ParamGroup, Trainer, TrainerConfig
-from videomage_toyworld import world
+from videomage_toyworld import diagnose, world
 from videomage_toyworld.model import (
     MODEL_DIR,
     ToyModelConfig,
@@ -60,6 +65,19 @@ class TrainPlan:
     checkpoint_every: int = 50
     export_every: int = 200
     mixed_precision: str = "no"
+    # Phase 3, the direction fine-tune (0 steps: off). Its own checkpoint folder, ``motion/``.
+    motion_steps: int = 0
+    motion_lr: float = 1e-4  # UNet (non-temporal) and text encoder
+    temporal_lr: float = 1e-3  # temp_convs, temp_attentions, transformer_in
+    motion_warmup: int = 20
+    motion_t_min: int = 100  # below this the noisy clip shows its own motion; the word cannot matter
+    motion_snr_cap: float = 5.0  # loss weight max(1, min(1/SNR, cap)): more weight where noise hides the motion
+    # Weight of the contrast term: the same noisy clips with each pair's captions exchanged (the
+    # opposite direction word) should denoise worse, by up to ``motion_margin`` (relative).
+    motion_contrast: float = 0.0
+    motion_margin: float = 0.1
+    gap_every: int = 50  # direction-gap check (printed and appended to motion/gap.jsonl)
+    gap_probes: int = 32  # clips of the direction-gap probe set
 
 
 def _data_rng(plan: TrainPlan, phase: int, step: int) -> np.random.Generator:
@@ -74,6 +92,32 @@ def denoiser_batch(plan: TrainPlan, size: int, step: int) -> dict:
     data["captions"] = ["" if rng.random() < plan.caption_dropout else c for c in data["captions"]]
     data["still"] = still
     return data
+
+
+def motion_batch(plan: TrainPlan, size: int, step: int) -> dict:
+    """The data of motion fine-tune step ``step`` (a function of the plan and the step alone).
+
+    ``plan.batch // 2`` pairs: a moving clip, then its time reverse with the opposite direction
+    word (rows ``2i`` and ``2i + 1``). A pair's captions are dropped to ``""`` together.
+    """
+    rng = _data_rng(plan, 3, step)
+    videos, captions = [], []
+    for _ in range(max(1, plan.batch // 2)):
+        clip = diagnose.moving_clip(rng, size=size, frames=plan.frames, drop_colour=0.1, drop_scene=0.15,
+                                    drop_speed=0.3)
+        back = diagnose.reversed_clip(clip)
+        drop = bool(rng.random() < plan.caption_dropout)
+        videos += [clip.frames, back.frames]
+        captions += ["", ""] if drop else [clip.caption, back.caption]
+    return {"video": torch.from_numpy(np.stack(videos)), "captions": captions, "still": False}
+
+
+TEMPORAL = ("temp_convs", "temp_attentions", "transformer_in")
+
+
+def is_temporal(name: str) -> bool:
+    """Whether a UNet parameter belongs to a layer that mixes frames (the only ones that see order)."""
+    return any(part in name.split(".") for part in TEMPORAL)
 
 
 class Prefetcher:
@@ -194,6 +238,79 @@ def train_denoiser(
     return trainer
 
 
+def train_motion(components: dict, plan: TrainPlan, size: int, out: Path, device: torch.device) -> Trainer:
+    """Phase 3: the direction fine-tune on time-reversed pairs (see :func:`motion_batch`).
+
+    Parameter groups: the UNet's temporal layers at ``temporal_lr``, the rest of the UNet and
+    the text encoder at ``motion_lr``, both after a linear warm-up. Timesteps are drawn from
+    ``[motion_t_min, 1000)``, one per pair, and a pair's second clip gets the first one's noise
+    reversed in time, so a model blind to frame order and to the word has the same loss on both.
+    """
+    unet, text_encoder = components["unet"].to(device).train(), components["text_encoder"].to(device).train()
+    tokenizer, scheduler, vae = components["tokenizer"], components["scheduler"], components["vae"]
+    alphas = scheduler.alphas_cumprod.to(device)
+    named = list(unet.named_parameters())
+    groups = [ParamGroup(name="temporal", params=[p for n, p in named if is_temporal(n)], lr=plan.temporal_lr),
+              ParamGroup(name="unet", params=[p for n, p in named if not is_temporal(n)], lr=plan.motion_lr),
+              ParamGroup(name="text_encoder", params=list(text_encoder.parameters()), lr=plan.motion_lr)]
+    log = out / "motion" / "gap.jsonl"
+    trainer: Trainer
+
+    def step_loss(step: int, generator: torch.Generator) -> ObjectiveOutput:
+        warm = min(1.0, (step + 1) / max(plan.motion_warmup, 1))
+        for group, spec in zip(trainer.optimizer.param_groups, groups):
+            group["lr"] = spec.lr * warm
+        data = motion_batch(plan, size, step)
+        with torch.no_grad():
+            latents = _encode(vae, data["video"].to(device))
+        ids = tokenizer(data["captions"], padding="max_length", max_length=tokenizer.model_max_length,
+                        truncation=True, return_tensors="pt").input_ids.to(device)
+        pairs = latents.shape[0] // 2
+        first = torch.randn((pairs, *latents.shape[1:]), generator=generator)
+        noise = torch.stack([first, first.flip(2)], dim=1).flatten(0, 1).to(device)  # latents: [B, C, F, h, w]
+        t = torch.randint(plan.motion_t_min, scheduler.config.num_train_timesteps, (pairs,), generator=generator)
+        t = t.repeat_interleave(2).to(device)
+        a = alphas[t].view(-1, 1, 1, 1, 1)
+        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        embeds = text_encoder(ids)[0]
+        weight = (1 / (alphas[t] / (1 - alphas[t]))).clamp(1.0, plan.motion_snr_cap)
+        if not plan.motion_contrast:
+            pred = unet(noisy, t, encoder_hidden_states=embeds).sample
+            per = (pred.float() - noise).pow(2).flatten(1).mean(1)
+            return ObjectiveOutput(loss=(weight * per).mean(), logs={"mse": float(per.mean().detach())})
+        # A pair's second caption is the first one with the opposite word, so exchanging the
+        # captions within each pair gives every clip the wrong direction and nothing else changed.
+        swapped = embeds.view(pairs, 2, *embeds.shape[1:]).flip(1).flatten(0, 1)
+        pred = unet(torch.cat([noisy, noisy]), torch.cat([t, t]),
+                    encoder_hidden_states=torch.cat([embeds, swapped])).sample
+        per_right, per_wrong = (pred.float() - torch.cat([noise, noise])).pow(2).flatten(1).mean(1).chunk(2)
+        # For a model blind to frame order this term sums to zero over each pair, so its gradient
+        # flows only through what tells the frames' order.
+        contrast = torch.minimum(per_wrong - per_right, plan.motion_margin * per_right.detach())
+        loss = (weight * per_right).mean() - plan.motion_contrast * (weight * contrast).mean()
+        return ObjectiveOutput(loss=loss, logs={"mse": float(per_right.mean().detach()),
+                                                "gap": float((per_wrong - per_right).mean().detach())})
+
+    def check(step: int) -> None:
+        gap = diagnose.direction_gap(components, n=plan.gap_probes, frames=plan.frames)
+        line = json.dumps({"step": step, **{k: round(v, 8) for k, v in gap.items()}})
+        print(f"\ndirection gap: {line}", flush=True)
+        with open(log, "a") as fh:
+            fh.write(line + "\n")
+        if step % plan.export_every == 0:
+            export_model(components, out / "model")
+
+    config = TrainerConfig(steps=plan.motion_steps, checkpoint_every=plan.checkpoint_every, seed=plan.seed,
+                           description="motion", validate_every=plan.gap_every, mixed_precision=plan.mixed_precision)
+    trainer = Trainer(config, groups, step_loss, checkpoint_dir=out / "motion", validate=check)
+    (out / "motion").mkdir(parents=True, exist_ok=True)
+    if not (out / "motion" / "checkpoint.safetensors").exists() and not log.exists():
+        check(0)
+    trainer.fit()
+    unet.eval(), text_encoder.eval()
+    return trainer
+
+
 def export_model(components: dict, folder: Path, *, dtype: torch.dtype = torch.float32) -> Path:
     """Write the model into ``folder`` atomically: build it beside, then swap it in."""
     folder = Path(folder)
@@ -220,6 +337,8 @@ def train(out: str | Path, plan: TrainPlan, config: ToyModelConfig, *, device: s
     train_vae(components, plan, config.image_size, out, dev)
     fix_latent_scale(components["vae"], plan, config.image_size, dev)
     train_denoiser(components, plan, config.image_size, out, dev, workers)
+    if plan.motion_steps:
+        train_motion(components, plan, config.image_size, out, dev)
     for name in ("unet", "vae", "text_encoder"):
         components[name].to("cpu").eval().requires_grad_(False)
     export_model(components, out / "model")
@@ -246,12 +365,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPUs)")
     parser.add_argument("--tiny", action="store_true", help="the unit-test model sizes (32x32 frames)")
     parser.add_argument("--ship", action="store_true", help=f"copy the result, as float16, into {MODEL_DIR}")
+    parser.add_argument("--motion-focus", type=int, default=0, metavar="STEPS",
+                        help="after the denoiser, fine-tune STEPS steps on time-reversed moving pairs (direction)")
+    parser.add_argument("--motion-lr", type=float, default=defaults.motion_lr)
+    parser.add_argument("--temporal-lr", type=float, default=defaults.temporal_lr)
+    parser.add_argument("--motion-contrast", type=float, default=defaults.motion_contrast,
+                        help="weight of the wrong-direction contrast term of --motion-focus (0: plain loss)")
+    parser.add_argument("--gap-every", type=int, default=defaults.gap_every)
+    parser.add_argument("--gap-probes", type=int, default=defaults.gap_probes)
     parser.add_argument("--resume", action="store_true", help="accepted for clarity: runs always resume")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     plan = TrainPlan(vae_steps=args.vae_steps, steps=args.steps, batch=args.batch, still_batch=args.still_batch,
                      lr=args.lr, decay_steps=args.decay_steps, seed=args.seed, export_every=args.export_every,
-                     checkpoint_every=args.checkpoint_every, mixed_precision="bf16" if args.bf16 else "no")
+                     checkpoint_every=args.checkpoint_every, mixed_precision="bf16" if args.bf16 else "no",
+                     motion_steps=args.motion_focus, motion_lr=args.motion_lr, temporal_lr=args.temporal_lr,
+                     motion_contrast=args.motion_contrast, gap_every=args.gap_every,
+                     gap_probes=args.gap_probes)
     config = ToyModelConfig.tiny() if args.tiny else ToyModelConfig()
     components = train(args.out, plan, config, device=args.device, workers=args.workers)
     if args.ship:
