@@ -164,8 +164,10 @@ class Generate(Command):
         parser.add_argument("--tau", type=int, default=15, help="SCS: guided steps")
         parser.add_argument("--beta-s", type=float, default=0.5)
         parser.add_argument("--beta-m", type=float, default=0.5)
-        parser.add_argument("--guidance-checkpointing", action="store_true",
-                            help="SCS: recompute activations in each guided step's backward pass (much less memory, slower)")
+        parser.add_argument("--guidance-checkpointing", action=argparse.BooleanOptionalAction, default=True,
+                            help="SCS: recompute activations in each guided step's backward pass (default: on; "
+                                 "--no-guidance-checkpointing keeps them: guided steps about 1.3x faster, several "
+                                 "times the memory)")
         parser.add_argument("--gif", action="store_true", help="also write a gif")
         parser.add_argument("--no-progress", action="store_true")
 

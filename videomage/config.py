@@ -158,7 +158,7 @@ class SamplingConfig:
     tau: int = attrs.field(default=15, validator=_int_ge(0))
     beta_s: float = attrs.field(default=0.5, validator=_non_negative)
     beta_m: float = attrs.field(default=0.5, validator=_non_negative)
-    guidance_checkpointing: bool = False  # SCS: recompute activations in guided steps' backward passes
+    guidance_checkpointing: bool = True  # SCS: recompute activations in guided steps' backward passes
     frames: int | None = attrs.field(default=None, validator=_positive)
     height: int | None = attrs.field(default=None, validator=_positive)
     width: int | None = attrs.field(default=None, validator=_positive)

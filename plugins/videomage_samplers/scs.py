@@ -47,7 +47,7 @@ SCS_DEFAULTS: dict[str, Any] = {
     "beta_s": 0.5,
     "beta_m": 0.5,
     "step_from": "mixture",
-    "guidance_checkpointing": False,
+    "guidance_checkpointing": True,
 }
 
 
@@ -103,9 +103,10 @@ class SCSSampler(Sampler):
     Request keys: those of ``cfg`` except ``adapters``, plus ``subject_adapter``,
     ``motion_adapter``, ``tokens`` (subject token -> class word), ``motion_prompt`` (derived when
     omitted), ``alpha`` (1e4), ``tau`` (15), ``beta_s``/``beta_m`` (0.5/0.5), ``step_from``
-    ("mixture" or "shared"), ``guidance_checkpointing`` (False; True recomputes the denoiser's
-    activations in each guided step's backward pass, where the backbone supports it: far less
-    memory held for the backward pass, about one more forward pass per branch).
+    ("mixture" or "shared"), ``guidance_checkpointing`` (True: each guided step's backward pass
+    recomputes the denoiser's activations, where the backbone supports it, so a guided step
+    peaks near an unguided one instead of at several times it, for about one more forward
+    pass per branch; False keeps them).
     """
 
     name = "scs"

@@ -53,6 +53,9 @@ def test_recipe_reads_every_section_and_resolves_paths(tmp_path):
     assert recipe.motion.entities == ("person", "horse")
     assert recipe.motion.video == tmp_path / "data/ride.mp4"
     assert recipe.sampling.tau == 0 and recipe.sampling.guidance_scale == 9.0
+    assert recipe.sampling.guidance_checkpointing is True  # the default: guided steps bounded in memory
+    fast = Recipe.from_toml(write(tmp_path, RECIPE.replace("tau = 0", "tau = 0\nguidance_checkpointing = false")))
+    assert fast.sampling.guidance_checkpointing is False
     assert recipe.output.dir == tmp_path / "videomage-out"
     assert recipe.model.id == "models/tiny"  # no such local folder: kept as a Hub id
 

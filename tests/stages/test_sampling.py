@@ -91,6 +91,22 @@ def test_checkpointed_guidance_takes_the_same_step(two_adapters):
         assert torch.allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.parametrize("request_value, used", [(None, True), (True, True), (False, False)])
+def test_guided_steps_checkpoint_by_default(two_adapters, monkeypatch, request_value, used):
+    backbone, adapter = two_adapters
+    entered = []
+    original = type(backbone).activation_checkpointing
+
+    def spy(self):
+        entered.append(True)
+        return original(self)
+
+    monkeypatch.setattr(type(backbone), "activation_checkpointing", spy)
+    extra = {} if request_value is None else {"guidance_checkpointing": request_value}
+    scs(backbone, adapter, tau=2, **extra)
+    assert entered == ([True, True] if used else [])  # once per guided step
+
+
 def test_fixed_seed_gives_identical_latents(two_adapters):
     backbone, adapter = two_adapters
     assert torch.equal(scs(backbone, adapter, tau=1), scs(backbone, adapter, tau=1))

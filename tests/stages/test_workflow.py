@@ -129,6 +129,12 @@ def test_stage_commands_end_to_end(tiny_model_dir, tmp_path, capsys):
                  "--frames", "3", "--out", str(tmp_path / "out.mp4"), "--steps", "2", "--no-progress"]) == 0
     frames = iio.imread(tmp_path / "out.mp4", index=None, plugin="FFMPEG")
     assert frames.shape == (3, 32, 32, 3)
+    assert json.loads((tmp_path / "out.json").read_text())["request"]["guidance_checkpointing"] is True
+    assert main(["generate", *model, "--subjects", str(tmp_path / "pair.safetensors"), "--motion",
+                 str(tmp_path / "ride.safetensors"), "--prompt", "<toy> is riding <dog> in the snow", "--tau", "1",
+                 "--frames", "3", "--out", str(tmp_path / "fast.mp4"), "--steps", "2", "--no-progress",
+                 "--no-guidance-checkpointing"]) == 0
+    assert json.loads((tmp_path / "fast.json").read_text())["request"]["guidance_checkpointing"] is False
 
 
 def test_stage_command_errors_name_the_input(tiny_model_dir, tmp_path, capsys):
