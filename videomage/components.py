@@ -51,17 +51,6 @@ class VideoSpec:
     fps: int
 
 
-def recomputing() -> bool:
-    """True while the autograd engine runs a backward pass.
-
-    Activation checkpointing runs forward code again there, to rebuild what it did not keep.
-    A capture processor must not keep that second copy of its maps: the store already holds
-    them from the forward pass, and each duplicate would pin the recomputed activations it was
-    built from until the capture ends, undoing the checkpointing.
-    """
-    return torch._C._current_graph_task_id() != -1
-
-
 @attrs.define(kw_only=True)
 class AttentionStore:
     """Attention maps captured during one forward pass.

@@ -39,7 +39,8 @@ import attrs
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from videomage.components import AttentionStore, recomputing
+from videomage.checkpointing import recomputing
+from videomage.components import AttentionStore
 from videomage.errors import ConfigError
 
 #: Default bound on the numbers in one chunk of attention probabilities (512 MiB in float32).

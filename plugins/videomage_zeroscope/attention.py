@@ -17,7 +17,8 @@ from contextlib import contextmanager
 import attrs
 import torch
 
-from videomage.components import AttentionStore, recomputing
+from videomage.checkpointing import recomputing
+from videomage.components import AttentionStore
 
 
 class CaptureProcessor:

@@ -26,13 +26,13 @@ from typing import Any
 
 import diffusers
 import torch
-import torch.utils.checkpoint
 from diffusers import AutoencoderKL, DDPMScheduler, UNet3DConditionModel
 from diffusers.models.attention_processor import Attention
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from videomage.checkpointing import checkpointed
 from videomage.components import AttentionStore, Backbone, VideoSpec
 from videomage.errors import ConfigError
 from videomage.modelfiles import check_model_request
@@ -65,15 +65,6 @@ def find_attention(unet: torch.nn.Module) -> tuple[list[str], list[str]]:
         elif isinstance(module, TransformerTemporalModel):
             temporal += [f"{name}.{s}" for s, m in module.named_modules() if isinstance(m, Attention)]
     return cross, temporal
-
-
-def _checkpointed(forward):
-    def run(*args, **kwargs):
-        if torch.is_grad_enabled():
-            return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
-        return forward(*args, **kwargs)
-
-    return run
 
 
 class ZeroScopeBackbone(TextMethods, Backbone):
@@ -162,13 +153,8 @@ class ZeroScopeBackbone(TextMethods, Backbone):
                   for layer in child]
         if getattr(unet, "transformer_in", None) is not None:
             layers.append(unet.transformer_in)
-        for layer in layers:
-            layer.forward = _checkpointed(type(layer).forward.__get__(layer))  # shadows the method
-        try:
+        with checkpointed(layers):
             yield True
-        finally:
-            for layer in layers:
-                del layer.forward
 
     # -- roles -----------------------------------------------------------------------------
     def role_modules(self, role: str) -> dict[str, torch.nn.Module]:
