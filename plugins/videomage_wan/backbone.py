@@ -34,6 +34,7 @@ import torch
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
 from transformers import AutoTokenizer, UMT5EncoderModel
 
+from videomage import checkpointing
 from videomage.components import AttentionStore, Backbone
 from videomage.errors import ConfigError
 from videomage.modelfiles import check_model_request
@@ -124,6 +125,13 @@ class WanBackbone(TextMethods, Backbone):
     def enable_gradient_checkpointing(self) -> None:
         """Recompute block activations in the backward pass: much less memory, about a third more compute."""
         self.denoiser.enable_gradient_checkpointing()
+
+    @contextmanager
+    def activation_checkpointing(self) -> Iterator[bool]:
+        """Checkpoint (non-reentrant) each transformer block inside the block: SCS guidance then
+        holds the blocks' inputs, and one block's activations at a time in the backward pass."""
+        with checkpointing.checkpointed(self.denoiser.blocks):
+            yield True
 
     # -- roles -----------------------------------------------------------------------------
     def role_modules(self, role: str) -> dict[str, torch.nn.Module]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -139,3 +141,25 @@ def test_gradient_checkpointing_keeps_each_map_once(backbone, inputs):
         (grad,) = torch.autograd.grad(loss, x)
         assert (len(store.cross), len(store.temporal)) == kept
     assert kept[0] > 0 and grad.abs().sum() > 0
+
+
+def test_activation_checkpointing_keeps_the_gradient_and_holds_less(backbone, inputs):
+    from benchmarks.live_bytes import LiveBytes
+
+    latents, t, embeds = inputs
+    results = []
+    for on in (False, True):
+        x = latents.clone().requires_grad_(True)
+        with LiveBytes() as live, backbone.capture_attention(cross_tokens=[1, 2], temporal=True) as store:
+            context = backbone.activation_checkpointing() if on else contextlib.nullcontext(False)
+            with context as active:
+                assert active == on
+                backbone.predict(x, t, embeds)
+                kept = len(store.cross) + len(store.temporal)
+                (grad,) = torch.autograd.grad(sum(m.square().mean() for m in [*store.cross, *store.temporal]), x)
+                assert len(store.cross) + len(store.temporal) == kept  # each map kept once
+        results.append((grad, live.peak))
+    (g_plain, peak_plain), (g_ckpt, peak_ckpt) = results
+    assert torch.allclose(g_plain, g_ckpt, atol=1e-6) and g_plain.abs().sum() > 0
+    assert peak_ckpt < peak_plain, (peak_ckpt, peak_plain)
+    assert all("forward" not in block.__dict__ for block in backbone.denoiser.blocks)
