@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -42,8 +43,12 @@ def test_two_process_data_parallel_training(tmp_path):
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     # `--multi_gpu` selects the multi-process launcher; without GPUs the trainer joins a Gloo group.
+    # A free port rather than the default 29500, so that two test runs on one machine do not meet.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_cpu_threads_per_process", "1", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", str(script), str(tmp_path)]
+           "--dynamo_backend", "no", "--main_process_port", str(port), str(script), str(tmp_path)]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     files = sorted(p.name for p in tmp_path.glob("rank*.safetensors"))
