@@ -72,14 +72,15 @@ class DemoCommand(Command):
         parser.add_argument("--out", default="videomage-demo", help="output folder (default: videomage-demo)")
         parser.add_argument("--model", default=None, help="a toy-world model folder (default: the shipped one)")
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+        parser.add_argument("--threads", type=int, default=1,
+                            help="torch CPU threads (default 1: the toy model's tensors are too small to share out, "
+                                 "and with another busy process on the cores two threads ran a step about 100x slower)")
         parser.add_argument("--quick", action="store_true", help="a few steps per stage: checks the plumbing only")
 
     def run(self, args: argparse.Namespace) -> int:
         from videomage_toyworld.pipeline import CaseSettings
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        torch.set_num_threads(max(1, args.threads))
         settings = CaseSettings(seed=args.seed)
         if args.quick:
             settings = attrs.evolve(settings, subject_steps=2, motion_steps=2, inversion_steps=2, fusion_steps=2,

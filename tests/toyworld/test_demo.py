@@ -48,3 +48,24 @@ class TestDemoCommandContract(CommandContract):
     @pytest.fixture
     def component_class(self):
         return DemoCommand
+
+
+@pytest.mark.parametrize("argv, threads", [([], 1), (["--threads", "2"], 2)])
+def test_demo_runs_on_one_thread_unless_told(monkeypatch, argv, threads):
+    import argparse
+
+    import torch
+
+    import videomage_toyworld.demo as demo
+
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: seen.append(torch.get_num_threads()) or {"table": "", "files": {}})
+    parser = argparse.ArgumentParser()
+    DemoCommand().add_arguments(parser)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3 - threads)  # start from the other count, so the command must set it
+    try:
+        assert DemoCommand().run(parser.parse_args(argv)) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [threads]
