@@ -109,9 +109,10 @@ def gap_of(predict: Predict, latents: torch.Tensor, captions: list[str], swapped
            alphas: torch.Tensor, seed: int = 0, batch: int = 8) -> dict[str, float]:
     """The direction gap of ``predict(noisy, t, captions) -> epsilon`` on clean ``latents`` ``[n, C, F, h, w]``.
 
-    Returns ``correct`` and ``swapped`` (mean losses), ``gap`` (their difference), ``relative``
-    (gap / correct) and ``gap_high_noise`` (the gap over the probes with t >= half the schedule,
-    where the noisy input no longer shows the motion and only the caption can).
+    Returns ``correct`` and ``swapped`` (mean losses), ``gap`` (their difference), ``stderr``
+    (the gap's standard error over the probes), ``relative`` (gap / correct) and
+    ``gap_high_noise`` (the gap over the probes with t >= half the schedule, where the noisy
+    input no longer shows the motion and only the caption can).
     """
     noise, t = probe_noise(tuple(latents.shape), seed=seed, num_train_timesteps=len(alphas))
     a = alphas[t].view(-1, *[1] * (latents.dim() - 1)).to(latents.dtype)
@@ -126,7 +127,8 @@ def gap_of(predict: Predict, latents: torch.Tensor, captions: list[str], swapped
     diff = losses["swapped"] - losses["correct"]
     high = t >= len(alphas) // 2
     correct = float(losses["correct"].mean())
-    return {"correct": correct, "swapped": float(losses["swapped"].mean()), "gap": float(diff.mean()),
+    stderr = float(diff.std() / len(diff) ** 0.5) if len(diff) > 1 else 0.0
+    return {"correct": correct, "swapped": float(losses["swapped"].mean()), "gap": float(diff.mean()), "stderr": stderr,
             "relative": float(diff.mean()) / max(correct, 1e-12), "gap_high_noise": float(diff[high].mean())}
 
 
