@@ -55,8 +55,7 @@ def test_demo_runs_on_one_thread_unless_told(monkeypatch, argv, threads):
     import argparse
 
     import torch
-
-    import videomage_toyworld.demo as demo
+    from videomage_toyworld import demo
 
     seen = []
     monkeypatch.setattr(demo, "run_demo", lambda *a, **k: seen.append(torch.get_num_threads()) or {"table": "", "files": {}})
