@@ -111,3 +111,19 @@ def test_cutmix_places_each_subject_in_its_own_strip():
     assert video[..., :8].max() == 0 and video[..., 8:].min() == 1
     assert masks[0, ..., 8:].sum() == 0 and masks[1, ..., :8].sum() == 0
     assert masks[0].sum() == ma.sum() and masks[1].sum() == mb.sum()  # both strips keep the whole subject
+
+
+def test_a_stage_result_is_a_function_of_its_seed(tiny_model_dir, subject_images):
+    from videomage.loading import load_backbone, make_adapter
+
+    def learn(seed):
+        backbone, adapter = load_backbone(str(tiny_model_dir)), make_adapter("lora")
+        torch.rand(int(torch.randint(1, 100, ()).item()))  # whatever the process drew before
+        config = SubjectConfig(token="<toy>", class_word="toy", images=subject_images, steps=2, lambda_reg=0.0)
+        art = learn_subject(backbone, adapter, config, StageOptions(progress=False, seed=seed, frames=2))
+        return art.adapter_tensors
+
+    first, again, other = learn(0), learn(0), learn(1)
+    assert first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)  # the adapter's initial weights are seeded too
+    assert any(not torch.equal(first[k], other[k]) for k in first)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,20 @@ import attrs
 from videomage.artifact import atomic_write
 from videomage.components import Adapter, Backbone
 from videomage.trainer import ParamGroup, TrainerConfig
+
+
+@contextmanager
+def seeded(seed: int, key: str) -> Iterator[None]:
+    """Run the block with torch's global generators seeded from ``(seed, key)``, then restore them.
+
+    Adapter plugins draw their initial weights from the global generators (peft's LoRA ``A``
+    does); seeding them here makes a stage's result a function of its seed, whatever ran before
+    in the process. ``key`` (the subject's token, say) gives each concept its own draw.
+    """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed * 1_000_003 + zlib.crc32(key.encode()))
+        yield
 
 
 @attrs.frozen(kw_only=True)

@@ -23,7 +23,7 @@ from videomage.config import MotionConfig
 from videomage.errors import ConfigError
 from videomage.media import read_video
 from videomage.plugins import get_registry
-from videomage.stages.common import StageOptions, TokenRows, encode_batched, validation
+from videomage.stages.common import StageOptions, TokenRows, encode_batched, seeded, validation
 from videomage.stages.subject import _jsonable
 from videomage.trainer import ParamGroup, Trainer
 
@@ -83,7 +83,8 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
     name = "motion"
     if name in adapter.adapter_names(backbone):
         adapter.remove(backbone, name)
-    adapter.attach(backbone, name, roles=["temporal"], rank=config.rank)
+    with seeded(opts.seed, name):  # the adapter's initial weights: a function of the seed
+        adapter.attach(backbone, name, roles=["temporal"], rank=config.rank)
     adapter.activate(backbone, {name: 1.0})
     objective = registry.create("objective", "negative_cfg_motion", omega=config.omega)
     ctx = TrainingContext(backbone=backbone, adapter=adapter, trained=(name,))

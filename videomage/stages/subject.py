@@ -28,6 +28,7 @@ from videomage.stages.common import (
     content_hash,
     encode_batched,
     pick,
+    seeded,
     validation,
 )
 from videomage.trainer import ParamGroup, Trainer
@@ -77,7 +78,8 @@ def learn_subject(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
     backbone.add_tokens([config.token], [config.class_word])
     if name in adapter.adapter_names(backbone):
         adapter.remove(backbone, name)
-    adapter.attach(backbone, name, roles=["spatial"], rank=config.rank)
+    with seeded(opts.seed, config.token):  # the adapter's initial weights: a function of the seed
+        adapter.attach(backbone, name, roles=["spatial"], rank=config.rank)
     adapter.activate(backbone, {name: 1.0})
 
     image_latents = encode_batched(backbone, images)
