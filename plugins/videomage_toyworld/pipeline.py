@@ -9,6 +9,8 @@ sampler) recomputes only what depends on it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import attrs
 import numpy as np
 import torch
 
+from videomage.artifact import atomic_write
 from videomage.config import FusionConfig, MotionConfig, SubjectConfig
 from videomage.stages.common import StageOptions
 from videomage_toyworld import cases
@@ -54,8 +57,23 @@ class CaseSettings:
     seed: int = 0
 
     def tag(self) -> str:
-        """A folder-name-safe label of the settings that change the products."""
-        return f"s{self.seed}"
+        """A folder-name-safe label of the settings that change the trained products.
+
+        The seed, and a digest of every training setting except ``omega`` and ``lambda_attn``,
+        which the products' file names carry (so ablation variants share their subjects). A
+        ``--quick`` run and a full one thus never reuse each other's artifacts.
+        """
+        training = {k: v for k, v in attrs.asdict(self).items() if k not in _NOT_TRAINING}
+        digest = hashlib.sha256(json.dumps(training, sort_keys=True).encode()).hexdigest()[:8]
+        return f"s{self.seed}-{digest}"
+
+    def sampling(self) -> dict[str, Any]:
+        """The settings that change a sample but no trained product."""
+        return {k: getattr(self, k) for k in _SAMPLING}
+
+
+_SAMPLING = ("sampling_steps", "guidance", "tau", "alpha", "sampler")
+_NOT_TRAINING = (*_SAMPLING, "omega", "lambda_attn", "stills", "seed")
 
 
 def metric_context(settings: CaseSettings, size: int = 64, frames: int = 8) -> dict[str, Any]:
@@ -154,7 +172,13 @@ class CaseRun:
 
         sampler = sampler or s.sampler
         sheet = out.with_name(out.stem + "-frames.png")
-        if not sheet.exists():
+        # Reused only if made from the same products with the same settings.
+        stamp_path = out.with_name(out.stem + "-settings.json")
+        stamp = json.dumps({**s.sampling(), "sampler": sampler, "prompt": prompt, "tag": s.tag(),
+                            "subjects": str(fused), "motion": str(motion)}, sort_keys=True)
+        if sheet.exists() and stamp_path.exists() and stamp_path.read_text() == stamp:
+            self.log(f"  reusing {sheet}")
+        else:
             options = {"steps": s.sampling_steps, "guidance_scale": s.guidance, "seed": s.seed, "progress": self.progress}
             if sampler == "scs":
                 options.update(tau=s.tau, alpha=s.alpha)
@@ -163,6 +187,7 @@ class CaseRun:
                      sampler=sampler, options=options, contact_sheet=True)
             for name in list(self.adapter.adapter_names(self.backbone)):
                 self.adapter.remove(self.backbone, name)
+            atomic_write(stamp_path, lambda tmp: Path(tmp).write_text(stamp))
         return read_sheet(sheet, self.frames, self.size)
 
     def full(self, s: CaseSettings, out: Path) -> tuple[torch.Tensor, dict[str, float]]:

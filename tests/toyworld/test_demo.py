@@ -68,3 +68,19 @@ def test_demo_runs_on_one_thread_unless_told(monkeypatch, argv, threads):
     finally:
         torch.set_num_threads(before)
     assert seen == [threads]
+
+
+def test_a_rerun_reuses_products_only_when_their_settings_match(tiny_model_dir, tmp_path):
+    import attrs
+
+    assert MICRO.tag() != attrs.evolve(MICRO, subject_steps=2).tag()  # a --quick run and a full one differ
+    assert MICRO.tag() == attrs.evolve(MICRO, omega=0.0, tau=3).tag()  # named in file names, or sampling only
+    logs = []
+    run_demo(tmp_path, model=str(tiny_model_dir), settings=MICRO, progress=False, log=logs.append)
+    logs.clear()
+    run_demo(tmp_path, model=str(tiny_model_dir), settings=MICRO, progress=False, log=logs.append)
+    assert not any(m.startswith("sampling") for m in logs)  # everything reused
+    logs.clear()
+    run_demo(tmp_path, model=str(tiny_model_dir), settings=attrs.evolve(MICRO, tau=0), progress=False, log=logs.append)
+    assert any(m.startswith("sampling video.mp4") for m in logs)  # a sampling setting changed: sampled again
+    assert any("reusing" in m and "pet.safetensors" in m for m in logs)  # the trained products were not
