@@ -47,7 +47,7 @@ class LiveBytes(TorchDispatchMode):
         super().__init__()
         self.current = 0
         self.peak = 0
-        self._live: dict[int, int] = {}  # id of a storage's finaliser key -> bytes
+        self._live: dict[int, int] = {}  # data_ptr of a live storage -> its bytes (a pointer is reused only after its finaliser ran)
 
     def _count(self, tensor: torch.Tensor) -> None:
         storage = tensor.untyped_storage()

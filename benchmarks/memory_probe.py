@@ -44,7 +44,7 @@ def sample(world, mode: str) -> None:
     else:
         request.update(subject_adapter="fused", motion_adapter="motion", tokens=dict(TOKENS),
                        tau=0 if mode == "scs_unguided" else c.steps,
-                       # scs: the default (activations kept for backward); scs_checkpointed: recomputed
+                       # scs: activations kept for backward; scs_checkpointed: recomputed (the default)
                        guidance_checkpointing=mode == "scs_checkpointed")
     get_registry().create("sampler", "cfg" if mode == "cfg" else "scs").sample(world.backbone, world.adapter, request)
 

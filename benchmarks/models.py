@@ -76,15 +76,9 @@ class BenchConfig:
 
 def save_small_model(folder: Path, *, frames: int, seed: int = 0) -> Path:
     """The toy world's model architecture with random weights, saved in the diffusers layout."""
-    import json
-
     from videomage_toyworld.model import ToyModelConfig, build_components, save_model
 
-    config = ToyModelConfig()
-    save_model(build_components(config, folder / "tokenizer", seed=seed), folder)
-    spec = {"height": config.image_size, "width": config.image_size, "frames": frames, "fps": 8}
-    (folder / "videomage.json").write_text(json.dumps({"video_spec": spec}))
-    return folder
+    return save_model(build_components(ToyModelConfig(), folder / "tokenizer", seed=seed), folder, frames=frames)
 
 
 def build_real_backbone(config: BenchConfig, tokenizer_dir: Path, seed: int = 0):
