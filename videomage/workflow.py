@@ -18,8 +18,7 @@ import attrs
 from videomage.artifact import Artifact
 from videomage.config import Recipe
 from videomage.loading import load_backbone, make_adapter
-from videomage.stages.common import content_hash
-from videomage.stages.common import StageOptions
+from videomage.stages.common import StageOptions, content_hash
 
 Log = Callable[[str], None]
 
@@ -108,7 +107,8 @@ def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print) -> di
         s = recipe.sampling
         video = out / "video.mp4"
         consumed = [content_hash(subjects_path)] + ([hashes["motion"]] if "motion" in hashes else [])
-        key = content_hash("sampling", base, _settings(s), consumed)
+        # guidance_checkpointing trades memory for time and gives the same video: not part of the key.
+        key = content_hash("sampling", base, _settings(attrs.evolve(s, guidance_checkpointing=True)), consumed)
         if _done(video, key):
             log(f"sampling: up to date ({video})")
         else:

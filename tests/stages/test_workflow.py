@@ -102,8 +102,11 @@ def test_the_tutorial_recipe_runs_and_resumes(tiny_model_dir, tmp_path, monkeypa
     assert record["recipe"]["seed"] == data["seed"] and record["request"]["seed"] == 0
     assert set(record["artifacts"]) == {str(out / "fused.safetensors"), str(out / "motion.safetensors")}
 
-    # Everything is up to date; a new sampling prompt reruns sampling only.
+    # Everything is up to date, also when only the memory/time trade-off of guidance changes
+    # (same video); a new sampling prompt reruns sampling only.
     assert all("up to date" in line for line in run(data, project))
+    unchecked = {**data, "sampling": {**data["sampling"], "guidance_checkpointing": False}}
+    assert all("up to date" in line for line in run(unchecked, project))
     data["sampling"] = {**data["sampling"], "prompt": "<dog> is riding <toy> in the snow"}
     logs = run(data, project)
     assert [line for line in logs if "up to date" not in line] == ["sampling"]
