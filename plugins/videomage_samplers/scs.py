@@ -176,8 +176,8 @@ class SCSSampler(Sampler):
         adapter.activate(backbone, adapters[1])
         backbone.predict(x_mot, t_in, embeds[1])
         cross_s = subject_maps(store.cross[:n_cross], union, positions[0], size)
-        cross_m = subject_maps(store.cross[n_cross : 2 * n_cross], union, positions[1], size)
-        temp_s, temp_m = store.temporal[:n_temp], store.temporal[n_temp : 2 * n_temp]
+        cross_m = subject_maps(store.cross[n_cross:], union, positions[1], size)
+        temp_s, temp_m = store.temporal[:n_temp], store.temporal[n_temp:]
         l_sm = ((cross_m - cross_s.detach()) ** 2).mean()
         l_ms = torch.stack([((a - b.detach()) ** 2).mean() for a, b in zip(temp_s, temp_m)]).mean()
         return l_sm, l_ms
@@ -205,7 +205,7 @@ class SCSSampler(Sampler):
         with torch.enable_grad(), self._capturing(backbone, positions, checkpointing) as (store, union):
             inputs = (scale_input(scheduler, x_sub, t), scale_input(scheduler, x_mot, t))
             l_sm, l_ms = self._losses(backbone, adapter, store, union, *inputs, t, embeds, adapters, positions, size)
-            # The motion adapter is active after _losses: differentiate the motion pass first.
+            adapter.activate(backbone, adapters[1])  # each backward pass under its own branch's adapter
             (g_mot,) = torch.autograd.grad(l_sm, x_mot, allow_unused=True)
             adapter.activate(backbone, adapters[0])
             (g_sub,) = torch.autograd.grad(l_ms, x_sub, allow_unused=True)
