@@ -64,9 +64,10 @@ def scale_input(scheduler: Any, latents: torch.Tensor, t: torch.Tensor) -> torch
 
 
 def guided(backbone: Backbone, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, scale: float, scheduler: Any) -> torch.Tensor:
-    """One batched CFG prediction: ``embeds`` holds [negative, positive] prompt states."""
+    """One batched CFG prediction for ``B`` latents: ``embeds`` holds ``B`` negative then ``B``
+    positive prompt states (one of each for one video)."""
     inp = scale_input(scheduler, torch.cat([latents, latents]), t)
-    uncond, cond = backbone.predict(inp, t.reshape(1).expand(2).to(latents.device), embeds).chunk(2)
+    uncond, cond = backbone.predict(inp, t.reshape(1).expand(inp.shape[0]).to(latents.device), embeds).chunk(2)
     return uncond + scale * (cond - uncond)
 
 

@@ -3,7 +3,7 @@
 Draws ``n`` full captions of the world ("a red circle moving left in the snow": colour, shape,
 direction and scene all named), samples one clip per caption with classifier-free guidance
 through the zeroscope backbone plugin, and scores each with the ``toy_text_alignment`` metric.
-Prompts are sampled in batches (the CFG loop written out, batched over prompts) because one
+Prompts are sampled in batches (the cfg sampler's guided step, batched over prompts) because one
 forward pass over eight prompts costs far less on a CPU than eight passes over one.
 """
 
@@ -15,6 +15,7 @@ import json
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from videomage_samplers.cfg import guided, scheduler_step
 
 from videomage_toyworld.metrics import TextAlignment
 from videomage_toyworld.model import MODEL_DIR
@@ -44,9 +45,7 @@ def sample_batch(backbone, prompts: list[str], *, steps: int, guidance: float, s
     latents = torch.randn(shape, generator=generator) * scheduler.init_noise_sigma
     embeds = backbone.encode_prompt([""] * len(prompts) + list(prompts))
     for t in scheduler.timesteps:
-        both = scheduler.scale_model_input(torch.cat([latents, latents]), t)
-        uncond, cond = backbone.predict(both, t.reshape(1).expand(2 * len(prompts)), embeds).chunk(2)
-        latents = scheduler.step(uncond + guidance * (cond - uncond), t, latents).prev_sample
+        latents = scheduler_step(scheduler, guided(backbone, latents, t, embeds, guidance, scheduler), t, latents, generator)
     return backbone.decode_latents(latents)
 
 

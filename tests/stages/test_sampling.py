@@ -156,3 +156,19 @@ def test_generate_writes_mp4_with_requested_frames_and_size(two_adapters, tmp_pa
     assert frames.shape == (3, spec.height, spec.width, 3)
     assert (tmp_path / "out" / "video.json").exists() and (tmp_path / "out" / "video-frames.png").exists()
     assert (tmp_path / "out" / "video.gif").exists()
+
+
+def test_batched_guidance_equals_one_video_at_a_time(backbone):
+    from videomage_samplers.cfg import guided
+
+    scheduler = backbone.make_scheduler()
+    scheduler.set_timesteps(3)
+    t = scheduler.timesteps[1]
+    latents = torch.randn(2, 4, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    prompts = ["a red circle", "a blue square"]
+    with torch.no_grad():
+        both = guided(backbone, latents, t, backbone.encode_prompt(["", ""] + prompts), 7.5, scheduler)
+        each = [guided(backbone, latents[i : i + 1], t, backbone.encode_prompt(["", p]), 7.5, scheduler)
+                for i, p in enumerate(prompts)]
+    assert not torch.allclose(each[0], each[1])
+    assert torch.allclose(both, torch.cat(each), atol=1e-5)
