@@ -292,16 +292,19 @@ def train_motion(components: dict, plan: TrainPlan, size: int, out: Path, device
                                                 "gap": float((per_wrong - per_right).mean().detach())})
 
     def check(step: int) -> None:
-        gap = diagnose.direction_gap(components, n=plan.gap_probes, frames=plan.frames)
-        line = json.dumps({"step": step, **{k: round(v, 8) for k, v in gap.items()}})
-        print(f"\ndirection gap: {line}", flush=True)
-        with open(log, "a") as fh:
-            fh.write(line + "\n")
-        if step % plan.export_every == 0:
+        if step % plan.gap_every == 0:
+            gap = diagnose.direction_gap(components, n=plan.gap_probes, frames=plan.frames)
+            line = json.dumps({"step": step, **{k: round(v, 8) for k, v in gap.items()}})
+            print(f"\ndirection gap: {line}", flush=True)
+            with open(log, "a") as fh:
+                fh.write(line + "\n")
+        if step and step % plan.export_every == 0:
             export_model(components, out / "model")
 
+    # The hook runs at every multiple of either period; it decides which of the two is due.
     config = TrainerConfig(steps=plan.motion_steps, checkpoint_every=plan.checkpoint_every, seed=plan.seed,
-                           description="motion", validate_every=plan.gap_every, mixed_precision=plan.mixed_precision)
+                           description="motion", validate_every=math.gcd(plan.gap_every, plan.export_every),
+                           mixed_precision=plan.mixed_precision)
     trainer = Trainer(config, groups, step_loss, checkpoint_dir=out / "motion", validate=check)
     (out / "motion").mkdir(parents=True, exist_ok=True)
     if not (out / "motion" / "checkpoint.safetensors").exists() and not log.exists():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import math
 
 import attrs
@@ -123,8 +125,7 @@ def test_the_motion_fine_tune_changes_the_weights_logs_the_gap_and_resumes_exact
     base, straight, resumed = unet("base"), unet("straight"), unet("resumed")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     assert any(not torch.equal(base[k], straight[k]) for k in base)
-    steps = [int(line.split(",")[0].split(":")[1]) for line in (tmp_path / "straight" / "motion" / "gap.jsonl")
-             .read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "straight" / "motion" / "gap.jsonl").read_text().splitlines()]
     assert steps == [0, 2]
 
 
