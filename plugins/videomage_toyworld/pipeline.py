@@ -119,14 +119,18 @@ class CaseRun:
                             progress=self.progress, prior_count=settings.prior_count, prior_steps=settings.prior_steps,
                             checkpoint_every=10_000)
 
+    def _clear(self) -> None:
+        """Remove every adapter: each product starts from the bare model."""
+        for name in list(self.adapter.adapter_names(self.backbone)):
+            self.adapter.remove(self.backbone, name)
+
     def _product(self, path: Path, make: Callable[[], Any]) -> Path:
         if path.exists():
             self.log(f"  reusing {path}")
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         make().save(path)
-        for name in list(self.adapter.adapter_names(self.backbone)):
-            self.adapter.remove(self.backbone, name)
+        self._clear()
         return path
 
     def subjects(self, s: CaseSettings) -> list[Path]:
@@ -185,8 +189,7 @@ class CaseRun:
             self.log(f"sampling {out.name} ({sampler}, {s.sampling_steps} steps)")
             generate(self.backbone, self.adapter, prompt=prompt, out=out, subjects=fused, motion=motion,
                      sampler=sampler, options=options, contact_sheet=True)
-            for name in list(self.adapter.adapter_names(self.backbone)):
-                self.adapter.remove(self.backbone, name)
+            self._clear()
             atomic_write(stamp_path, lambda tmp: Path(tmp).write_text(stamp))
         return read_sheet(sheet, self.frames, self.size)
 
