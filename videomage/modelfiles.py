@@ -12,10 +12,12 @@ models whose configs do not say it (the toy world's model, the tiny test models)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 import torch
@@ -92,3 +94,10 @@ def check_model_request(model: str, dtype: str, check_folder: Callable[[Path], N
     elif local.exists() or model.startswith((".", "/", "~")):
         raise ConfigError(f"model {model!r} is not a folder; pass a diffusers-layout folder or a Hub id")
     return DTYPES[dtype]
+
+
+def config_fingerprint(config: Mapping[str, Any], **extra: Any) -> str:
+    """16 hex digits of a model config's public keys (those not starting with ``_``) plus ``extra``:
+    what a backbone's ``fingerprint()`` returns, so artifacts name the architecture they fit."""
+    keys = {k: v for k, v in dict(config).items() if not k.startswith("_")}
+    return hashlib.sha256(json.dumps({**keys, **extra}, sort_keys=True, default=str).encode()).hexdigest()[:16]

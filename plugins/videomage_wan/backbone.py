@@ -24,8 +24,6 @@ embedders and the output projection belong to no role.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -37,7 +35,7 @@ from transformers import AutoTokenizer, UMT5EncoderModel
 from videomage import checkpointing
 from videomage.components import AttentionStore, Backbone
 from videomage.errors import ConfigError
-from videomage.modelfiles import check_model_request
+from videomage.modelfiles import check_model_request, config_fingerprint
 from videomage.text import TextMethods
 from videomage_wan import attention, flow
 from videomage_wan.files import check_folder, is_family, video_spec
@@ -112,9 +110,7 @@ class WanBackbone(TextMethods, Backbone):
         return backbone
 
     def fingerprint(self) -> str:
-        config = {k: v for k, v in dict(self.denoiser.config).items() if not k.startswith("_")}
-        config["text_width"] = self.text.encoder.config.d_model
-        return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return config_fingerprint(self.denoiser.config, text_width=self.text.encoder.config.d_model)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -18,8 +18,6 @@ attention and feed-forward layers only.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -35,7 +33,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from videomage.checkpointing import checkpointed
 from videomage.components import AttentionStore, Backbone, VideoSpec
 from videomage.errors import ConfigError
-from videomage.modelfiles import check_model_request
+from videomage.modelfiles import check_model_request, config_fingerprint
 from videomage.text import TextMethods
 from videomage_zeroscope import attention
 from videomage_zeroscope.files import check_folder, is_family, video_spec
@@ -122,9 +120,7 @@ class ZeroScopeBackbone(TextMethods, Backbone):
         return backbone
 
     def fingerprint(self) -> str:
-        config = {k: v for k, v in dict(self.denoiser.config).items() if not k.startswith("_")}
-        config["text_width"] = self.text.encoder.config.hidden_size
-        return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return config_fingerprint(self.denoiser.config, text_width=self.text.encoder.config.hidden_size)
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute the spatial transformers' activations in the backward pass.

@@ -44,3 +44,13 @@ def test_model_request_checks(tmp_path):
         check_model_request("org/model", "float8", checked.append)
     with pytest.raises(ConfigError, match="is not a folder"):
         check_model_request(str(tmp_path / "typo"), "float32", checked.append)
+
+
+def test_config_fingerprint_reads_public_keys_and_extras_only():
+    from videomage.modelfiles import config_fingerprint
+
+    base = config_fingerprint({"layers": 2, "_diffusers_version": "0.42"}, text_width=16)
+    assert base == config_fingerprint({"layers": 2, "_diffusers_version": "0.1"}, text_width=16)  # private keys ignored
+    assert base != config_fingerprint({"layers": 3, "_diffusers_version": "0.42"}, text_width=16)
+    assert base != config_fingerprint({"layers": 2}, text_width=32)
+    assert len(base) == 16
