@@ -2,8 +2,9 @@
 
 - Two **subjects** of novel appearance, each given as a few stills: ``<toy>``, a square in
   orange and cyan vertical stripes, and ``<pet>``, a circle in a pink and brown checker. Their
-  colours are outside the training palette and the base model never saw a pattern, so any
-  striped square or checkered circle in a sample comes from a subject LoRA.
+  colours are outside the training palette: the base model saw stripes and checkers only in its
+  six palette colours (captioned "a circle", "a square"), so an orange-and-cyan striped square
+  or a pink-and-brown checkered circle in a sample comes from a subject LoRA.
 - One **interaction motion**, given as one clip: a green circle *orbiting* a blue square in the
   desert. Training clips only ever move in straight lines, so an orbit comes from the motion
   LoRA; the actors' green and blue are what appearance leakage looks for.

@@ -29,6 +29,13 @@ from videomage_toyworld.vocabulary import (
 
 #: Per-channel colour jitter, so the model learns colour *names*, not eight exact RGB values.
 JITTER = 0.04
+#: Share of training objects painted in a two-colour pattern (stripes or a checker) of palette
+#: colours. Their captions name the shape only ("a circle"), so the class words that subject
+#: learning starts from can mean a patterned object; the cases' colours stay unseen.
+PATTERNED = 0.25
+#: A moving object starts within this fraction of the room its travel leaves, on the side it
+#: leaves from, so which half of the frame it fills early and late depends on its direction.
+START_ROOM = 0.4
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -89,18 +96,20 @@ def render(
 
 def linear_path(
     rng: np.random.Generator, *, frames: int, size: int, radius: float, direction: str | None, step: float,
-    band: tuple[float, float] = (0.0, 1.0),
+    band: tuple[float, float] = (0.0, 1.0), start_room: float = START_ROOM,
 ) -> np.ndarray:
     """A straight path that keeps the whole object inside the frame.
 
     ``step`` is pixels per frame; ``band`` restricts the coordinate *across* the motion (as
-    fractions of the frame) so two objects can share a frame without overlapping.
+    fractions of the frame) so two objects can share a frame without overlapping;
+    ``start_room`` is how much of the room left by the travel the start may use, counted from
+    the edge the object moves away from (1: anywhere the path fits).
     """
     dx, dy = DIRECTIONS[direction] if direction else (0.0, 0.0)
     travel = step * (frames - 1)
     lo, hi = radius + 1, size - radius - 1
     # Along the motion the start leaves room for the travel; across it the object sits in its band.
-    along = rng.uniform(lo, max(lo, hi - travel))
+    along = lo + rng.uniform(0.0, start_room) * max(0.0, hi - travel - lo)
     across_lo, across_hi = max(lo, band[0] * size + radius), min(hi, band[1] * size - radius)
     across = rng.uniform(across_lo, max(across_lo, across_hi))
     t = np.arange(frames, dtype=np.float32) * step
@@ -152,8 +161,10 @@ def random_clip(rng: np.random.Generator, *, size: int = 64, frames: int = 8, st
 
     Mixture: 30% stills (one frame), otherwise clips of which 80% show one object, 20% two;
     75% of clips move in one of four directions at one of two speeds, the rest are static.
-    Caption parts are dropped at random (colour 10%, scene 15%, speed 30%, motion 10%) so that
-    partial prompts such as "a square" mean "any square", as prior preservation needs.
+    A quarter of the objects (:data:`PATTERNED`) wear stripes or a checker in two palette colours
+    and are captioned by their shape alone. Caption parts are dropped at random (colour 10%,
+    scene 15%, speed 30%, motion 10%) so that partial prompts such as "a square" mean "any
+    square", as prior preservation needs.
     """
     scale = size / 64
     if still is None:
@@ -174,9 +185,16 @@ def random_clip(rng: np.random.Generator, *, size: int = 64, frames: int = 8, st
     for i in range(n_actors):
         radius = rng.uniform(6.0, 10.0) * scale if n_actors == 1 else rng.uniform(5.0, 7.5) * scale
         path = linear_path(rng, frames=n_frames, size=size, radius=radius, direction=direction, step=step, band=bands[i])
-        actors.append(Actor(shape=str(rng.choice(SHAPES)), colours=(colours[picked[i]],), path=path, radius=radius,
-                            direction=direction, speed=speed))
-    named = [a if rng.random() >= 0.1 else attrs.evolve(a, colours=()) for a in actors]
+        look: tuple[str, ...] = (colours[picked[i]],)
+        pattern = "plain"
+        if rng.random() < PATTERNED:
+            others = [c for c in colours if c != look[0]]
+            look = (look[0], others[int(rng.integers(len(others)))])
+            pattern = str(rng.choice(PATTERNS[1:]))
+        actors.append(Actor(shape=str(rng.choice(SHAPES)), colours=look, path=path, radius=radius,
+                            pattern=pattern, direction=direction, speed=speed))
+    # A patterned object is named by its shape: colour words mean plain objects of that colour.
+    named = [a if a.pattern == "plain" and rng.random() >= 0.1 else attrs.evolve(a, colours=()) for a in actors]
     shown_speed = [attrs.evolve(a, speed=None) if rng.random() < 0.3 else a for a in named]
     text = caption(
         shown_speed,
