@@ -117,6 +117,35 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == best if best else np.zeros_like(mask)
 
 
+def two_coloured(video, min_share: float = 0.2) -> bool:
+    """Whether the video's main object wears two palette colours (a pattern) rather than one.
+
+    Per frame, the interior of the largest foreground component (its one-pixel rim dropped,
+    where an object's colour blends into the background) is named pixel by pixel with the
+    nearest palette colour; the object is two-coloured when the second most common name covers
+    at least ``min_share`` of those pixels over the frames where the object is present.
+    """
+    v = as_array(video)
+    names = list(PALETTE)
+    table = np.asarray([PALETTE[n] for n in names], dtype=np.float32)
+    counts = np.zeros(len(names))
+    for frame, mask in zip(v, foreground(v)):
+        blob = largest_component(mask)
+        inner = blob.copy()
+        inner[1:] &= blob[:-1]
+        inner[:-1] &= blob[1:]
+        inner[:, 1:] &= blob[:, :-1]
+        inner[:, :-1] &= blob[:, 1:]
+        if inner.sum() < MIN_AREA * mask.size:
+            continue
+        pixels = np.moveaxis(frame, 0, -1)[inner]
+        closest = np.linalg.norm(pixels[:, None] - table[None], axis=2).argmin(axis=1)
+        counts += np.bincount(closest, minlength=len(names))
+    if not counts.sum():
+        return False
+    return bool(np.sort(counts)[-2] / counts.sum() >= min_share)
+
+
 def centroids(masks: np.ndarray, min_area: float = MIN_AREA) -> np.ndarray:
     """Centroids ``[F, 2]`` (x, y) as fractions of the frame; NaN where the object is absent."""
     f, h, w = masks.shape

@@ -3,6 +3,9 @@
 Draws ``n`` full captions of the world ("a red circle moving left in the snow": colour, shape,
 direction and scene all named), samples one clip per caption with classifier-free guidance
 through the zeroscope backbone plugin, and scores each with the ``toy_text_alignment`` metric.
+With ``--patterns N`` it also samples ``N`` shape-only captions ("a circle in the snow"), which in
+training stood for plain objects of an unnamed colour or, three times as often, for patterned
+ones, and reports the share of samples whose object wears two palette colours (``patterned``).
 Prompts are sampled in batches (the cfg sampler's guided step, batched over prompts) because one
 forward pass over eight prompts costs far less on a CPU than eight passes over one.
 """
@@ -17,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 from videomage_samplers.cfg import guided, scheduler_step
 
+from videomage_toyworld.analysis import two_coloured
 from videomage_toyworld.metrics import TextAlignment
 from videomage_toyworld.model import MODEL_DIR
 from videomage_toyworld.vocabulary import DIRECTIONS, PALETTE, SCENES, SHAPES, visible
@@ -32,6 +36,12 @@ def full_captions(n: int, seed: int = 0) -> list[str]:
         if visible(colour, scene):
             out.append(f"a {colour} {shape} moving {direction} {scene}")
     return out
+
+
+def shape_only_captions(n: int, seed: int = 0) -> list[str]:
+    """``n`` captions naming a shape and a scene only ("a square at night"), drawn uniformly."""
+    rng = np.random.default_rng([seed, 1])
+    return [f"a {rng.choice(SHAPES)} {rng.choice(list(SCENES))}" for _ in range(n)]
 
 
 @torch.no_grad()
@@ -50,10 +60,12 @@ def sample_batch(backbone, prompts: list[str], *, steps: int, guidance: float, s
 
 
 def evaluate(model: str = str(MODEL_DIR), *, n: int = 32, batch: int = 8, steps: int = 25, guidance: float = 7.5,
-             seed: int = 0, progress: bool = True, sheet: str | None = None) -> dict[str, float]:
+             seed: int = 0, progress: bool = True, sheet: str | None = None, patterns: int = 0) -> dict[str, float]:
     """Mean ``toy_text_alignment`` parts over ``n`` full captions (each a fraction of samples).
 
     ``sheet``: also write the samples as one contact sheet (a row per sample) to this PNG path.
+    ``patterns``: also sample this many shape-only captions and report the share of two-coloured
+    objects among them as ``patterned`` (see :func:`videomage_toyworld.analysis.two_coloured`).
     """
     from videomage.loading import load_backbone
 
@@ -73,6 +85,15 @@ def evaluate(model: str = str(MODEL_DIR), *, n: int = 32, batch: int = 8, steps:
     out = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
     out["all_four"] = float(np.mean([min(r[k] for k in ("colour", "shape", "background", "direction")) for r in rows]))
     out["samples"] = float(n)
+    if patterns:
+        shape_only = shape_only_captions(patterns, seed)
+        flags = []
+        for start in tqdm(range(0, patterns, batch), desc="patterns", disable=not progress):
+            prompts = shape_only[start : start + batch]
+            videos = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + 10_000 + start)
+            flags += [two_coloured(v) for v in videos]
+        out["patterned"] = float(np.mean(flags))
+        out["pattern_samples"] = float(patterns)
     return out
 
 
@@ -86,10 +107,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sheet", default=None, help="write the samples as a contact sheet PNG here")
+    parser.add_argument("--patterns", type=int, default=0, metavar="N",
+                        help="also sample N shape-only captions and report the share drawn two-coloured")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     scores = evaluate(args.model, n=args.n, batch=args.batch, steps=args.steps, guidance=args.guidance, seed=args.seed,
-                      sheet=args.sheet)
+                      sheet=args.sheet, patterns=args.patterns)
     print(json.dumps(scores, indent=2))
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from videomage_toyworld.evaluate import evaluate, full_captions
+import numpy as np
+from videomage_toyworld.analysis import two_coloured
+from videomage_toyworld.evaluate import evaluate, full_captions, shape_only_captions
 from videomage_toyworld.metrics import parse_prompt
+from videomage_toyworld.world import Actor, render
 
 
 def test_full_captions_name_every_part_and_are_seeded():
@@ -15,7 +18,29 @@ def test_full_captions_name_every_part_and_are_seeded():
 
 
 def test_evaluate_reports_each_part_as_a_fraction(tiny_model_dir):
-    scores = evaluate(str(tiny_model_dir), n=2, batch=2, steps=1, progress=False)
-    assert scores["samples"] == 2.0
-    for key in ("colour", "shape", "background", "direction", "text_alignment", "all_four"):
+    scores = evaluate(str(tiny_model_dir), n=2, batch=2, steps=1, progress=False, patterns=2)
+    assert scores["samples"] == 2.0 and scores["pattern_samples"] == 2.0
+    for key in ("colour", "shape", "background", "direction", "text_alignment", "all_four", "patterned"):
         assert 0.0 <= scores[key] <= 1.0
+
+
+def test_shape_only_captions_name_no_colour_and_no_motion():
+    captions = shape_only_captions(10, seed=2)
+    assert captions == shape_only_captions(10, seed=2)
+    for caption in captions:
+        parsed = parse_prompt(caption)
+        assert parsed["scene"] and not parsed["direction"] and not parsed["nouns"][0][0], caption
+
+
+def test_two_coloured_tells_patterns_from_plain_objects():
+    rng = np.random.default_rng(0)
+    path = np.tile(np.float32([[30.0, 34.0]]), (4, 1))
+    for scene in ("in the snow", "at night", "on the grass"):
+        for shape in ("circle", "square", "triangle"):
+            plain = Actor(shape=shape, colours=("red",), path=path, radius=9.0)
+            assert not two_coloured(render([plain], scene, rng=rng).frames), (scene, shape)
+            for pattern in ("stripes", "checker"):
+                patterned = Actor(shape=shape, colours=("red", "yellow"), path=path, radius=9.0, pattern=pattern)
+                assert two_coloured(render([patterned], scene, rng=rng).frames), (scene, shape, pattern)
+    empty = render([], "in the snow").frames
+    assert not two_coloured(empty)
