@@ -80,6 +80,20 @@ def table(results: dict[int, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines) + f"\n\n{len(seeds)} seeds ({', '.join(map(str, seeds))}); ± is the sample standard deviation.\n"
 
 
+def paired(results: dict[int, dict[str, dict[str, float]]]) -> str:
+    """Markdown: for each other variant, in how many seeds the full method scores better, per column."""
+    seeds = sorted(results)
+    head = "| full vs | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for variant in VARIANTS[1:]:
+        cells = []
+        for key, _, up in COLUMNS:
+            wins = sum((results[s]["full"][key] - results[s][variant][key]) * (1 if up else -1) > 0 for s in seeds)
+            cells.append(f"{wins}/{len(seeds)}")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="VideoMage ablation on the toy world")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -98,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     run = CaseRun(backbone, make_adapter(), args.out, progress=args.progress, log=log)
     settings = CaseSettings()
     results = {seed: run_seed(run, seed, settings, log) for seed in args.seeds}
-    text = table(results)
+    text = table(results) + "\nSeeds where the full method is better (ties count as not better):\n\n" + paired(results)
     out = Path(args.out)
     atomic_write(out / "ablation.md", lambda tmp: Path(tmp).write_text(text))
     record = {"settings": attrs.asdict(settings), "seeds": args.seeds, "results": results,
