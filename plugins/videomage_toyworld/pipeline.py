@@ -76,6 +76,23 @@ _SAMPLING = ("sampling_steps", "guidance", "tau", "alpha", "sampler")
 _NOT_TRAINING = (*_SAMPLING, "omega", "lambda_attn", "stills", "seed")
 
 
+def model_digest(model: str | Path) -> str:
+    """A short digest of a model folder's weights and configs (of the string, if not a folder).
+
+    Products are named by it, so a run folder made with one model is never reused for another
+    (a new shipped toy model, or ``--model`` pointing elsewhere).
+    """
+    digest = hashlib.sha256()
+    folder = Path(model)
+    if folder.is_dir():
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json", ".txt")):
+            digest.update(str(path.relative_to(folder)).encode())
+            digest.update(path.read_bytes())
+    else:
+        digest.update(str(model).encode())
+    return digest.hexdigest()[:8]
+
+
 def metric_context(settings: CaseSettings, size: int = 64, frames: int = 8) -> dict[str, Any]:
     """What the toy metrics need to score a sample of the target prompt."""
     stills = [torch.stack([c.video()[0] for c in cases.subject_stills(case, settings.stills, size=size)])
@@ -107,17 +124,24 @@ def read_sheet(path: Path, frames: int, size: int) -> torch.Tensor:
 class CaseRun:
     """One backbone in memory, the case files, and the products of a run folder."""
 
-    def __init__(self, backbone, adapter, folder: str | Path, *, progress: bool = False, log: Log = print) -> None:
+    def __init__(self, backbone, adapter, folder: str | Path, *, model: str | Path | None = None,
+                 progress: bool = False, log: Log = print) -> None:
         self.backbone, self.adapter, self.folder = backbone, adapter, Path(folder)
         self.progress, self.log = progress, log
+        # ``model``: where the backbone was loaded from; products made from another model are not reused.
+        self.model_tag = f"-m{model_digest(model)}" if model is not None else ""
         spec = backbone.video_spec
         self.size, self.frames = spec.height, spec.frames
         self.inputs = cases.write_case_files(self.folder / "inputs", size=self.size, frames=self.frames)
 
     def _opts(self, settings: CaseSettings, name: str) -> StageOptions:
-        return StageOptions(seed=settings.seed, work_dir=self.folder / "work" / settings.tag() / name,
+        return StageOptions(seed=settings.seed, work_dir=self.folder / "work" / self.tag(settings) / name,
                             progress=self.progress, prior_count=settings.prior_count, prior_steps=settings.prior_steps,
                             checkpoint_every=10_000)
+
+    def tag(self, s: CaseSettings) -> str:
+        """The products' folder name: the settings' tag and the model's digest."""
+        return s.tag() + self.model_tag
 
     def _clear(self) -> None:
         """Remove every adapter: each product starts from the bare model."""
@@ -142,7 +166,7 @@ class CaseRun:
             config = SubjectConfig(token=case.token, class_word=case.class_word, images=self.inputs[case.token],
                                    steps=s.subject_steps, lr=s.subject_lr, text_lr=s.subject_lr / 10, rank=s.rank)
             self.log(f"subject {case.token}: {s.subject_steps} steps")
-            path = self.folder / "artifacts" / s.tag() / f"{name}.safetensors"
+            path = self.folder / "artifacts" / self.tag(s) / f"{name}.safetensors"
             opts = self._opts(s, f"subject-{name}")
             paths.append(self._product(path, lambda c=config, o=opts: learn_subject(self.backbone, self.adapter, c, o)))
         return paths
@@ -154,7 +178,7 @@ class CaseRun:
                               steps=s.motion_steps, inversion_steps=s.inversion_steps, lr=s.motion_lr, rank=s.rank,
                               omega=s.omega)
         self.log(f"motion: {s.inversion_steps} inversion + {s.motion_steps} steps, omega={s.omega}")
-        path = self.folder / "artifacts" / s.tag() / f"motion-omega{s.omega:g}.safetensors"
+        path = self.folder / "artifacts" / self.tag(s) / f"motion-omega{s.omega:g}.safetensors"
         # Each variant trains in its own work folder: a shared one would resume the other's checkpoint.
         return self._product(path, lambda: learn_motion(self.backbone, self.adapter, config,
                                                         self._opts(s, f"motion-omega{s.omega:g}")))
@@ -165,7 +189,7 @@ class CaseRun:
         config = FusionConfig(steps=s.fusion_steps, lr=s.fusion_lr, lambda_attn=s.lambda_attn,
                               videos_per_subject=s.videos_per_subject)
         self.log(f"fusion: {s.fusion_steps} steps, lambda_attn={s.lambda_attn}")
-        path = self.folder / "artifacts" / s.tag() / f"fused-lambda{s.lambda_attn:g}.safetensors"
+        path = self.folder / "artifacts" / self.tag(s) / f"fused-lambda{s.lambda_attn:g}.safetensors"
         return self._product(path, lambda: fuse(self.backbone, self.adapter, [str(p) for p in subjects], config,
                                                 self._opts(s, f"fusion-lambda{s.lambda_attn:g}")))
 
@@ -178,7 +202,7 @@ class CaseRun:
         sheet = out.with_name(out.stem + "-frames.png")
         # Reused only if made from the same products with the same settings.
         stamp_path = out.with_name(out.stem + "-settings.json")
-        stamp = json.dumps({**s.sampling(), "sampler": sampler, "prompt": prompt, "tag": s.tag(),
+        stamp = json.dumps({**s.sampling(), "sampler": sampler, "prompt": prompt, "tag": self.tag(s),
                             "subjects": str(fused), "motion": str(motion)}, sort_keys=True)
         if sheet.exists() and stamp_path.exists() and stamp_path.read_text() == stamp:
             self.log(f"  reusing {sheet}")

@@ -84,3 +84,14 @@ def test_a_rerun_reuses_products_only_when_their_settings_match(tiny_model_dir, 
     run_demo(tmp_path, model=str(tiny_model_dir), settings=attrs.evolve(MICRO, tau=0), progress=False, log=logs.append)
     assert any(m.startswith("sampling video.mp4") for m in logs)  # a sampling setting changed: sampled again
     assert any("reusing" in m and "pet.safetensors" in m for m in logs)  # the trained products were not
+    # Another model (here the same weights with an edited config file) reuses nothing.
+    import shutil
+
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_model_dir, other)
+    index = other / "model_index.json"
+    index.write_text(index.read_text() + "\n")
+    logs.clear()
+    run_demo(tmp_path, model=str(other), settings=MICRO, progress=False, log=logs.append)
+    assert not any("reusing" in m and ".safetensors" in m for m in logs)
+    assert any(m.startswith("sampling video.mp4") for m in logs)
