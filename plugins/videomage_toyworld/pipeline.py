@@ -9,7 +9,6 @@ sampler) recomputes only what depends on it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 
 from videomage.artifact import atomic_write
 from videomage.config import FusionConfig, MotionConfig, SubjectConfig
-from videomage.stages.common import StageOptions
+from videomage.stages.common import StageOptions, content_hash
 from videomage_toyworld import cases
 from videomage_toyworld.metrics import METRICS
 from videomage_toyworld.vocabulary import rgb
@@ -64,8 +63,7 @@ class CaseSettings:
         ``--quick`` run and a full one thus never reuse each other's artifacts.
         """
         training = {k: v for k, v in attrs.asdict(self).items() if k not in _NOT_TRAINING}
-        digest = hashlib.sha256(json.dumps(training, sort_keys=True).encode()).hexdigest()[:8]
-        return f"s{self.seed}-{digest}"
+        return f"s{self.seed}-{content_hash(training)[:8]}"
 
     def sampling(self) -> dict[str, Any]:
         """The settings that change a sample but no trained product."""
@@ -74,23 +72,6 @@ class CaseSettings:
 
 _SAMPLING = ("sampling_steps", "guidance", "tau", "alpha", "sampler")
 _NOT_TRAINING = (*_SAMPLING, "omega", "lambda_attn", "stills", "seed")
-
-
-def model_digest(model: str | Path) -> str:
-    """A short digest of a model folder's weights and configs (of the string, if not a folder).
-
-    Products are named by it, so a run folder made with one model is never reused for another
-    (a new shipped toy model, or ``--model`` pointing elsewhere).
-    """
-    digest = hashlib.sha256()
-    folder = Path(model)
-    if folder.is_dir():
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json", ".txt")):
-            digest.update(str(path.relative_to(folder)).encode())
-            digest.update(path.read_bytes())
-    else:
-        digest.update(str(model).encode())
-    return digest.hexdigest()[:8]
 
 
 def metric_context(settings: CaseSettings, size: int = 64, frames: int = 8) -> dict[str, Any]:
@@ -128,8 +109,9 @@ class CaseRun:
                  progress: bool = False, log: Log = print) -> None:
         self.backbone, self.adapter, self.folder = backbone, adapter, Path(folder)
         self.progress, self.log = progress, log
-        # ``model``: where the backbone was loaded from; products made from another model are not reused.
-        self.model_tag = f"-m{model_digest(model)}" if model is not None else ""
+        # ``model``: where the backbone was loaded from. Products are named by its content (a folder's
+        # files, or the id), so a run folder made with one model is never reused for another.
+        self.model_tag = f"-m{content_hash(Path(model))[:8]}" if model is not None else ""
         spec = backbone.video_spec
         self.size, self.frames = spec.height, spec.frames
         self.inputs = cases.write_case_files(self.folder / "inputs", size=self.size, frames=self.frames)
