@@ -59,6 +59,15 @@ def sample_batch(backbone, prompts: list[str], *, steps: int, guidance: float, s
     return backbone.decode_latents(latents)
 
 
+def sampled(backbone, captions: list[str], *, batch: int, steps: int, guidance: float, seed: int, desc: str,
+            progress: bool):
+    """``(caption, video)`` pairs, sampled ``batch`` captions at a time (the batch from index ``i``
+    with seed ``seed + i``), with a progress bar."""
+    for start in tqdm(range(0, len(captions), batch), desc=desc, disable=not progress):
+        prompts = captions[start : start + batch]
+        yield from zip(prompts, sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + start))
+
+
 def evaluate(model: str = str(MODEL_DIR), *, n: int = 32, batch: int = 8, steps: int = 25, guidance: float = 7.5,
              seed: int = 0, progress: bool = True, sheet: str | None = None, patterns: int = 0) -> dict[str, float]:
     """Mean ``toy_text_alignment`` parts over ``n`` full captions (each a fraction of samples).
@@ -72,12 +81,11 @@ def evaluate(model: str = str(MODEL_DIR), *, n: int = 32, batch: int = 8, steps:
     backbone = load_backbone(model)
     captions = full_captions(n, seed)
     metric = TextAlignment()
+    options = {"batch": batch, "steps": steps, "guidance": guidance, "progress": progress}
     rows, kept = [], []
-    for start in tqdm(range(0, n, batch), desc="evaluating", disable=not progress):
-        prompts = captions[start : start + batch]
-        videos = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + start)
-        rows += [metric.compute(v, {"prompt": p}) for v, p in zip(videos, prompts)]
-        kept += list(videos) if sheet else []
+    for prompt, video in sampled(backbone, captions, seed=seed, desc="evaluating", **options):
+        rows.append(metric.compute(video, {"prompt": prompt}))
+        kept += [video] if sheet else []
     if sheet:
         from videomage.media import write_contact_sheet
 
@@ -86,13 +94,8 @@ def evaluate(model: str = str(MODEL_DIR), *, n: int = 32, batch: int = 8, steps:
     out["all_four"] = float(np.mean([min(r[k] for k in ("colour", "shape", "background", "direction")) for r in rows]))
     out["samples"] = float(n)
     if patterns:
-        shape_only = shape_only_captions(patterns, seed)
-        flags = []
-        for start in tqdm(range(0, patterns, batch), desc="patterns", disable=not progress):
-            prompts = shape_only[start : start + batch]
-            videos = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + 10_000 + start)
-            flags += [two_coloured(v) for v in videos]
-        out["patterned"] = float(np.mean(flags))
+        shape_only = sampled(backbone, shape_only_captions(patterns, seed), seed=seed + 10_000, desc="patterns", **options)
+        out["patterned"] = float(np.mean([two_coloured(video) for _, video in shape_only]))
         out["pattern_samples"] = float(patterns)
     return out
 
