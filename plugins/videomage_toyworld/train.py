@@ -9,7 +9,9 @@ seeded by ``(seed, phase, k)``, so a resumed run sees the batches an uninterrupt
    scale is fixed from the world's frames (ZeroScope's ``scaling_factor`` convention);
 2. the UNet and the text encoder learn epsilon-prediction on captioned clips and stills, with
    captions dropped to ``""`` 10% of the time so that classifier-free guidance has an
-   unconditional branch to push away from;
+   unconditional branch to push away from, and with offset noise (``--offset-noise``) so that
+   the caption, not the initial noise's mean, decides light and dark backgrounds;
+   ``--restart-at`` starts the cosine learning-rate schedule again when extending a finished run;
 3. optionally (``--motion-focus STEPS``) a fine-tune that teaches motion direction: every
    batch is single-object moving clips with the direction named, each paired with its time
    reverse captioned with the opposite direction and noised with the time-reversed noise, so
@@ -58,6 +60,15 @@ class TrainPlan:
     frames: int = 8
     lr: float = 5e-4
     decay_steps: int | None = None  # the cosine schedule's length; None: ``steps``
+    # Step at which the cosine schedule starts again from ``lr`` (a warm restart, for extending a
+    # finished run with a new objective); 0: one schedule from step 0.
+    restart: int = 0
+    # Std of a per-clip, per-channel constant added to the training noise ("offset noise"). With
+    # plain noise the last timestep still carries the clip's mean colour, so the model learns to
+    # read it from the initial noise and, at sampling, draws mid-tone backgrounds whatever the
+    # prompt says; the offset hides that mean, so the caption has to decide it. 0: off (the
+    # shipped model's first 5,200 steps); 0.1 fixed its backgrounds (docs/toyworld.md).
+    offset_noise: float = 0.1
     vae_lr: float = 1e-3
     caption_dropout: float = 0.1
     kl_weight: float = 1e-6
@@ -148,11 +159,22 @@ class Prefetcher:
             self.pool.terminate()
 
 
-def _cosine_lr(trainer: Trainer, base: float, step: int, total: int) -> None:
-    """Cosine decay to a tenth of ``base``: a function of the step alone, so resuming is exact."""
-    factor = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
-    for group in trainer.optimizer.param_groups:
-        group["lr"] = base * factor
+def training_noise(shape: tuple[int, ...], offset: float, generator: torch.Generator) -> torch.Tensor:
+    """Standard normal noise of ``shape`` ``[B, C, F, h, w]``, plus, when ``offset`` > 0, a constant per
+    clip and channel drawn with std ``offset`` (shared by all frames and pixels of the clip)."""
+    noise = torch.randn(shape, generator=generator)
+    if offset:
+        noise = noise + offset * torch.randn((*shape[:2], *[1] * (len(shape) - 2)), generator=generator)
+    return noise
+
+
+def denoiser_lr(plan: TrainPlan, step: int) -> float:
+    """The denoiser's learning rate at ``step``: cosine decay from ``plan.lr`` to a tenth of it over
+    ``decay_steps``, started again at ``plan.restart`` when set. A function of the step alone, so
+    resuming is exact."""
+    start = plan.restart if step >= plan.restart else 0
+    total = max((plan.decay_steps or plan.steps) - start, 1)
+    return plan.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step - start, total) / total)))
 
 
 def train_vae(components: dict, plan: TrainPlan, size: int, out: Path, device: torch.device) -> None:
@@ -205,14 +227,15 @@ def train_denoiser(
     trainer: Trainer
 
     def step_loss(step: int, generator: torch.Generator) -> ObjectiveOutput:
-        _cosine_lr(trainer, plan.lr, step, plan.decay_steps or plan.steps)
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = denoiser_lr(plan, step)
         data = prefetch.get(step)
         captions, still = data["captions"], data["still"]
         with torch.no_grad():
             latents = _encode(vae, data["video"].to(device))
         ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                         return_tensors="pt").input_ids.to(device)
-        noise = torch.randn(latents.shape, generator=generator).to(device)
+        noise = training_noise(latents.shape, plan.offset_noise, generator).to(device)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator).to(device)
         a = alphas[t].view(-1, 1, 1, 1, 1)
         noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
@@ -359,6 +382,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--decay-steps", type=int, default=None,
                         help="length of the cosine learning-rate decay (default: --steps); keep it when extending a run")
+    parser.add_argument("--restart-at", type=int, default=defaults.restart, metavar="STEP",
+                        help="restart the cosine schedule from --lr at STEP (to extend a finished run with a new objective)")
+    parser.add_argument("--offset-noise", type=float, default=defaults.offset_noise, metavar="STD",
+                        help="std of a per-clip, per-channel constant added to the denoiser's training noise "
+                             "(lets captions decide very light or dark backgrounds; 0: off)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--export-every", type=int, default=defaults.export_every)
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
@@ -380,7 +408,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     plan = TrainPlan(vae_steps=args.vae_steps, steps=args.steps, batch=args.batch, still_batch=args.still_batch,
-                     lr=args.lr, decay_steps=args.decay_steps, seed=args.seed, export_every=args.export_every,
+                     lr=args.lr, decay_steps=args.decay_steps, restart=args.restart_at,
+                     offset_noise=args.offset_noise, seed=args.seed, export_every=args.export_every,
                      checkpoint_every=args.checkpoint_every, mixed_precision="bf16" if args.bf16 else "no",
                      motion_steps=args.motion_focus, motion_lr=args.motion_lr, temporal_lr=args.temporal_lr,
                      motion_contrast=args.motion_contrast, gap_every=args.gap_every,
