@@ -9,8 +9,8 @@ seeded by ``(seed, phase, k)``, so a resumed run sees the batches an uninterrupt
    scale is fixed from the world's frames (ZeroScope's ``scaling_factor`` convention);
 2. the UNet and the text encoder learn epsilon-prediction on captioned clips and stills, with
    captions dropped to ``""`` 10% of the time so that classifier-free guidance has an
-   unconditional branch to push away from, and with offset noise (``--offset-noise``) so that
-   the caption, not the initial noise's mean, decides light and dark backgrounds;
+   unconditional branch to push away from, optionally with offset noise (``--offset-noise``)
+   so that the caption, not the initial noise's mean, decides light and dark backgrounds;
    ``--restart-at`` starts the cosine learning-rate schedule again when extending a finished run;
 3. optionally (``--motion-focus STEPS``) a fine-tune that teaches motion direction: every
    batch is single-object moving clips with the direction named, each paired with its time
@@ -66,9 +66,9 @@ class TrainPlan:
     # Std of a per-clip, per-channel constant added to the training noise ("offset noise"). With
     # plain noise the last timestep still carries the clip's mean colour, so the model learns to
     # read it from the initial noise and, at sampling, draws mid-tone backgrounds whatever the
-    # prompt says; the offset hides that mean, so the caption has to decide it. 0: off (the
-    # shipped model's first 5,200 steps); 0.1 fixed its backgrounds (docs/toyworld.md).
-    offset_noise: float = 0.1
+    # prompt says; the offset hides that mean, so the caption has to decide it. 0: off (as the
+    # shipped model was trained); 0.1 fixed its backgrounds in a fine-tune (docs/toyworld.md).
+    offset_noise: float = 0.0
     vae_lr: float = 1e-3
     caption_dropout: float = 0.1
     kl_weight: float = 1e-6
