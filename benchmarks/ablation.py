@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.time() - started:7.0f}s] {message}", flush=True)
 
     backbone = load_backbone(args.model)
-    run = CaseRun(backbone, make_adapter(), args.out, model=args.model, progress=args.progress, log=log)
+    run = CaseRun(backbone, make_adapter(), args.out, progress=args.progress, log=log)
     settings = CaseSettings()
     results = {seed: run_seed(run, seed, settings, log) for seed in args.seeds}
     text = table(results) + "\nSeeds where the full method is better (ties count as not better):\n\n" + paired(results)

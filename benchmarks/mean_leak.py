@@ -24,8 +24,8 @@ import json
 
 import numpy as np
 import torch
-from videomage_samplers.cfg import guided, scheduler_step
 from videomage_toyworld import analysis, world
+from videomage_toyworld.evaluate import sample_batch
 from videomage_toyworld.model import MODEL_DIR
 from videomage_toyworld.vocabulary import PALETTE, SCENES, SHAPES, visible
 
@@ -51,18 +51,12 @@ def scenes_right(backbone, scene: str, *, n: int, shift: float, seed: int = 0, g
         colour, shape = str(rng.choice(list(PALETTE))), str(rng.choice(SHAPES))
         if visible(colour, scene):
             prompts.append(f"a {colour} {shape} moving left {scene}")
-    spec = backbone.video_spec
     scheduler = backbone.make_scheduler(None)
     scheduler.set_timesteps(steps)
     first = float(scheduler.alphas_cumprod[int(scheduler.timesteps[0])])
-    generator = torch.Generator().manual_seed(seed)
-    latents = torch.randn((n, *backbone.latent_shape(spec.frames, spec.height, spec.width)), generator=generator)
-    latents = latents + shift * first**0.5 * scene_mean(backbone, scene)
-    embeds = backbone.encode_prompt([""] * n + prompts)
-    for t in scheduler.timesteps:
-        latents = scheduler_step(scheduler, guided(backbone, latents, t, embeds, guidance, scheduler), t, latents,
-                                 generator)
-    return sum(analysis.scene_name(video) == scene for video in backbone.decode_latents(latents))
+    videos = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed,
+                          offset=shift * first**0.5 * scene_mean(backbone, scene))
+    return sum(analysis.scene_name(video) == scene for video in videos)
 
 
 def main(argv: list[str] | None = None) -> None:

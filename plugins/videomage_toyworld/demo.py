@@ -48,7 +48,7 @@ def run_demo(out: str | Path, *, model: str | None = None, settings=None, progre
     settings = settings or CaseSettings()
     out = Path(out)
     backbone = load_backbone(model)
-    run = CaseRun(backbone, make_adapter(), out, model=model, progress=progress, log=log)
+    run = CaseRun(backbone, make_adapter(), out, progress=progress, log=log)
     _, scores = run.full(settings, out / "video.mp4")
     context = metric_context(settings, run.size, run.frames)
     base = run.sample(settings, None, None, out / "base-model.mp4",

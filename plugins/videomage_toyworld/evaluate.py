@@ -45,14 +45,21 @@ def shape_only_captions(n: int, seed: int = 0) -> list[str]:
 
 
 @torch.no_grad()
-def sample_batch(backbone, prompts: list[str], *, steps: int, guidance: float, seed: int) -> torch.Tensor:
-    """Clips ``[B, F, 3, H, W]`` for ``prompts``, DDIM with CFG against the empty prompt."""
+def sample_batch(backbone, prompts: list[str], *, steps: int, guidance: float, seed: int,
+                 offset: torch.Tensor | None = None) -> torch.Tensor:
+    """Clips ``[B, F, 3, H, W]`` for ``prompts``, DDIM with CFG against the empty prompt.
+
+    ``offset`` (broadcast to the latents) is added to the initial noise; probes such as
+    ``benchmarks/mean_leak.py`` use it.
+    """
     spec = backbone.video_spec
     scheduler = backbone.make_scheduler(None)
     scheduler.set_timesteps(steps)
     generator = torch.Generator().manual_seed(seed)
     shape = (len(prompts), *backbone.latent_shape(spec.frames, spec.height, spec.width))
     latents = torch.randn(shape, generator=generator) * scheduler.init_noise_sigma
+    if offset is not None:
+        latents = latents + offset
     embeds = backbone.encode_prompt([""] * len(prompts) + list(prompts))
     for t in scheduler.timesteps:
         latents = scheduler_step(scheduler, guided(backbone, latents, t, embeds, guidance, scheduler), t, latents, generator)

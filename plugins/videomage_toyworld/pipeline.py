@@ -105,13 +105,12 @@ def read_sheet(path: Path, frames: int, size: int) -> torch.Tensor:
 class CaseRun:
     """One backbone in memory, the case files, and the products of a run folder."""
 
-    def __init__(self, backbone, adapter, folder: str | Path, *, model: str | Path | None = None,
-                 progress: bool = False, log: Log = print) -> None:
+    def __init__(self, backbone, adapter, folder: str | Path, *, progress: bool = False, log: Log = print) -> None:
         self.backbone, self.adapter, self.folder = backbone, adapter, Path(folder)
         self.progress, self.log = progress, log
-        # ``model``: where the backbone was loaded from. Products are named by its content (a folder's
+        # Products are named by the content of the model the backbone was loaded from (a folder's
         # files, or the id), so a run folder made with one model is never reused for another.
-        self.model_tag = f"-m{content_hash(Path(model))[:8]}" if model is not None else ""
+        self.model_tag = f"-m{content_hash(Path(backbone.model_ref))[:8]}"
         spec = backbone.video_spec
         self.size, self.frames = spec.height, spec.frames
         self.inputs = cases.write_case_files(self.folder / "inputs", size=self.size, frames=self.frames)

@@ -44,3 +44,18 @@ def test_two_coloured_tells_patterns_from_plain_objects():
                 assert two_coloured(render([patterned], scene, rng=rng).frames), (scene, shape, pattern)
     empty = render([], "in the snow").frames
     assert not two_coloured(empty)
+
+
+def test_sample_batch_offset_shifts_the_initial_noise_only(tiny_model_dir):
+    import torch
+    from videomage_toyworld.evaluate import sample_batch
+
+    from videomage.loading import load_backbone
+
+    backbone = load_backbone(str(tiny_model_dir))
+    options = {"steps": 1, "guidance": 7.5, "seed": 0}
+    plain = sample_batch(backbone, ["a red circle"], **options)
+    zero = sample_batch(backbone, ["a red circle"], offset=torch.zeros(1, 4, 1, 1, 1), **options)
+    shifted = sample_batch(backbone, ["a red circle"], offset=torch.full((1, 4, 1, 1, 1), 3.0), **options)
+    assert torch.equal(plain, zero)
+    assert (shifted - plain).abs().mean() > 1e-3
