@@ -1,6 +1,6 @@
 """The ``videomage`` command line: core commands plus those plugins register.
 
-Plugin commands are :class:`~videomage.components.Command` classes; a command named
+Plugin commands are [`Command`][videomage.components.Command] classes; a command named
 ``learn_subject`` is invoked as ``videomage learn-subject``.
 """
 
