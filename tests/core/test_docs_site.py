@@ -154,3 +154,17 @@ def test_every_link_resolves(site):
                 if unquote(parts.fragment) not in ids:
                     broken.append(f"{name(p, page)}: {url} (no such anchor)")
     assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_shell_commands_fit_their_code_boxes():
+    # A code box of the theme shows about 80 characters at a laptop's width; a longer command
+    # scrolls sideways and its end goes unread. Wrap it with backslashes.
+    long = []
+    for md in sorted((ROOT / "docs").rglob("*.md")):
+        fence = None
+        for number, line in enumerate(md.read_text(encoding="utf-8").splitlines(), 1):
+            if line.startswith("```"):
+                fence = line[3:].strip() if fence is None else None
+            elif fence in ("bash", "sh", "console") and len(line) > 80:
+                long.append(f"{md.relative_to(ROOT)}:{number} ({len(line)} characters)")
+    assert not long, "wrap these commands with a backslash:\n" + "\n".join(long)
