@@ -230,9 +230,13 @@ class LoRA(Adapter):
             raise ConfigError(f"adapter {adapter_name!r} is merged into the weights; unmerge first")
         active = self.active(backbone)
         active.pop(adapter_name, None)
-        for _, layer in lora_layers(backbone):
-            if adapter_name in layer.lora_A:
-                layer.delete_adapter(adapter_name)
+        with warnings.catch_warnings():
+            # peft announces the active adapter it falls back to; here activate() below decides that.
+            warnings.filterwarnings("ignore", message=r"Adapter .* was active which is now deleted",
+                                    category=UserWarning, module=r"peft\.")
+            for _, layer in lora_layers(backbone):
+                if adapter_name in layer.lora_A:
+                    layer.delete_adapter(adapter_name)
         del _registry(backbone)[adapter_name]
         _trainable(backbone)
         self.activate(backbone, active)

@@ -46,8 +46,11 @@ def test_long_phases_show_bars_and_no_progress_hides_every_one(tiny_model_dir, t
     assert not talk, talk
 
 
-def test_second_adapter_attaches_without_a_peft_warning(backbone, adapter):
+def test_adapters_attach_and_go_without_a_peft_warning(backbone, adapter):
     adapter.attach(backbone, "a", roles=["spatial"], rank=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        adapter.attach(backbone, "b", roles=["temporal"], rank=2)
+        adapter.attach(backbone, "b", roles=["spatial"], rank=2)  # peft: "Already found a `peft_config`"
+        adapter.activate(backbone, {"a": 1.0})
+        adapter.remove(backbone, "a")  # peft: "Adapter a was active which is now deleted"
+    assert adapter.active(backbone) == {}
