@@ -43,7 +43,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if not action.option_strings or action.default is argparse.SUPPRESS or "(default" in text:
+        if not action.option_strings or action.default is argparse.SUPPRESS or "(default:" in text:
             return text
         if action.required:
             return f"{text} (required)"
