@@ -100,7 +100,7 @@ class WanBackbone(TextMethods, Backbone):
             raise ConfigError(
                 f"could not load Wan model {model!r}: {exc}. Pass a local folder in the diffusers layout "
                 f"(transformer/, vae/, text_encoder/, tokenizer/, scheduler/), or download the model once with "
-                f"`huggingface-cli download {model}`"
+                f"`hf download {model}`"
             ) from None
         backbone = cls(transformer=transformer.to(device), vae=vae.to(device), text_encoder=text_encoder.to(device),
                        tokenizer=tokenizer, scheduler_config=scheduler_config, model_ref=model, spec=video_spec(model))

@@ -109,7 +109,7 @@ class ZeroScopeBackbone(TextMethods, Backbone):
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"could not load model {model!r}: {exc}. Pass a local folder in the diffusers layout with "
-                f"safetensors weights, or download the model once with `huggingface-cli download {model}`"
+                f"safetensors weights, or download the model once with `hf download {model}`"
             ) from None
         spec = video_spec(model, unet.config.sample_size, 2 ** (len(vae.config.block_out_channels) - 1))
         backbone = cls(unet=unet.to(device), vae=vae.to(device), text_encoder=text_encoder.to(device), tokenizer=tokenizer,
