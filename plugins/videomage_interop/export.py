@@ -11,8 +11,8 @@ Formats:
   ``.alpha``, with the family's original names (Wan: ``blocks.0.self_attn.q``). A family that
   declares none is refused: ComfyUI would map no key, the silently ignored LoRA.
 
-Both write the scale into ``B`` and declare ``alpha == rank``, so a loader that ignores alpha
-still applies the adapter at full strength. Learned tokens go beside the LoRA, one
+Both keep the tensors as trained and carry the scale as alpha (diffusers: ``lora_alpha`` in the
+metadata; ComfyUI: one ``alpha`` per layer), so the loader computes exactly what videomage does. Learned tokens go beside the LoRA, one
 ``<stem>.token<N>.safetensors`` per token holding ``{token: vector}``: the single-token file
 diffusers' ``load_textual_inversion`` reads for CLIP text encoders; for other encoders the docs
 show the few lines that add the token. The artifact's metadata (kind, backbone, model, roles,
@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 from videomage.artifact import Artifact, atomic_write
 from videomage.components import Backbone
 from videomage.errors import ArtifactError, ConfigError, format_choices
-from videomage_interop.keys import from_artifact, padded
+from videomage_interop.keys import from_artifact, uniform
 
 FORMATS = ("diffusers", "comfyui")
 
@@ -57,13 +57,12 @@ def diffusers_tensors(artifact: Artifact, backbone: type[Backbone]) -> tuple[dic
     if not component:
         raise ConfigError(f"backbone {backbone.name!r} names no diffusers pipeline component (Backbone.diffusers_component), "
                           f"so there are no diffusers LoRA keys to write for it")
-    layers = padded(from_artifact(artifact.adapter_tensors, artifact.adapter_config))
+    layers, rank, scale = uniform(from_artifact(artifact.adapter_tensors, artifact.adapter_config))
     tensors = {}
     for name, (a, b) in layers.items():
         tensors[f"{component}.{name}.lora_A.weight"] = a.contiguous()
         tensors[f"{component}.{name}.lora_B.weight"] = b.contiguous()
-    rank = next(iter(layers.values()))[0].shape[0] if layers else 0
-    config = {"r": rank, "lora_alpha": rank, "target_modules": sorted(layers), "lora_dropout": 0.0, "bias": "none"}
+    config = {"r": rank, "lora_alpha": scale * rank, "target_modules": sorted(layers), "lora_dropout": 0.0, "bias": "none"}
     meta = {"format": "pt", "lora_adapter_metadata": json.dumps({f"{component}.{k}": v for k, v in config.items()}, sort_keys=True)}
     return tensors, meta
 
@@ -71,7 +70,7 @@ def diffusers_tensors(artifact: Artifact, backbone: type[Backbone]) -> tuple[dic
 def comfyui_tensors(artifact: Artifact, backbone: type[Backbone]) -> tuple[dict, dict]:
     import torch
 
-    layers = padded(from_artifact(artifact.adapter_tensors, artifact.adapter_config))
+    layers, rank, scale = uniform(from_artifact(artifact.adapter_tensors, artifact.adapter_config))
     original = {name: backbone.original_layer_name(name) for name in layers}
     if not any(original.values()):
         raise ConfigError(
@@ -88,7 +87,7 @@ def comfyui_tensors(artifact: Artifact, backbone: type[Backbone]) -> tuple[dict,
         key = f"diffusion_model.{original[name]}"
         tensors[f"{key}.lora_down.weight"] = a.contiguous()
         tensors[f"{key}.lora_up.weight"] = b.contiguous()
-        tensors[f"{key}.alpha"] = torch.tensor(float(a.shape[0]))
+        tensors[f"{key}.alpha"] = torch.tensor(float(scale * rank))
     return tensors, {"format": "pt"}
 
 

@@ -22,7 +22,7 @@ from safetensors import SafetensorError, safe_open
 from videomage.artifact import Artifact
 from videomage.components import Adapter, Backbone
 from videomage.errors import ArtifactError, InputError
-from videomage_interop.keys import Layers, lora_metadata, padded, read_layers, resolve
+from videomage_interop.keys import Layers, lora_metadata, read_layers, resolve, uniform
 
 _WEIGHT_NAMES = ("pytorch_lora_weights.safetensors", "adapter_model.safetensors")
 
@@ -139,16 +139,15 @@ def import_lora(path: str | Path, backbone: Backbone, adapter: Adapter, *, kind:
     kept = Layers(pairs={n: p for n, p in layers.pairs.items() if n in role_of})
     if not kept.pairs:
         raise ArtifactError(f"{str(file)!r}: no layer of the LoRA is in a role of this {backbone.name} model; nothing to import")
-    pairs = padded(kept)
+    pairs, rank, scale = uniform(kept)
     check_shapes(backbone, pairs)
     roles = tuple(report.roles)
     everything = {n for r in roles for n in backbone.role_modules(r)}
     targets = None if set(pairs) == everything else [f"^{re.escape(n)}$" for n in sorted(pairs)]
-    rank = kept.rank()
     artifact = Artifact(
         kind=kind or ("motion" if roles == ("temporal",) else "subject"),
         backbone=backbone.name, fingerprint=backbone.fingerprint(), adapter=adapter.name,
-        adapter_config={"rank": rank, "alpha": float(rank), "dropout": 0.0, "targets": targets},
+        adapter_config={"rank": rank, "alpha": scale * rank, "dropout": 0.0, "targets": targets},
         roles=roles,
         adapter_tensors={f"{n}.lora_{p}.weight": t for n, (a, b) in pairs.items() for p, t in (("A", a), ("B", b))},
         info={"model": backbone.model_ref, "imported_from": str(file), "source_format": report.source_format},

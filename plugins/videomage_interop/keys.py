@@ -14,8 +14,11 @@ the scale differently:
 * kohya-ss and musubi-tuner: ``lora_unet_<layer name with dots as underscores>`` with
   ``lora_down/lora_up`` and ``alpha``.
 
-:class:`Layers` holds every layer with the scale folded into ``B`` (``B' = scale * B``), so each
-layer's weight change is exactly ``B' @ A`` and any writer can declare ``alpha == rank``.
+:class:`Layers` holds every layer's ``A``, ``B`` and scale. Tensors are kept as the source wrote
+them and the scale travels as ``alpha`` (``alpha = scale * rank``), so the other library computes
+``scale * B(A x)`` in the same order as the source: outputs agree to the last bit, where folding
+the scale into ``B`` would round differently. Only layers whose scale differs from the most
+common one get the ratio folded into ``B``.
 """
 
 from __future__ import annotations
@@ -41,18 +44,18 @@ PREFIXES = ("base_model.model.", "diffusion_model.", "lora_unet_")
 
 @attrs.define
 class Layers:
-    """LoRA layers by name (the source's layer names, or the model's once resolved): ``name -> (A, B)``.
+    """LoRA layers by name (the source's layer names, or the model's once resolved): ``name -> (A, B, scale)``.
 
-    ``B`` already carries the layer's scale. ``unmatched`` lists source keys that are not LoRA
+    ``unmatched`` lists source keys that are not LoRA
     matrices of a layer (biases, full weight differences, text-encoder LoRAs, stray tensors).
     """
 
-    pairs: dict[str, tuple[torch.Tensor, torch.Tensor]] = attrs.field(factory=dict)
+    pairs: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = attrs.field(factory=dict)
     unmatched: list[str] = attrs.field(factory=list)
     prefix: str = ""
 
     def rank(self) -> int:
-        return max((a.shape[0] for a, _ in self.pairs.values()), default=0)
+        return max((a.shape[0] for a, _, _ in self.pairs.values()), default=0)
 
 
 def lora_metadata(metadata: Mapping[str, str] | None, component: str | None) -> dict:
@@ -79,7 +82,7 @@ def _config_scale(name: str, rank: int, config: Mapping) -> float:
 
 
 def read_layers(tensors: Mapping[str, torch.Tensor], *, strip: Iterable[str] = (), config: Mapping | None = None) -> Layers:
-    """Group a LoRA state dict into layers, folding each layer's scale into ``B``.
+    """Group a LoRA state dict into layers with their scales.
 
     ``strip``: extra key prefixes to remove (a diffusers component, ``transformer.``). Per-layer
     ``alpha`` tensors win over ``config`` (a LoraConfig dict from the file's metadata).
@@ -116,7 +119,7 @@ def read_layers(tensors: Mapping[str, torch.Tensor], *, strip: Iterable[str] = (
             raise ArtifactError(f"LoRA layer {name!r}: A is {tuple(a.shape)} and B is {tuple(b.shape)}; their ranks differ")
         rank = a.shape[0]
         scale = alphas.pop(name) / rank if name in alphas else _config_scale(name, rank, config or {})
-        out.pairs[name] = (a.float(), b.float() * scale)
+        out.pairs[name] = (a, b, scale)
     out.unmatched += [f"{name}.alpha" for name in alphas]  # an alpha without matrices
     return out
 
@@ -137,17 +140,23 @@ def resolve(layers: Layers, lookup: Callable[[str], str | None]) -> tuple[Layers
     return out, unknown
 
 
-def padded(layers: Layers) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Every layer at the largest rank: zero rows of A and columns of B leave ``B @ A`` unchanged."""
+def uniform(layers: Layers) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], int, float]:
+    """Every layer at one rank and one scale: ``(name -> (A, B), rank, scale)``.
+
+    Zero rows of ``A`` and columns of ``B`` raise a layer to the largest rank without changing
+    ``B @ A``; a layer whose scale differs from the most common one has the ratio folded into ``B``.
+    """
     rank = layers.rank()
+    scales = [s for _, _, s in layers.pairs.values()]
+    common = max(set(scales), key=scales.count) if scales else 1.0
     out = {}
-    for name, (a, b) in layers.pairs.items():
+    for name, (a, b, s) in layers.pairs.items():
         r = a.shape[0]
         if r < rank:
             a = torch.cat([a, a.new_zeros(rank - r, a.shape[1])])
             b = torch.cat([b, b.new_zeros(b.shape[0], rank - r)], dim=1)
-        out[name] = (a, b)
-    return out
+        out[name] = (a, b if s == common else b * (s / common))
+    return out, rank, common
 
 
 def from_artifact(adapter_tensors: Mapping[str, torch.Tensor], adapter_config: Mapping) -> Layers:

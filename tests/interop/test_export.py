@@ -100,7 +100,7 @@ def test_wan_token_file_holds_the_learned_vector_and_metadata_travels(wan_artifa
     with safe_open(str(done.path), framework="pt") as fh:
         meta = fh.metadata()
     config = json.loads(meta["lora_adapter_metadata"])
-    assert config["transformer.r"] == config["transformer.lora_alpha"] == 4
+    assert (config["transformer.r"], config["transformer.lora_alpha"]) == (4, 8.0)  # the scale travels as alpha
     provenance = json.loads(meta["videomage.export"])
     assert provenance["kind"] == "subject" and provenance["tokens"] == {"<toy>": "toy"} and provenance["backbone"] == "wan"
 
