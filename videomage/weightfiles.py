@@ -56,7 +56,12 @@ def load_restricted(path: Path) -> dict[str, torch.Tensor]:
                 raise
             data = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's message opens with a paragraph about its defaults (and how to bypass them, which
+        # is exactly what must not be done here); the cause is the next paragraph.
+        paras = [p.strip() for p in str(exc).split("\n\n") if p.strip()]
+        causes = [p for p in paras[1:] if not p.startswith("Check the documentation")]
+        reason = (causes or paras or [type(exc).__name__])[0].removeprefix("WeightsUnpickler error: ")
+        reason = reason.split(" was not an allowed global")[0].replace("\n", " ")
         raise ConfigError(
             f"refused {str(path)!r}: it is not a plain tensor file (the restricted unpickler, torch.load("
             f"weights_only=True), stopped at: {reason[:160]}); nothing in it was run. Use safetensors weights "
@@ -67,24 +72,33 @@ def load_restricted(path: Path) -> dict[str, torch.Tensor]:
     return data
 
 
+_NOTICED: set[Path] = set()
+
+
 def use_safetensors(model: str, subfolder: str) -> bool:
     """Whether to load component ``subfolder`` of ``model`` from safetensors.
 
-    False only when the component has ``.bin`` weights and no safetensors: those are checked
-    through :func:`load_restricted` first, and a one-line notice says how to convert the folder.
+    False only when the component has ``.bin`` weights and no safetensors. The first time a
+    folder is asked about, every ``.bin``-only component in it is checked through
+    :func:`load_restricted` (so a refused file stops the load before any component is built)
+    and one notice line names them and says how to convert the folder.
     """
     folder = local_folder(model, f"{subfolder}/config.json")
     if folder is None:
         return True
     if folder.name == subfolder:  # found through the component's own config in the cache
         folder = folder.parent
-    files = bin_files(folder / subfolder)
-    if not files:
+    if not bin_files(folder / subfolder):
         return True
-    for path in files:
-        load_restricted(path)
-    print(f"videomage: {model}/{subfolder} has .bin weights only; read with torch.load(weights_only=True). "
-          f"`videomage convert-model {folder}` rewrites the folder as safetensors once", file=sys.stderr)
+    components = {p.name: bin_files(p) for p in sorted(folder.iterdir()) if p.is_dir() and bin_files(p)}
+    for files in components.values():
+        for path in files:
+            load_restricted(path)
+    if folder.resolve() not in _NOTICED:
+        _NOTICED.add(folder.resolve())
+        print(f"videomage: {model} has .bin weights only in {', '.join(components)}; reading them with "
+              f"torch.load(weights_only=True). `videomage convert-model {folder}` rewrites them as safetensors once",
+              file=sys.stderr)
     return False
 
 
