@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -71,3 +73,42 @@ def lora_layer_count(module: torch.nn.Module) -> int:
     from peft.tuners.lora import LoraLayer
 
     return sum(isinstance(m, LoraLayer) for m in module.modules())
+
+
+def _classes():
+    from diffusers import AutoencoderKL, UNet3DConditionModel
+    from transformers import CLIPTextModel
+
+    return {"unet": UNet3DConditionModel, "vae": AutoencoderKL, "text_encoder": CLIPTextModel}
+
+
+CLASSES = ("unet", "vae", "text_encoder")
+
+
+def as_bin(source: Path, target: Path) -> Path:
+    """A copy of a tiny model whose components are saved with ``safe_serialization=False``.
+
+    transformers 5 writes safetensors whatever it is asked, so the text encoder's
+    ``pytorch_model.bin`` is written as older transformers wrote it: ``torch.save`` of its state dict.
+    """
+    shutil.copytree(source, target)
+    for name, cls in _classes().items():
+        model = cls.from_pretrained(target / name)
+        for path in (target / name).glob("*.safetensors"):
+            path.unlink()
+        if name == "text_encoder":
+            torch.save(model.state_dict(), target / name / "pytorch_model.bin")
+        else:
+            model.save_pretrained(target / name, safe_serialization=False)
+        assert not list((target / name).glob("*.safetensors")) and list((target / name).glob("*.bin"))
+    return target
+
+
+class RunsCode:
+    """Unpickling this runs a shell command: what a hostile .bin does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))

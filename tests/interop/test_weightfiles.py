@@ -3,50 +3,18 @@ a pickle that would run code refused before anything runs."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from diffusers import AutoencoderKL, UNet3DConditionModel
-from transformers import CLIPTextModel
 
 from videomage.cli import main
 from videomage.errors import ConfigError
 from videomage.loading import load_backbone, make_adapter
 from videomage.weightfiles import convert_folder, load_restricted
 
-CLASSES = {"unet": UNet3DConditionModel, "vae": AutoencoderKL, "text_encoder": CLIPTextModel}
-
-
-def as_bin(source: Path, target: Path) -> Path:
-    """A copy of a tiny model whose components are saved with ``safe_serialization=False``.
-
-    transformers 5 writes safetensors whatever it is asked, so the text encoder's
-    ``pytorch_model.bin`` is written as older transformers wrote it: ``torch.save`` of its state dict.
-    """
-    shutil.copytree(source, target)
-    for name, cls in CLASSES.items():
-        model = cls.from_pretrained(target / name)
-        for path in (target / name).glob("*.safetensors"):
-            path.unlink()
-        if name == "text_encoder":
-            torch.save(model.state_dict(), target / name / "pytorch_model.bin")
-        else:
-            model.save_pretrained(target / name, safe_serialization=False)
-        assert not list((target / name).glob("*.safetensors")) and list((target / name).glob("*.bin"))
-    return target
-
-
-class RunsCode:
-    """Unpickling this runs a shell command: what a hostile .bin does."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
+from interop_helpers import CLASSES, RunsCode, as_bin
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +23,13 @@ def bin_model(tiny_model_dir, tmp_path_factory) -> Path:
 
 
 def test_a_bin_model_loads_with_one_notice_and_trains(bin_model, tiny_model_dir, capfd):
-    from videomage.config import SubjectConfig
-    from videomage.stages.common import StageOptions
-    from videomage.stages.subject import learn_subject
     import imageio.v3 as iio
     import numpy as np
 
     import videomage.weightfiles as wf
+    from videomage.config import SubjectConfig
+    from videomage.stages.common import StageOptions
+    from videomage.stages.subject import learn_subject
 
     wf._NOTICED.clear()
     backbone = load_backbone(str(bin_model))
