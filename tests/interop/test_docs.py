@@ -6,7 +6,7 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
+import torch
 
 from videomage.cli import main
 
@@ -28,17 +28,20 @@ def test_the_page_has_code_and_is_in_the_nav():
 
 def test_every_code_block_of_the_page_runs(wan_dir, zs_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    random_artifact(wan_dir, ["spatial", "temporal"]).save("toy.safetensors")
+    toy = random_artifact(wan_dir, ["spatial", "temporal"])
+    toy.save("toy.safetensors")
     random_artifact(zs_dir, ["spatial"], token="<dog>").save("dog.safetensors")
     bin_dir = as_bin(zs_dir, tmp_path / "bin-model")
     names = {"~/models/zeroscope_v2_576w": str(bin_dir), "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": str(wan_dir),
              "cerspense/zeroscope_v2_576w": str(zs_dir)}
     namespace: dict = {}
+    after: list[dict] = []  # the namespace after each python block
     for kind, code in blocks():
         for name, local in names.items():
             code = code.replace(name, local)
         if kind == "python":
             exec(compile(code, str(PAGE), "exec"), namespace)
+            after.append(dict(namespace))
             continue
         for line in code.splitlines():
             if line.startswith("huggingface-cli "):
@@ -48,3 +51,15 @@ def test_every_code_block_of_the_page_runs(wan_dir, zs_dir, tmp_path, monkeypatc
     assert Path("toy-imported.safetensors").is_file()
     assert not list((bin_dir / "unet").glob("*.bin"))  # convert-model ran
     assert not namespace["result"].unexpected_keys
+
+    # The T5 token snippet put the learned vector on the row videomage uses for it.
+    from videomage.loading import load_backbone, make_adapter
+
+    wan_pipe = after[0]["pipe"]
+    backbone = load_backbone(str(wan_dir))
+    toy.install(backbone, make_adapter(), "toy")
+    row = wan_pipe.tokenizer.convert_tokens_to_ids("<toy>")
+    assert row == backbone.token_ids(["<toy>"])[0]
+    assert wan_pipe.tokenizer("a <toy>").input_ids == backbone.text.tokenizer("a <toy>").input_ids
+    weight = wan_pipe.text_encoder.get_input_embeddings().weight
+    assert torch.equal(weight[row], toy.embeddings["<toy>"].to(weight.dtype))

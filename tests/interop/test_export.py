@@ -200,3 +200,23 @@ def test_zeroscope_comfyui_export_is_refused_in_one_line(zs_artifact, tmp_path, 
 def test_export_refuses_a_non_safetensors_out_path(wan_artifact, tmp_path, capsys):
     assert main(["export", str(wan_artifact[0]), "--format", "diffusers", "--out", str(tmp_path / "x.bin")]) == 2
     assert "must end in .safetensors" in capsys.readouterr().err
+
+
+def test_a_wan_motion_artifact_exports_to_both_formats_and_matches(wan_dir, tmp_path):
+    """A temporal-only LoRA (self-attention only): diffusers' converter must accept the partial blocks."""
+    from diffusers import WanPipeline
+
+    from videomage.loading import load_backbone
+
+    art = random_artifact(wan_dir, ["temporal"], token=None, kind="motion", seed=3)
+    x, t, text = inputs(load_backbone(str(wan_dir)))
+    ours = videomage_output(wan_dir, art, x, t, text)
+    for fmt in ("diffusers", "comfyui"):
+        done = export(art, backbone_class("wan"), fmt, tmp_path / f"ride-{fmt}.safetensors")
+        assert not done.token_files
+        pipe = WanPipeline.from_pretrained(str(wan_dir))
+        with diffusers_warnings() as warned:
+            pipe.load_lora_weights(str(done.path), adapter_name="ride")
+        assert not warned, [r.getMessage() for r in warned]
+        assert lora_layer_count(pipe.transformer) == done.layers == 8
+        assert (ours - wan_transformer_output(pipe, x, t, text)).abs().max() <= TOL
