@@ -75,17 +75,19 @@ def load_restricted(path: Path) -> dict[str, torch.Tensor]:
 _NOTICED: set[Path] = set()
 
 
-def use_safetensors(model: str, subfolder: str) -> bool:
-    """Whether to load component ``subfolder`` of ``model`` from safetensors.
+def use_safetensors(model: str, subfolder: str) -> bool | None:
+    """What to pass as ``use_safetensors`` when loading component ``subfolder`` of ``model``.
 
-    False only when the component has ``.bin`` weights and no safetensors. The first time a
-    folder is asked about, every ``.bin``-only component in it is checked through
-    :func:`load_restricted` (so a refused file stops the load before any component is built)
-    and one notice line names them and says how to convert the folder.
+    True when the component's files here are safetensors. False when they are ``.bin`` only:
+    every ``.bin``-only component of the folder is then checked through :func:`load_restricted`
+    (so a refused file stops the load before any component is built) and one notice line, once
+    per folder, names them and says how to convert the folder. None for a Hub id whose files are
+    not on this machine yet: the library downloads safetensors where the repo has them, else
+    ``.bin``, which diffusers and transformers read with ``weights_only=True`` too.
     """
     folder = local_folder(model, f"{subfolder}/config.json")
     if folder is None:
-        return True
+        return None
     if folder.name == subfolder:  # found through the component's own config in the cache
         folder = folder.parent
     if not bin_files(folder / subfolder):

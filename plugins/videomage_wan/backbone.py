@@ -93,7 +93,8 @@ class WanBackbone(TextMethods, Backbone):
             transformer = WanTransformer3DModel.from_pretrained(model, subfolder="transformer", torch_dtype=torch_dtype,
                                                                 use_safetensors=use_safetensors(model, "transformer"))
             # The VAE stays in float32 whatever the dtype: Wan's VAE loses detail in half precision.
-            vae = AutoencoderKLWan.from_pretrained(model, subfolder="vae", torch_dtype=torch.float32, use_safetensors=use_safetensors(model, "vae"))
+            vae = AutoencoderKLWan.from_pretrained(model, subfolder="vae", torch_dtype=torch.float32,
+                                                   use_safetensors=use_safetensors(model, "vae"))
             text_encoder = UMT5EncoderModel.from_pretrained(model, subfolder="text_encoder", dtype=torch_dtype,
                                                             use_safetensors=use_safetensors(model, "text_encoder"))
             tokenizer = AutoTokenizer.from_pretrained(model, subfolder="tokenizer")

@@ -72,9 +72,9 @@ class ZeroScopeBackbone(TextMethods, Backbone):
     name = "zeroscope"
     roles = ("spatial", "temporal")
     diffusers_component = "unet"
-    # ComfyUI has no model class for ModelScope/ZeroScope UNet3D checkpoints, so this family
-    # declares no original layer names: no ComfyUI LoRA key would map to a layer.
-    textual_inversion = True
+    textual_inversion = True  # CLIP: learned tokens load through diffusers' load_textual_inversion
+    # No original_layer_name: ComfyUI has no model class for ModelScope/ZeroScope UNet3D
+    # checkpoints, so no ComfyUI LoRA key would map to a layer (`export --format comfyui` refuses).
 
     def __init__(self, *, unet: UNet3DConditionModel, vae: AutoencoderKL, text_encoder: CLIPTextModel,
                  tokenizer: CLIPTokenizer, scheduler_config: Mapping[str, Any], model_ref: str, spec: VideoSpec,
@@ -106,9 +106,13 @@ class ZeroScopeBackbone(TextMethods, Backbone):
                         scheduler: str | None = None) -> ZeroScopeBackbone:
         torch_dtype = check_model_request(model, dtype, check_folder)
         try:
-            unet = UNet3DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=torch_dtype, use_safetensors=use_safetensors(model, "unet"))
-            vae = AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=torch_dtype, use_safetensors=use_safetensors(model, "vae"))
-            text_encoder = CLIPTextModel.from_pretrained(model, subfolder="text_encoder", dtype=torch_dtype, use_safetensors=use_safetensors(model, "text_encoder"))
+            # A .bin-only component is read through torch.load(weights_only=True) (videomage.weightfiles).
+            unet = UNet3DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=torch_dtype,
+                                                        use_safetensors=use_safetensors(model, "unet"))
+            vae = AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=torch_dtype,
+                                                use_safetensors=use_safetensors(model, "vae"))
+            text_encoder = CLIPTextModel.from_pretrained(model, subfolder="text_encoder", dtype=torch_dtype,
+                                                         use_safetensors=use_safetensors(model, "text_encoder"))
             tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
             scheduler_config = DDPMScheduler.load_config(model, subfolder="scheduler")
         except (OSError, ValueError) as exc:

@@ -98,3 +98,20 @@ def test_the_restricted_reader_refuses_what_is_not_a_state_dict(tmp_path):
         load_restricted(tmp_path / "junk.bin")
     with pytest.raises(ConfigError, match="does not exist"):
         convert_folder(tmp_path / "nope")
+
+
+def test_a_cached_hub_snapshot_with_bin_weights_is_found_and_checked(bin_model, tmp_path, monkeypatch, capfd):
+    """The real case: cerspense/zeroscope_v2_576w in the Hugging Face cache, .bin UNet and VAE."""
+    import huggingface_hub.constants
+
+    import videomage.weightfiles as wf
+
+    snapshot = tmp_path / "hub" / "models--cerspense--zeroscope_v2_576w" / "snapshots" / "abc123"
+    shutil.copytree(bin_model, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    wf._NOTICED.clear()
+    assert wf.use_safetensors("cerspense/zeroscope_v2_576w", "unet") is False
+    assert "convert-model" in capfd.readouterr().err
+    assert wf.use_safetensors("someone/not-downloaded", "unet") is None  # the library picks, both read safely
