@@ -48,6 +48,9 @@ class Import(Command):
         parser.add_argument("lora", type=Path, help="the LoRA .safetensors file (or a folder holding one)")
         parser.add_argument("--model", required=True, help="the model the LoRA was trained on (a Hub id in your cache, or a folder)")
         parser.add_argument("--backbone", help="backbone family; detected from the model when omitted")
+        parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                            help="precision the model is loaded in to check the LoRA against it (bfloat16 halves the memory); "
+                                 "the artifact keeps the LoRA's own precision")
         parser.add_argument("--out", required=True, type=Path, help="the .safetensors artifact to write")
         parser.add_argument("--kind", choices=("subject", "motion", "fused"),
                             help="what the artifact is used as (default: motion if every layer is temporal, else subject)")
@@ -58,7 +61,7 @@ class Import(Command):
         from videomage.loading import load_backbone, make_adapter
         from videomage_interop.importing import import_lora
 
-        backbone = load_backbone(args.model, backbone=args.backbone)
+        backbone = load_backbone(args.model, backbone=args.backbone, dtype=args.dtype)
         artifact, report = import_lora(args.lora, backbone, make_adapter(), kind=args.kind, skip_unmatched=args.skip_unmatched)
         for key in report.skipped():
             print(f"skipped {key}: it matches no adaptable layer of a role")

@@ -5,8 +5,9 @@ Formats:
 * ``diffusers``: ``<component>.<layer>.lora_A.weight`` / ``lora_B.weight`` with the backbone's
   diffusers component (``transformer`` for Wan, ``unet`` for ZeroScope), and diffusers'
   ``lora_adapter_metadata`` (the LoraConfig: rank, alpha, the exact layers), so that
-  ``pipe.load_lora_weights(path)`` and ``unet.load_lora_adapter(path, prefix="unet")`` build the
-  same adapter; stripping the prefix gives what peft's ``set_peft_model_state_dict`` takes.
+  ``WanPipeline.load_lora_weights(path)`` builds the same adapter; without the prefix the keys
+  are what peft's ``set_peft_model_state_dict`` takes (ZeroScope's route: diffusers' loaders
+  cannot put a LoRA into a ``UNet3DConditionModel``).
 * ``comfyui``: ``diffusion_model.<original layer name>.lora_down.weight`` / ``lora_up.weight`` and
   ``.alpha``, with the family's original names (Wan: ``blocks.0.self_attn.q``). A family that
   declares none is refused: ComfyUI would map no key, the silently ignored LoRA.

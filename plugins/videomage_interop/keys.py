@@ -1,4 +1,4 @@
-"""LoRA tensor names as other tools write them, read into one form: layer -> (A, B) at scale one.
+"""LoRA tensor names as other tools write them, read into one form: layer -> (A, B, scale).
 
 A LoRA layer adds ``scale * B @ A`` to a linear layer's weight. Tools name the two matrices and
 the scale differently:
@@ -44,15 +44,14 @@ PREFIXES = ("base_model.model.", "diffusion_model.", "lora_unet_")
 
 @attrs.define
 class Layers:
-    """LoRA layers by name (the source's layer names, or the model's once resolved): ``name -> (A, B, scale)``.
+    """LoRA layers by name (the source's names, or the model's once resolved): ``name -> (A, B, scale)``.
 
-    ``unmatched`` lists source keys that are not LoRA
-    matrices of a layer (biases, full weight differences, text-encoder LoRAs, stray tensors).
+    ``unmatched`` lists source keys that are not LoRA matrices of a layer (bias or full weight
+    differences, stray tensors).
     """
 
     pairs: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = attrs.field(factory=dict)
     unmatched: list[str] = attrs.field(factory=list)
-    prefix: str = ""
 
     def rank(self) -> int:
         return max((a.shape[0] for a, _, _ in self.pairs.values()), default=0)
@@ -95,7 +94,6 @@ def read_layers(tensors: Mapping[str, torch.Tensor], *, strip: Iterable[str] = (
         body = key
         for prefix in prefixes:
             if body.startswith(prefix):
-                out.prefix = out.prefix or prefix
                 body = body[len(prefix):]
                 break
         matrix, alpha = _MATRIX.fullmatch(body), _ALPHA.fullmatch(body)
@@ -127,7 +125,7 @@ def read_layers(tensors: Mapping[str, torch.Tensor], *, strip: Iterable[str] = (
 def resolve(layers: Layers, lookup: Callable[[str], str | None]) -> tuple[Layers, list[str]]:
     """Rename layers through ``lookup`` (source name -> model layer name); returns the renamed
     layers and the source names ``lookup`` could not place."""
-    out = Layers(unmatched=list(layers.unmatched), prefix=layers.prefix)
+    out = Layers(unmatched=list(layers.unmatched))
     unknown = []
     for name, pair in layers.pairs.items():
         target = lookup(name)

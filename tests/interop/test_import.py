@@ -175,3 +175,17 @@ def test_a_lora_on_part_of_a_role_names_its_layers_exactly(zs_dir, zs_source, tm
     backbone, adapter = load_backbone(str(zs_dir)), __import__("videomage.loading", fromlist=["x"]).make_adapter()
     art.install(backbone, adapter, "a")
     assert sorted({k.rsplit(".lora_", 1)[0] for k in adapter.state_dict(backbone, "a")}) == some
+
+
+def test_importing_against_a_bf16_model_keeps_the_lora_precision(wan_dir, wan_source, tmp_path):
+    from safetensors.torch import load_file
+
+    files, reference, (x, t, text), _, _ = wan_source
+    out = tmp_path / "imported.safetensors"
+    assert main(["import", str(files["musubi"]), "--model", str(wan_dir), "--dtype", "bfloat16", "--out", str(out)]) == 0
+    art = Artifact.load(out)
+    source = load_file(files["musubi"])
+    down = source["lora_unet_blocks_0_self_attn_q.lora_down.weight"]
+    assert art.adapter_tensors["blocks.0.attn1.to_q.lora_A.weight"].dtype == torch.float32
+    assert torch.equal(art.adapter_tensors["blocks.0.attn1.to_q.lora_A.weight"], down)
+    assert (videomage_output(wan_dir, art, x, t, text) - reference).abs().max() <= TOL
