@@ -189,3 +189,15 @@ def test_importing_against_a_bf16_model_keeps_the_lora_precision(wan_dir, wan_so
     assert art.adapter_tensors["blocks.0.attn1.to_q.lora_A.weight"].dtype == torch.float32
     assert torch.equal(art.adapter_tensors["blocks.0.attn1.to_q.lora_A.weight"], down)
     assert (videomage_output(wan_dir, art, x, t, text) - reference).abs().max() <= TOL
+
+
+def test_a_lora_for_another_model_size_is_refused_naming_the_layer(wan_dir, wan_source, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    files, *_ = wan_source
+    tensors = load_file(files["comfyui"])
+    tensors["diffusion_model.blocks.1.ffn.0.lora_down.weight"] = torch.zeros(4, 48)  # a wider model's layer
+    save_file(tensors, tmp_path / "wide.safetensors")
+    assert main(["import", str(tmp_path / "wide.safetensors"), "--model", str(wan_dir), "--out", str(tmp_path / "a.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "'blocks.1.ffn.net.0.proj' maps 48 -> 32 features but the model's layer maps 24 -> 32" in err
