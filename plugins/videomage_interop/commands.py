@@ -53,7 +53,10 @@ class Import(Command):
                                  "the artifact keeps the LoRA's own precision")
         parser.add_argument("--out", required=True, type=Path, help="the .safetensors artifact to write")
         parser.add_argument("--kind", choices=("subject", "motion", "fused"),
-                            help="what the artifact is used as (default: motion if every layer is temporal, else subject)")
+                            help="what the artifact is used as (default: what a videomage export recorded, else motion "
+                                 "if every layer is temporal, else subject)")
+        parser.add_argument("--tokens", nargs="+", type=Path, default=[],
+                            help="learned-token files to carry, each {token: vector} (what export writes beside a LoRA)")
         parser.add_argument("--skip-unmatched", action="store_true",
                             help="import the layers that match and list the keys that do not (default: refuse)")
 
@@ -62,14 +65,16 @@ class Import(Command):
         from videomage_interop.importing import import_lora
 
         backbone = load_backbone(args.model, backbone=args.backbone, dtype=args.dtype)
-        artifact, report = import_lora(args.lora, backbone, make_adapter(), kind=args.kind, skip_unmatched=args.skip_unmatched)
+        artifact, report = import_lora(args.lora, backbone, make_adapter(), kind=args.kind,
+                                       skip_unmatched=args.skip_unmatched, token_files=args.tokens)
         for key in report.skipped():
             print(f"skipped {key}: it matches no adaptable layer of a role")
         roles = ", ".join(f"{role} {n}" for role, n in report.roles.items())
         print(f"read {report.layers} LoRA layers of rank {report.rank} from a {report.source_format} file; roles: {roles}")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         artifact.save(args.out)
-        print(f"wrote {args.out} ({artifact.kind} artifact)")
+        tokens = f" with tokens {', '.join(artifact.tokens)}" if artifact.tokens else ""
+        print(f"wrote {args.out} ({artifact.kind} artifact{tokens})")
         return 0
 
 

@@ -108,11 +108,37 @@ def check_shapes(backbone: Backbone, pairs: dict[str, tuple[torch.Tensor, torch.
             )
 
 
+def read_tokens(paths: Sequence[str | Path], provenance: dict) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Learned tokens from ``{token: vector}`` files (what ``export`` and diffusers' textual inversion
+    write); class words from a videomage export's metadata, else the token without its brackets."""
+    embeddings, words = {}, {}
+    for path in paths:
+        tensors, metadata = read_file(Path(path))
+        if len(tensors) != 1:
+            raise InputError(f"token file {str(path)!r} holds {len(tensors)} tensors ({sorted(tensors)[:3]}); expected one, "
+                             f"named by its token, such as {{'<toy>': vector}}")
+        (token, vector), = tensors.items()
+        if vector.ndim == 2 and vector.shape[0] == 1:
+            vector = vector[0]
+        if vector.ndim != 1:
+            raise InputError(f"token file {str(path)!r}: {token!r} has shape {tuple(vector.shape)}, expected one vector")
+        known = json.loads(metadata.get("videomage.export", "{}")).get("tokens", {})
+        embeddings[token] = vector
+        words[token] = known.get(token) or provenance.get("tokens", {}).get(token) or token.strip("<>")
+    return embeddings, words
+
+
 def import_lora(path: str | Path, backbone: Backbone, adapter: Adapter, *, kind: str | None = None,
-                skip_unmatched: bool = False) -> tuple[Artifact, ImportReport]:
-    """Build an artifact for ``backbone`` from the LoRA at ``path``; see the module docstring."""
+                skip_unmatched: bool = False, token_files: Sequence[str | Path] = ()) -> tuple[Artifact, ImportReport]:
+    """Build an artifact for ``backbone`` from the LoRA at ``path`` (and learned tokens from
+    ``token_files``); see the module docstring."""
     file = lora_file(Path(path))
     tensors, metadata = read_file(file)
+    try:  # a videomage export remembers what it was
+        provenance = json.loads(metadata.get("videomage.export", "{}"))
+    except json.JSONDecodeError:
+        provenance = {}
+    embeddings, words = read_tokens(token_files, provenance)
     component = type(backbone).diffusers_component
     config = lora_metadata(metadata, component)
     if not config and (file.parent / "adapter_config.json").is_file():  # a peft save_pretrained folder
@@ -145,10 +171,10 @@ def import_lora(path: str | Path, backbone: Backbone, adapter: Adapter, *, kind:
     everything = {n for r in roles for n in backbone.role_modules(r)}
     targets = None if set(pairs) == everything else [f"^{re.escape(n)}$" for n in sorted(pairs)]
     artifact = Artifact(
-        kind=kind or ("motion" if roles == ("temporal",) else "subject"),
+        kind=kind or provenance.get("kind") or ("motion" if roles == ("temporal",) else "subject"),
         backbone=backbone.name, fingerprint=backbone.fingerprint(), adapter=adapter.name,
         adapter_config={"rank": rank, "alpha": scale * rank, "dropout": 0.0, "targets": targets},
-        roles=roles,
+        roles=roles, tokens=words, embeddings=embeddings,
         adapter_tensors={f"{n}.lora_{p}.weight": t for n, (a, b) in pairs.items() for p, t in (("A", a), ("B", b))},
         info={"model": backbone.model_ref, "imported_from": str(file), "source_format": report.source_format},
     )

@@ -201,3 +201,21 @@ def test_a_lora_for_another_model_size_is_refused_naming_the_layer(wan_dir, wan_
     assert main(["import", str(tmp_path / "wide.safetensors"), "--model", str(wan_dir), "--out", str(tmp_path / "a.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "'blocks.1.ffn.net.0.proj' maps 48 -> 32 features but the model's layer maps 24 -> 32" in err
+
+
+@pytest.mark.parametrize("fmt", ["diffusers", "comfyui"])
+def test_export_then_import_gives_back_the_artifact(wan_dir, fmt, tmp_path, capsys):
+    from interop_helpers import random_artifact
+
+    art = random_artifact(wan_dir, ["spatial"], kind="fused", seed=5)
+    art.save(tmp_path / "pair.safetensors")
+    assert main(["export", str(tmp_path / "pair.safetensors"), "--format", fmt, "--out", str(tmp_path / "x.safetensors")]) == 0
+    assert main(["import", str(tmp_path / "x.safetensors"), "--model", str(wan_dir), "--out", str(tmp_path / "back.safetensors"),
+                 "--tokens", str(tmp_path / "x.token1.safetensors")]) == 0
+    assert "(fused artifact with tokens <toy>)" in capsys.readouterr().out
+    back = Artifact.load(tmp_path / "back.safetensors")
+    assert (back.kind, back.roles, dict(back.tokens)) == ("fused", ("spatial",), {"<toy>": "toy"})
+    assert torch.equal(back.embeddings["<toy>"], art.embeddings["<toy>"])
+    assert back.adapter_tensors.keys() == art.adapter_tensors.keys()
+    assert all(torch.equal(back.adapter_tensors[k], art.adapter_tensors[k]) for k in art.adapter_tensors)
+    assert back.adapter_config["alpha"] / back.adapter_config["rank"] == 2.0
