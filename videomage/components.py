@@ -103,6 +103,13 @@ class Backbone(ABC):
     #: What `predict` returns and `training_target` computes:
     #: ``"epsilon"`` (noise), ``"v_prediction"`` or ``"flow"`` (velocity).
     prediction_type: ClassVar[str] = "epsilon"
+    #: Interoperability (optional): the diffusers pipeline component the denoiser is
+    #: (``"transformer"``, ``"unet"``); diffusers' LoRA loaders prefix adapter keys with it.
+    #: ``None`` when the family has no diffusers pipeline: artifacts then export to no format.
+    diffusers_component: ClassVar[str | None] = None
+    #: Interoperability (optional): whether the text encoder is a CLIP whose learned tokens
+    #: diffusers' ``load_textual_inversion`` reads from a ``{token: vector}`` file.
+    textual_inversion: ClassVar[bool] = False
 
     denoiser: torch.nn.Module
     video_spec: VideoSpec
@@ -150,6 +157,16 @@ class Backbone(ABC):
         active and the same attention capture open as in the forward pass it differentiates.
         """
         yield False
+
+    @classmethod
+    def original_layer_name(cls, name: str) -> str | None:
+        """Interoperability (optional): the name of adaptable layer ``name`` (diffusers' name,
+        relative to ``denoiser``) in the family's original checkpoints, which ComfyUI, DiffSynth
+        and musubi-tuner use; ``None`` when the family has no other naming or the layer has none.
+
+        Must be a pure function of the name: export runs it without loading the model.
+        """
+        return None
 
     @property
     def device(self) -> torch.device:
