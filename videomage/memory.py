@@ -121,7 +121,7 @@ def cast_as_loaded(module: torch.nn.Module, dtype: torch.dtype, *, keep_float32_
     torch.nn.Module.to(module, dtype)  # not diffusers' override, which warns about exactly what follows
     keep = set(getattr(module, "_keep_in_fp32_modules", None) or ())
     if keep and dtype in tuple(keep_float32_for):
-        for name, sub in module.named_modules():
-            if keep & set(name.split(".")):
-                sub.to(torch.float32)
+        for name, tensor in (*module.named_parameters(), *module.named_buffers()):
+            if keep & set(name.split(".")) and tensor.is_floating_point():
+                tensor.data = tensor.data.to(torch.float32)
     return module

@@ -22,7 +22,7 @@ DEFAULT_TFLOPS = 400.0
 
 
 def _gib(n: float) -> str:
-    return f"{n / GIB:.1f} GiB"
+    return f"{n / GIB:.1f} GiB" if n >= GIB / 10 else f"{n / 2**20:.1f} MiB"
 
 
 def _duration(seconds: float) -> str:
