@@ -77,8 +77,8 @@ class Plan(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--model", help="a Hub id (the published Wan 2.1 and ZeroScope ids need no download) or a "
-                                            "local folder (diffusers layout; only its configs are read)")
-        parser.add_argument("--recipe", type=Path, help="plan every stage of a recipe instead (its model, subjects and sampling)")
+                                            "local folder (diffusers layout; only its configs are read) (default: the recipe's)")
+        parser.add_argument("--recipe", type=Path, help="plan the stages of a recipe: its model, subjects and sampling (default: none, use --model)")
         parser.add_argument("--backbone", help="backbone family (default: detected from the model)")
         parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
                             help="the base model's dtype (default: bfloat16, or the recipe's)")
@@ -95,7 +95,7 @@ class Plan(Command):
         parser.add_argument("--steps", type=int, default=50, help="sampling steps (default: 50)")
         parser.add_argument("--tau", type=int, default=15, help="guided SCS steps (default: 15)")
         parser.add_argument("--budget", type=float,
-                            help="accelerator memory in GiB: say which settings bring every stage under it")
+                            help="accelerator memory in GiB: say which settings bring every stage under it (default: none)")
         parser.add_argument("--tflops", type=float, default=DEFAULT_TFLOPS,
                             help=f"sustained TFLOP/s the times assume (default: {DEFAULT_TFLOPS:g}, about 40%% of an "
                                  f"H100's bf16 peak; take 0.4 x your card's)")
