@@ -74,7 +74,7 @@ def test_one_guidance_step_lowers_both_alignment_losses(two_adapters, checkpoint
             return [v.item() for v in sampler.alignment_losses(backbone, adapter, x_sub, x_mot, t.reshape(1), embeds, adapters, pos, size)]
 
     l_sm0, l_ms0 = losses(latents, latents)
-    x_sub, x_mot = sampler.guide(backbone, adapter, latents, t, embeds, adapters, pos, 20.0, size, scheduler,
+    x_sub, x_mot = sampler.guide(backbone, adapter, latents, t, embeds, adapters, pos, 20.0, size, scheduler, norm="none",
                                  checkpointing=checkpointing)
     l_sm1, l_ms1 = losses(x_sub, x_mot)
     assert l_sm1 < l_sm0 and l_ms1 < l_ms0
@@ -83,9 +83,9 @@ def test_one_guidance_step_lowers_both_alignment_losses(two_adapters, checkpoint
 
 def test_checkpointed_guidance_takes_the_same_step(two_adapters):
     backbone, adapter, scheduler, latents, (t, embeds, adapters, pos, size) = guidance_case(two_adapters)
-    plain = SCSSampler().guide(backbone, adapter, latents, t, embeds, adapters, pos, 20.0, size, scheduler,
+    plain = SCSSampler().guide(backbone, adapter, latents, t, embeds, adapters, pos, 20.0, size, scheduler, norm="none",
                                checkpointing=False)
-    checkpointed = SCSSampler().guide(backbone, adapter, latents, t, embeds, adapters, pos, 20.0, size, scheduler,
+    checkpointed = SCSSampler().guide(backbone, adapter, latents, t, embeds, adapters, pos, 20.0, size, scheduler, norm="none",
                                       checkpointing=True)
     for a, b in zip(plain, checkpointed):
         assert torch.allclose(a, b, atol=1e-6)
