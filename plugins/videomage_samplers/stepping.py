@@ -93,7 +93,7 @@ def require_survival(scheduler: Any, refined_steps: int) -> None:
     for i, share in offset_survival(scheduler, steps).items():
         if share < MIN_SURVIVAL:
             raise ConfigError(
-                f"sampler 'scs': scheduler {type(scheduler).__name__} keeps only {share:.0%} of a refinement made "
+                f"sampler 'scs': scheduler {type(scheduler).__name__} keeps only {max(0.0, share):.0%} of a refinement made "
                 f"before step {i} (it steps from its own copy of the sample), so SCS guidance would do nothing there; "
                 f"choose another scheduler (--scheduler DDIMScheduler, FlowMatchEulerDiscreteScheduler for flow "
                 f"models, UniPCMultistepScheduler, DPMSolverMultistepScheduler) or set step_from = 'shared'"
