@@ -11,7 +11,7 @@ from videomage.config import SamplingConfig
 from videomage.errors import ConfigError
 from videomage.loading import load_backbone, make_adapter
 from videomage.plugins import get_registry
-from videomage_samplers.cfg import make_scheduler
+from videomage_samplers.cfg import initial_latents, make_scheduler
 from videomage_samplers.scs import SCS_DEFAULTS, SCSSampler, matched_positions, motion_prompt_for
 
 PROMPT = "<toy> is chasing <dog> on the grass"
@@ -190,6 +190,9 @@ def test_latents_and_refinements_stay_float32_in_a_bf16_model(model_dirs, family
     backbone, adapter = loaded(model_dirs, family, dtype="bfloat16")
     assert backbone.dtype == torch.bfloat16
     assert scs(backbone, adapter, tau=1, steps=2).dtype == torch.float32
+    scheduler = backbone.make_scheduler()
+    noise, _ = initial_latents(backbone, {"frames": None, "height": None, "width": None, "seed": 0}, scheduler)
+    assert noise.dtype == torch.float32  # the starting noise is not rounded to bf16 either
     spec = backbone.video_spec
     latents = torch.randn(1, *backbone.latent_shape(spec.frames, spec.height, spec.width),
                           generator=torch.Generator().manual_seed(1)) + 4  # bf16 spacing at 4 is 1/32
