@@ -37,21 +37,23 @@ SCHEDULERS = {
 }
 
 
-def with_adapters(backbone, seed: int = 0):
-    """Both tokens and two random adapters (spatial ``subjects``, temporal ``motion``)."""
-    adapter = make_adapter()
-    backbone.add_tokens(list(TOKENS), list(TOKENS.values()))
+def two_branch_adapters(backbone, adapter=None, tokens=TOKENS, *, rank: int = 2, std: float = 0.2, seed: int = 0):
+    """Add ``tokens`` and attach SCS's two adapters, a spatial ``subjects`` and a temporal ``motion``,
+    every weight random (``std``) so that neither is a no-op; returns ``(backbone, adapter)``."""
+    adapter = adapter or make_adapter()
+    backbone.add_tokens(list(tokens), list(tokens.values()))
     g = torch.Generator().manual_seed(seed)
     for name, role in (("subjects", "spatial"), ("motion", "temporal")):
-        adapter.attach(backbone, name, roles=[role], rank=2)
+        adapter.attach(backbone, name, roles=[role], rank=rank)
         with torch.no_grad():
             for p in adapter.parameters(backbone, name):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+                p.copy_(torch.randn(p.shape, generator=g) * std)
     return backbone, adapter
 
 
 def guided_update(backbone, adapter, frames: int, height: int, width: int, alphas, norm: str, step: int = 2):
-    """RMS change per latent element of ``(x_sub, x_mot)`` in one guided step at step ``step`` of 10."""
+    """RMS change per latent element of ``(x_sub, x_mot)`` in one guided step at step ``step`` of 10
+    (adapters from :func:`two_branch_adapters`)."""
     scheduler = backbone.make_scheduler()
     scheduler.set_timesteps(10)
     t = scheduler.timesteps[step]
@@ -94,7 +96,7 @@ def main(argv=None) -> None:
             print(f"  {family:9s} {name:34s} {before:6.0%} -> {after:6.0%}")
     print("RMS change per latent element in one guided step (temporal term -> x_sub, cross term -> x_mot)")
     for family, sizes in SIZES.items():
-        backbone, adapter = with_adapters(load_backbone(models[family]))
+        backbone, adapter = two_branch_adapters(load_backbone(models[family]))
         for label, alphas, norm in (("paper rule, alpha 1e4", 1e4, "none"), ("rms, alpha 1e-3", 1e-3, "rms")):
             rows = [(size, guided_update(backbone, adapter, *size, alphas, norm)) for size in sizes]
             cells = "  ".join(f"{f}x{h}x{w}: {a:.3g} / {b:.3g}" for (f, h, w), (a, b) in rows)

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from videomage.loading import load_backbone, make_adapter
+from benchmarks.scs_guidance import two_branch_adapters
+from videomage.loading import load_backbone
 from videomage_samplers.cfg import DEFAULTS, make_scheduler, predict, resolve
 from videomage_samplers.matching import matched_positions, motion_prompt_for
 from videomage_samplers.scs import subject_maps
@@ -57,14 +58,7 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     backbone = load_backbone(str(MODEL))
     tokens = {case.token: case.class_word for case in cases.SUBJECTS}
-    backbone.add_tokens(list(tokens), list(tokens.values()))
-    adapter = make_adapter()
-    g = torch.Generator().manual_seed(0)
-    for name, role in (("subjects", "spatial"), ("motion", "temporal")):
-        adapter.attach(backbone, name, roles=[role], rank=4)
-        with torch.no_grad():
-            for p in adapter.parameters(backbone, name):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    _, adapter = two_branch_adapters(backbone, None, tokens, rank=4, std=0.1)
     clip = cases.motion_clip(backbone.video_spec.frames, size=backbone.video_spec.height)
     with torch.no_grad():
         x0 = backbone.encode_video(clip.video()[None]).float()

@@ -6,6 +6,7 @@ import imageio.v3 as iio
 import pytest
 import torch
 
+from benchmarks.scs_guidance import two_branch_adapters
 from videomage.errors import ConfigError
 from videomage.plugins import get_registry
 from videomage_samplers.scs import SCSSampler, matched_positions, motion_prompt_for
@@ -16,14 +17,7 @@ TOKENS = {"<toy>": "toy", "<dog>": "dog"}
 
 @pytest.fixture
 def two_adapters(backbone, adapter):
-    backbone.add_tokens(list(TOKENS), list(TOKENS.values()))
-    g = torch.Generator().manual_seed(0)
-    for name, role in (("subjects", "spatial"), ("motion", "temporal")):
-        adapter.attach(backbone, name, roles=[role], rank=2)
-        with torch.no_grad():
-            for p in adapter.parameters(backbone, name):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return backbone, adapter
+    return two_branch_adapters(backbone, adapter, TOKENS)
 
 
 def cfg(backbone, adapter, adapters, prompt=PROMPT, **kw):

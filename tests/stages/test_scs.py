@@ -7,9 +7,10 @@ import pytest
 import torch
 
 import videomage_samplers.scs as scs_module
+from benchmarks.scs_guidance import guided_update, two_branch_adapters
 from videomage.config import SamplingConfig
 from videomage.errors import ConfigError
-from videomage.loading import load_backbone, make_adapter
+from videomage.loading import load_backbone
 from videomage.plugins import get_registry
 from videomage_samplers.cfg import initial_latents, make_scheduler
 from videomage_samplers.scs import SCS_DEFAULTS, SCSSampler, matched_positions, motion_prompt_for
@@ -28,15 +29,8 @@ def model_dirs(tmp_path_factory, tiny_model_dir):
 
 def loaded(model_dirs, family: str, dtype: str = "float32"):
     """A tiny backbone of ``family`` with the subject tokens and two random adapters."""
-    backbone, adapter = load_backbone(str(model_dirs[family]), dtype=dtype), make_adapter()
-    backbone.add_tokens([*TOKENS, "<a>", "<b>"], [*TOKENS.values(), "dog", "dog"])
-    g = torch.Generator().manual_seed(0)
-    for name, role in (("subjects", "spatial"), ("motion", "temporal")):
-        adapter.attach(backbone, name, roles=[role], rank=2)
-        with torch.no_grad():
-            for p in adapter.parameters(backbone, name):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return backbone, adapter
+    return two_branch_adapters(load_backbone(str(model_dirs[family]), dtype=dtype), None,
+                               {**TOKENS, "<a>": "dog", "<b>": "dog"})
 
 
 def scs(backbone, adapter, **kw):
@@ -133,26 +127,12 @@ def test_a_token_glued_to_a_word_is_a_clear_error(model_dirs):
 SIZES = {"zeroscope": ((2, 32, 32), (4, 32, 64), (4, 64, 64)), "wan": ((5, 32, 48), (9, 32, 96), (9, 64, 96))}
 
 
-def update_per_element(backbone, adapter, size, alphas, norm):
-    scheduler = backbone.make_scheduler()
-    scheduler.set_timesteps(10)
-    t = scheduler.timesteps[2]
-    latents = torch.randn(1, *backbone.latent_shape(*size), generator=torch.Generator().manual_seed(1))
-    motion = motion_prompt_for(PROMPT, TOKENS)
-    with torch.no_grad():
-        embeds = (backbone.encode_prompt([PROMPT]), backbone.encode_prompt([motion]))
-    pos = matched_positions(backbone, PROMPT, motion, TOKENS)
-    x_sub, x_mot = SCSSampler().guide(backbone, adapter, latents, t, embeds, ({"subjects": 1.0}, {"motion": 1.0}), pos,
-                                      alphas, tuple(latents.shape[-2:]), scheduler, norm=norm)
-    return [float((x - latents).square().mean().sqrt()) for x in (x_sub, x_mot)]
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_the_update_per_latent_element_stays_within_2x_across_three_video_sizes(model_dirs, family):
     backbone, adapter = loaded(model_dirs, family)
     defaults = (SCS_DEFAULTS["alpha_temporal"], SCS_DEFAULTS["alpha_cross"])
-    normalised = [update_per_element(backbone, adapter, size, defaults, "rms") for size in SIZES[family]]
-    paper = [update_per_element(backbone, adapter, size, 1e4, "none") for size in SIZES[family]]
+    normalised = [guided_update(backbone, adapter, *size, defaults, "rms") for size in SIZES[family]]
+    paper = [guided_update(backbone, adapter, *size, 1e4, "none") for size in SIZES[family]]
     for term in (0, 1):  # temporal (x_sub), cross (x_mot)
         values = [u[term] for u in normalised]
         assert min(values) > 0 and max(values) / min(values) <= 2, (term, values)
