@@ -17,8 +17,9 @@ At each step ``x_t`` is copied into ``x_sub`` and ``x_mot``. For the first ``tau
 
 **Step sizes.** The two terms have their own scales, ``alpha_cross`` (for ``x_mot``) and
 ``alpha_temporal`` (for ``x_sub``). Their gradients shrink with the video (a mean over more map
-elements), at rates of their own (measured: temporal about 1/elements, cross about
-elements^-0.6), so one ``alpha`` cannot serve two sizes, nor both terms. With ``guidance_norm =
+elements), each at its own rate (on the shipped toy model about elements^-1.5 for the temporal
+term and elements^-0.8 for the cross term; docs/method/sampling.md), so one ``alpha`` cannot
+serve two sizes, nor both terms. With ``guidance_norm =
 "rms"`` (the default) each gradient is divided by its root mean square over the latent,
 ``x -= alpha * g / rms(g)``: ``alpha`` is then the root-mean-square change of a latent element,
 the same at every video size. ``guidance_norm = "none"`` is the paper's rule ``x -= alpha * g``
