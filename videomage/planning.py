@@ -322,21 +322,26 @@ def _generate(job: _Job, guided: int):
         make = bb.make_scheduler
 
         def marked(name=None):
+            # A subclass, not a patched method: samplers may deep-copy their scheduler (to probe it),
+            # and a copy must step itself.
             scheduler = make(name)
-            step = scheduler.step
-
-            def counted(*args, **kwargs):
-                out = step(*args, **kwargs)
-                counter.mark()
-                return out
-
-            scheduler.step = counted
+            base = type(scheduler)
+            scheduler.__class__ = type(base.__name__, (base,), {"step": _marking_step(base.step, counter)})
             return scheduler
 
         bb.make_scheduler = marked
         return [_Restore(bb, "make_scheduler")]
 
     return run, marks
+
+
+def _marking_step(step, counter: _MetaRun):
+    def counted(self, *args, **kwargs):
+        out = step(self, *args, **kwargs)
+        counter.mark()
+        return out
+
+    return counted
 
 
 class _Restore:
@@ -374,9 +379,10 @@ def plan(request: PlanRequest, stages: Sequence[str] = STAGES, *, log: Callable[
                 guided = min(2, request.tau, request.steps) if request.sampler == "scs" else 1
                 run, marks = _generate(job, guided)
                 peak, m, _ = measure(run, marks)
-                # marks: one per step; with two guided steps, the second is a steady guided one.
+                # The last marks are the sampling steps (a sampler may step copies of its scheduler
+                # first): with two guided steps and one unguided, the second guided one is steady.
                 unguided = m[-1] - m[-2] if len(m) >= 2 else 0.0
-                steady = m[1] - m[0] if request.sampler == "scs" and guided >= 2 else unguided
+                steady = m[-2] - m[-3] if request.sampler == "scs" and guided >= 2 and len(m) >= 3 else unguided
                 tau = min(request.tau, request.steps) if request.sampler == "scs" else 0
                 out.append(StageEstimate(stage=stage, weights_bytes=weights, working_bytes=peak, step_flops=steady,
                                          unguided_step_flops=unguided, steps=request.steps, guided_steps=tau))
