@@ -55,13 +55,15 @@ def _work_dir(args: argparse.Namespace) -> Path:
 
 def _check_job(args: argparse.Namespace, *, inputs: list[Path], suffix: str) -> None:
     """Everything about a stage command that can be checked before the model loads."""
+    from videomage.jobcheck import check_model_folder
     from videomage.paths import check_output_file, refuse_overwriting_inputs
 
-    check_output_file(args.out, suffixes=(suffix,))
     outputs = [args.out]
     if suffix == ".mp4":
         outputs += [args.out.with_suffix(".json"), args.out.with_suffix(".gif"), args.out.with_name(args.out.stem + "-frames.png")]
     refuse_overwriting_inputs(outputs, inputs)
+    check_output_file(args.out, suffixes=(suffix,))
+    check_model_folder(args.model)
 
 
 def _bind_work_dir(args: argparse.Namespace, inputs: dict[str, object]) -> None:
@@ -82,21 +84,47 @@ def _bind_work_dir(args: argparse.Namespace, inputs: dict[str, object]) -> None:
     bind(work, parts)
 
 
+def _release(args: argparse.Namespace) -> None:
+    from videomage.workdir import release
+
+    release(_work_dir(args))
+
+
 def _setup(args: argparse.Namespace, inputs: dict[str, object] | None = None):
     from videomage.loading import load_backbone, make_adapter
     from videomage.stages.common import StageOptions
 
     opts = None
-    if hasattr(args, "out") and hasattr(args, "grad_accum"):
+    training = hasattr(args, "out") and hasattr(args, "grad_accum")
+    if training:
         _bind_work_dir(args, inputs or {})
-    backbone = load_backbone(args.model, backbone=args.backbone, device=args.device, dtype=args.dtype)
-    adapter = make_adapter(args.adapter)
-    if hasattr(args, "out") and hasattr(args, "grad_accum"):
+    try:
+        backbone = load_backbone(args.model, backbone=args.backbone, device=args.device, dtype=args.dtype)
+        adapter = make_adapter(args.adapter)
+    except BaseException:
+        if training:
+            _release(args)
+        raise
+    if training:
         opts = StageOptions(seed=args.seed, work_dir=_work_dir(args), progress=not args.no_progress, grad_accum=args.grad_accum,
                             mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every, frames=args.frames,
                             gradient_checkpointing=args.gradient_checkpointing, validate_every=args.validate_every,
                             prior_steps=args.sample_steps)
     return backbone, adapter, opts
+
+
+def _save(artifact, out: Path) -> int:
+    if int(os.environ.get("RANK", "0")) != 0:  # data parallel: every rank holds the same weights
+        return 0
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from videomage.errors import ConfigError
+
+        raise ConfigError(f"cannot create the folder of --out {str(out)!r}: {exc.strerror or exc}") from None
+    artifact.save(out)
+    print(f"wrote {out}")
+    return 0
 
 
 class LearnSubject(Command):
@@ -127,7 +155,10 @@ class LearnSubject(Command):
         check_prior_videos(args.prior_videos)
         _check_job(args, inputs=[args.images] + ([args.prior_videos] if args.prior_videos else []), suffix=".safetensors")
         backbone, adapter, opts = _setup(args, {"images": args.images, "prior_videos": args.prior_videos})
-        return _save(learn_subject(backbone, adapter, config, opts), args.out)
+        try:
+            return _save(learn_subject(backbone, adapter, config, opts), args.out)
+        finally:
+            _release(args)
 
 
 class LearnMotion(Command):
@@ -158,7 +189,10 @@ class LearnMotion(Command):
         check_video(args.video)
         _check_job(args, inputs=[args.video], suffix=".safetensors")
         backbone, adapter, opts = _setup(args, {"video": args.video})
-        return _save(learn_motion(backbone, adapter, config, opts), args.out)
+        try:
+            return _save(learn_motion(backbone, adapter, config, opts), args.out)
+        finally:
+            _release(args)
 
 
 class Fuse(Command):
@@ -186,7 +220,10 @@ class Fuse(Command):
         load_subjects(args.subjects)
         _check_job(args, inputs=list(args.subjects), suffix=".safetensors")
         backbone, adapter, opts = _setup(args, {"subjects": args.subjects})
-        return _save(fuse(backbone, adapter, args.subjects, config, opts), args.out)
+        try:
+            return _save(fuse(backbone, adapter, args.subjects, config, opts), args.out)
+        finally:
+            _release(args)
 
 
 class Generate(Command):

@@ -23,6 +23,7 @@ __all__ = [
     "check_device",
     "check_entities",
     "check_images",
+    "check_model_folder",
     "check_size",
     "finite_float",
     "int_range",
@@ -90,6 +91,21 @@ def check_device(device: str) -> str:
     elif parsed.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"--device {device!r}: videomage runs on cpu, cuda or mps")
     return device
+
+
+def check_model_folder(model: str) -> None:
+    """A local model folder whose files cannot be read is a permission problem, not a missing download."""
+    from videomage.paths import check_input_file, check_input_folder
+
+    folder = Path(model)
+    if not folder.is_dir():
+        return
+    check_input_folder(folder, "model folder", error=ConfigError)
+    for entry in sorted(folder.rglob("*")):
+        if entry.is_dir():
+            check_input_folder(entry, "model folder", error=ConfigError)
+        elif entry.suffix in (".json", ".safetensors", ".txt", ".model", ".bin"):
+            check_input_file(entry, "model file", error=ConfigError)
 
 
 def check_component(kind: str, name: str) -> None:

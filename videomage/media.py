@@ -138,6 +138,11 @@ def read_image(path: str | Path, height: int, width: int) -> torch.Tensor:
         try:
             image.draft("RGB", (int(w * scale) + 1, int(h * scale) + 1))
             upright = ImageOps.exif_transpose(image)
+            # Halve big pictures in Pillow (a box filter) while they are more than twice the size
+            # that covers the target; fit then does the final antialiased resize.
+            factor = int(1 / (2 * max(height / upright.height, width / upright.width)))
+            if factor >= 2 and upright.mode in ("L", "RGB", "RGBA", "CMYK", "I", "F"):
+                upright = upright.reduce(factor)
             array = _rgb(upright)
         except (OSError, ValueError, SyntaxError) as exc:
             raise InputError(f"image {str(path)!r} could not be read ({exc}); re-export it as png or jpg") from None
@@ -181,12 +186,16 @@ def _decode_error(path: Path, exc: Exception) -> InputError:
 
 def check_video(path: str | Path) -> int:
     """Check a clip without decoding it: readable, a known format, frames under the limit; returns its frame count."""
+    return _probe(path)[0]
+
+
+def _probe(path: str | Path) -> tuple[int, tuple[int, int]]:
     path = check_input_file(path, "video")
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise InputError(f"video {str(path)!r}: unsupported format {path.suffix!r}; use one of {', '.join(VIDEO_SUFFIXES)}")
     if path.suffix.lower() == ".gif":
         with check_image(path) as image:
-            return int(getattr(image, "n_frames", 1))
+            return int(getattr(image, "n_frames", 1)), image.size
     import imageio_ffmpeg
 
     try:
@@ -199,7 +208,7 @@ def check_video(path: str | Path) -> int:
     _check_size(path, "video", *meta["size"])
     if count == 0:
         raise InputError(f"video {str(path)!r} has no frames")
-    return count
+    return count, tuple(meta["size"])
 
 
 def _picked(path: Path, count: int, frames: int) -> list[int]:
@@ -214,7 +223,7 @@ def _picked(path: Path, count: int, frames: int) -> list[int]:
 def read_video(path: str | Path, frames: int, height: int, width: int) -> torch.Tensor:
     """A clip as ``[frames, 3, height, width]``, frames sampled evenly over the whole clip."""
     path = Path(path)
-    count = check_video(path)
+    count, (w, h) = _probe(path)
     index = _picked(path, count, frames)
     wanted = set(index)
     kept: dict[int, torch.Tensor] = {}
@@ -226,8 +235,15 @@ def read_video(path: str | Path, frames: int, height: int, width: int) -> torch.
     else:
         import imageio_ffmpeg
 
+        # Let ffmpeg shrink big frames while decoding, to twice the size that covers the target
+        # (the final antialiased resize still happens in fit), so a 4K frame never reaches Python.
+        scale = max(height / h, width / w)
+        params = None
+        if scale < 0.5:
+            size = (2 * round(w * scale), 2 * round(h * scale))
+            params = ["-vf", f"scale={size[0]}:{size[1]}:flags=area"]
         try:
-            reader = imageio_ffmpeg.read_frames(str(path))
+            reader = imageio_ffmpeg.read_frames(str(path), output_params=params)
             w, h = next(reader)["size"]
             last = None
             for i, data in enumerate(reader):
