@@ -81,6 +81,7 @@ def _bind_work_dir(args: argparse.Namespace, inputs: dict[str, object]) -> None:
             continue
         parts[name] = content_hash(*value) if name in inputs and isinstance(value, list) else (
             content_hash(value) if name in inputs and value is not None else content_hash(str(value)))
+    parts["steps"] = str(args.steps)  # a number, so that a larger --steps can train on (see bind)
     bind(work, parts)
 
 

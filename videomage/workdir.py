@@ -124,11 +124,26 @@ def _ours(entry: Path) -> bool:
     return entry.name.startswith(OURS) or ".stale-" in entry.name
 
 
-def bind(folder: str | Path, parts: Mapping[str, str], *, log: Log = print, what: str = "work folder") -> bool:
+def _continues(old: Mapping[str, str], new: Mapping[str, str], grows: tuple[str, ...]) -> bool:
+    """True when only counts in ``grows`` changed, each to a larger number (training on)."""
+    changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+    if not changed or not changed <= set(grows):
+        return False
+    try:
+        return all(int(new[k]) >= int(old[k]) for k in changed)
+    except (KeyError, ValueError):
+        return False
+
+
+def bind(folder: str | Path, parts: Mapping[str, str], *, log: Log = print, what: str = "work folder",
+         grows: tuple[str, ...] = ("steps",)) -> bool:
     """Make ``folder`` belong to the job described by ``parts`` (name -> digest).
 
     Returns True when the folder already belonged to this job (its checkpoints will be resumed),
     False when it starts empty. State of another job is moved to ``<folder>.stale-<time>``.
+    A part named in ``grows`` (the step count) may grow without making another job: a finished
+    run then trains on from its last checkpoint, as an uninterrupted longer run would. Fewer
+    steps than the checkpoint holds cannot be had from it, so that is another job.
     """
     folder = Path(folder)
     _prepare(folder, what)
@@ -141,7 +156,13 @@ def bind(folder: str | Path, parts: Mapping[str, str], *, log: Log = print, what
             old = json.loads(job.read_text()).get("parts")
         except (OSError, ValueError, AttributeError):
             old = None
+    from videomage.artifact import atomic_write
+
+    text = json.dumps({"parts": parts}, indent=2, sort_keys=True)
     if old == parts:
+        return True
+    if old is not None and _continues(old, parts, grows):
+        atomic_write(job, lambda tmp: Path(tmp).write_text(text))
         return True
     if entries:
         foreign = [e.name for e in entries if not _ours(e)]
@@ -167,8 +188,5 @@ def bind(folder: str | Path, parts: Mapping[str, str], *, log: Log = print, what
             job.rename(aside / JOB_FILE)
         log(f"{what} {str(folder)!r} belongs to another job ({changed}); its state was moved to "
             f"{str(aside)!r} and this run starts fresh (delete that folder when you no longer need it)")
-    from videomage.artifact import atomic_write
-
-    text = json.dumps({"parts": parts}, indent=2, sort_keys=True)
     atomic_write(job, lambda tmp: Path(tmp).write_text(text))
     return False

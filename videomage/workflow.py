@@ -120,7 +120,10 @@ def _run(recipe: Recipe, *, progress: bool, log: Log) -> dict[str, Path]:
 
     def stage_key(stage: str, **named) -> tuple[str, dict[str, str]]:
         # One digest per named part, so that a changed input can be named; the key covers them all.
-        parts = {"model and seed": content_hash(base), **{k.replace("_", " "): content_hash(v) for k, v in named.items()}}
+        settings = dict(named.pop("settings"))
+        steps = str(settings.pop("steps"))  # a number, so that more steps can train on (see workdir.bind)
+        parts = {"model and seed": content_hash(base), "settings": content_hash(settings), "steps": steps,
+                 **{k.replace("_", " "): content_hash(v) for k, v in named.items()}}
         return content_hash(stage, parts), parts
 
     def opts(name: str, parts: dict[str, str]) -> StageOptions:

@@ -179,6 +179,15 @@ def _(env):
                                env.learn_subject(env.toy, fresh, "--steps", "1"), out, fresh)
 
 
+@case("holds: a larger --steps trains on from the finished run", 1, WORKED)
+def _(env):
+    d = env.dir()
+    out, fresh = d / "toy.safetensors", d / "fresh.safetensors"
+    return _rerun_equals_fresh(env, env.learn_subject(env.toy, out, "--steps", "2"),
+                               env.learn_subject(env.toy, out, "--steps", "3"),
+                               env.learn_subject(env.toy, fresh, "--steps", "3"), out, fresh)
+
+
 @case("stale: other model weights, same architecture", 1, WORKED)
 def _(env):
     d = env.dir()
