@@ -79,8 +79,10 @@ def _bind_work_dir(args: argparse.Namespace, inputs: dict[str, object]) -> None:
     for name, value in vars(args).items():
         if name in NEUTRAL or name == "model":
             continue
-        parts[name] = content_hash(*value) if name in inputs and isinstance(value, list) else (
-            content_hash(value) if name in inputs and value is not None else content_hash(str(value)))
+        if name in inputs and value is not None:  # input files: by content, not by name
+            parts[name] = content_hash(*value) if isinstance(value, list) else content_hash(value)
+        else:
+            parts[name] = content_hash(str(value))
     parts["steps"] = str(args.steps)  # a number, so that a larger --steps can train on (see bind)
     bind(work, parts)
 

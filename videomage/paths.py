@@ -129,7 +129,7 @@ def refuse_overwriting_inputs(outputs: Iterable[str | Path], inputs: Iterable[st
     taken = {_identity(p): p for p in files}
     for out in outputs:
         out = Path(out)
-        hit = taken.get(_identity(out)) or taken.get(("path", str(out.resolve())))
+        hit = taken.get(_identity(out))
         if hit is not None:
             raise ConfigError(f"output {str(out)!r} is the input {str(hit)!r}: writing it would destroy that input; "
                               f"choose another output path")

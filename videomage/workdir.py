@@ -29,7 +29,7 @@ __all__ = ["JOB_FILE", "LOCK_FILE", "WorkDirBusy", "bind", "lock", "model_digest
 JOB_FILE = "job.json"
 LOCK_FILE = "lock"
 #: Entries a videomage work folder may hold; a folder with anything else is not ours to move.
-OURS = ("ckpt-", "cache", "validation", JOB_FILE, LOCK_FILE, "subject-", "motion", "fusion", "teacher", "work")
+OURS = ("ckpt-", "cache", "validation")
 
 _held: dict[str, Any] = {}  # path -> open lock file, kept open for the life of the process
 
@@ -121,7 +121,7 @@ def model_digest(model: str) -> str:
 
 
 def _ours(entry: Path) -> bool:
-    return entry.name.startswith(OURS) or ".stale-" in entry.name
+    return entry.name.startswith(OURS)
 
 
 def _continues(old: Mapping[str, str], new: Mapping[str, str], grows: tuple[str, ...]) -> bool:

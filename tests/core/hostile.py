@@ -88,6 +88,7 @@ def _child(plan: Plan) -> Report:
     from videomage.errors import VideomageError
 
     report = Report()
+    _quiet_libraries()
     if plan.patch is not None:
         plan.patch()
     if plan.as_user and os.geteuid() == 0:
@@ -149,16 +150,34 @@ def _snapshot(paths: Sequence[Path]) -> dict[Path, bytes | None]:
     return {p: (p.read_bytes() if p.is_file() else None) for p in paths}
 
 
+def _quiet_libraries() -> None:
+    """Silence the progress bars and warnings of the libraries a case loads, so that stderr holds
+    what videomage says and nothing else (the bars are a separate matter: quiet phases)."""
+    import warnings
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    warnings.simplefilter("ignore")
+    with contextlib.suppress(Exception):
+        import diffusers
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        diffusers.utils.logging.set_verbosity_error()
+        diffusers.utils.logging.disable_progress_bar()
+
+
 def _message(err: str) -> list[str]:
-    """What videomage itself printed: its own lines and argparse's error line, not the usage block,
-    nor the progress bars and warnings of the libraries it loads (they go to stderr too)."""
-    lines, ours = [], False
+    """The lines of stderr, without argparse's usage block."""
+    lines, in_usage = [], False
     for line in err.replace("\r", "\n").splitlines():
-        if line.startswith(("videomage: ", "videomage ")) or ": error: " in line:
-            ours = True
-        elif not line.startswith(" ") or not ours:
-            ours = False
-        if ours:
+        if line.startswith("usage:"):
+            in_usage = True
+            continue
+        if in_usage and (line.startswith(" ") or not line.strip()):
+            continue
+        in_usage = False
+        if line.strip():
             lines.append(line)
     return lines
 

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hostile import OUTCOMES, REFUSED, WORKED, Case, Plan, classify, copy_model, open_to_all, shared_dir  # noqa: E402
+from hostile import OUTCOMES, REFUSED, WORKED, Case, Plan, _message, classify, copy_model, open_to_all, shared_dir  # noqa: E402
 
 CASES: list[Case] = []
 
@@ -161,31 +161,27 @@ def _(env):
     return plan
 
 
-@case("stale: changed --lr", 1, WORKED)
-def _(env):
-    d = env.dir()
-    out, fresh = d / "toy.safetensors", d / "fresh.safetensors"
-    return _rerun_equals_fresh(env, env.learn_subject(env.toy, out, "--steps", "2"),
-                               env.learn_subject(env.toy, out, "--steps", "2", "--lr", "0.01"),
-                               env.learn_subject(env.toy, fresh, "--steps", "2", "--lr", "0.01"), out, fresh)
+# learn-subject run with the first flags, then again on the same --out with the second: the
+# result must equal a fresh run with the second flags (case, first flags, second flags).
+RERUNS = [
+    ("stale: changed --lr", ["--steps", "2"], ["--steps", "2", "--lr", "0.01"]),
+    ("stale: smaller --steps", ["--steps", "3"], ["--steps", "1"]),
+    ("holds: a larger --steps trains on from the finished run", ["--steps", "2"], ["--steps", "3"]),
+]
 
 
-@case("stale: smaller --steps", 1, WORKED)
-def _(env):
-    d = env.dir()
-    out, fresh = d / "toy.safetensors", d / "fresh.safetensors"
-    return _rerun_equals_fresh(env, env.learn_subject(env.toy, out, "--steps", "3"),
-                               env.learn_subject(env.toy, out, "--steps", "1"),
-                               env.learn_subject(env.toy, fresh, "--steps", "1"), out, fresh)
+def _rerun(first: list[str], second: list[str]):
+    def build(env):
+        d = env.dir()
+        out, fresh = d / "toy.safetensors", d / "fresh.safetensors"
+        return _rerun_equals_fresh(env, env.learn_subject(env.toy, out, *first), env.learn_subject(env.toy, out, *second),
+                                   env.learn_subject(env.toy, fresh, *second), out, fresh)
+
+    return build
 
 
-@case("holds: a larger --steps trains on from the finished run", 1, WORKED)
-def _(env):
-    d = env.dir()
-    out, fresh = d / "toy.safetensors", d / "fresh.safetensors"
-    return _rerun_equals_fresh(env, env.learn_subject(env.toy, out, "--steps", "2"),
-                               env.learn_subject(env.toy, out, "--steps", "3"),
-                               env.learn_subject(env.toy, fresh, "--steps", "3"), out, fresh)
+for _id, _first, _second in RERUNS:
+    case(_id, 1, WORKED)(_rerun(_first, _second))
 
 
 @case("stale: other model weights, same architecture", 1, WORKED)
@@ -397,54 +393,39 @@ def _(env):
     return Plan(argv=["demo", "--out", str(d / "demo"), "--quick"], keep=[d / "demo"])
 
 
-@case("traceback: --frames -2", 3, REFUSED, says=("--frames",))
-def _(env):
-    return Plan(argv=env.generate(env.dir() / "o.mp4", "--frames", "-2"))
+# One flag with a bad value: (case, item, command, flag, value, words the refusal must say).
+BAD_FLAGS = [
+    ("traceback: --frames -2", 3, "generate", "--frames", "-2", ("--frames",)),
+    ("traceback: --height 100000", 3, "generate", "--height", "100000", ("--height",)),
+    ("traceback: --checkpoint-every 0", 3, "learn-subject", "--checkpoint-every", "0", ("--checkpoint-every",)),
+    ("traceback: --device cuda on a CPU build", 3, "learn-subject", "--device", "cuda", ("cuda",)),
+    ("traceback: --device bogus", 3, "learn-subject", "--device", "bogus", ("bogus",)),
+    ("wrong: generate --frames 0", 4, "generate", "--frames", "0", ("--frames",)),
+    ("wrong: generate --height 0", 4, "generate", "--height", "0", ("--height",)),
+    ("wrong: --grad-accum 0", 4, "learn-subject", "--grad-accum", "0", ("--grad-accum",)),
+    ("wrong: --lr nan", 4, "learn-subject", "--lr", "nan", ("--lr",)),
+    ("wrong: --guidance-scale nan", 4, "generate", "--guidance-scale", "nan", ("--guidance-scale",)),
+    ("wrong: --beta-s nan", 4, "generate-scs", "--beta-s", "nan", ("--beta-s",)),
+]
 
 
-@case("traceback: --height 100000", 3, REFUSED, says=("--height",))
-def _(env):
-    return Plan(argv=env.generate(env.dir() / "o.mp4", "--height", "100000"))
+def _bad_flag(command: str, flag: str, value: str):
+    def build(env):
+        if value == "cuda":
+            import torch
+
+            if torch.cuda.is_available():
+                pytest.skip("this machine has CUDA")
+        out = env.dir() / ("o.mp4" if command.startswith("generate") else "t.safetensors")
+        if command == "learn-subject":
+            return Plan(argv=env.learn_subject(env.toy, out, flag, value))
+        return Plan(argv=env.generate(out, flag, value, sampler="scs" if command == "generate-scs" else "cfg"))
+
+    return build
 
 
-@case("traceback: --checkpoint-every 0", 3, REFUSED, says=("--checkpoint-every",))
-def _(env):
-    return Plan(argv=env.learn_subject(env.toy, env.dir() / "t.safetensors", "--checkpoint-every", "0"))
-
-
-@case("traceback: --device cuda on a CPU build", 3, REFUSED, says=("cuda",))
-def _(env):
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    return Plan(argv=env.learn_subject(env.toy, env.dir() / "t.safetensors", "--device", "cuda"))
-
-
-@case("traceback: --device bogus", 3, REFUSED, says=("bogus",))
-def _(env):
-    return Plan(argv=env.learn_subject(env.toy, env.dir() / "t.safetensors", "--device", "bogus"))
-
-
-# == 4. accepted but wrong ======================================================================
-@case("wrong: generate --frames 0", 4, REFUSED, says=("--frames",))
-def _(env):
-    return Plan(argv=env.generate(env.dir() / "o.mp4", "--frames", "0"))
-
-
-@case("wrong: generate --height 0", 4, REFUSED, says=("--height",))
-def _(env):
-    return Plan(argv=env.generate(env.dir() / "o.mp4", "--height", "0"))
-
-
-@case("wrong: --grad-accum 0", 4, REFUSED, says=("--grad-accum",))
-def _(env):
-    return Plan(argv=env.learn_subject(env.toy, env.dir() / "t.safetensors", "--grad-accum", "0"))
-
-
-@case("wrong: --lr nan", 4, REFUSED, says=("--lr",))
-def _(env):
-    return Plan(argv=env.learn_subject(env.toy, env.dir() / "t.safetensors", "--lr", "nan"))
+for _id, _item, _command, _flag, _value, _says in BAD_FLAGS:
+    case(_id, _item, REFUSED, says=_says)(_bad_flag(_command, _flag, _value))
 
 
 @case("wrong: a NaN artifact", 4, REFUSED, says=("nan",))
@@ -458,16 +439,6 @@ def _(env):
     t = {k: v * float("nan") if k.startswith("adapter.") else v for k, v in t.items()}
     save_file(t, str(d / "nan.safetensors"), metadata=meta)
     return Plan(argv=env.generate(d / "o.mp4", subjects=d / "nan.safetensors"))
-
-
-@case("wrong: --guidance-scale nan", 4, REFUSED, says=("--guidance-scale",))
-def _(env):
-    return Plan(argv=env.generate(env.dir() / "o.mp4", "--guidance-scale", "nan"))
-
-
-@case("wrong: --beta-s nan", 4, REFUSED, says=("--beta-s",))
-def _(env):
-    return Plan(argv=env.generate(env.dir() / "o.mp4", "--beta-s", "nan", sampler="scs"))
 
 
 @case("wrong: token <|endoftext|>", 4, REFUSED, says=("token",))
@@ -628,36 +599,37 @@ def _nothing_trained(out: Path):
     return lambda r: not list(out.rglob("*.safetensors"))
 
 
+def _late_recipe(env, body: str) -> Plan:
+    """A recipe in a fresh folder, its inputs linked in under relative names (item 8 is about absolute ones)."""
+    d = env.dir()
+    for name, target in (("toy", env.toy), ("dog", env.dog), ("ride.mp4", env.clip)):
+        (d / name).symlink_to(target)
+    return Plan(argv=run_recipe_argv(recipe(d, env, body + '[output]\ndir = "out"\n')), check=_nothing_trained(d))
+
+
+TOY = SUBJECT_TOML.format(images="toy", steps=1)
+DOG = SUBJECT_TOML.format(images="dog", steps=1).replace("toy", "dog")
+
+
 @case("late: a recipe whose motion video is missing", 7, REFUSED, says=("missing.mp4",))
 def _(env):
-    d = env.dir()
-    body = (SUBJECT_TOML.format(images=env.toy, steps=1) + MOTION_TOML.format(video="missing.mp4", entities='["person", "horse"]')
-            + '[output]\ndir = "out"\n')
-    return Plan(argv=run_recipe_argv(recipe(d, env, body)), check=_nothing_trained(d))
+    return _late_recipe(env, TOY + MOTION_TOML.format(video="missing.mp4", entities='["person", "horse"]'))
 
 
 @case("late: a recipe with an unknown sampler", 7, REFUSED, says=("sampler", "bogus"))
 def _(env):
-    d = env.dir()
-    body = (SUBJECT_TOML.format(images=env.toy, steps=1) + '[sampling]\nprompt = "a <toy>"\nsampler = "bogus"\nsteps = 1\n'
-            + '[output]\ndir = "out"\n')
-    return Plan(argv=run_recipe_argv(recipe(d, env, body)), check=_nothing_trained(d))
+    return _late_recipe(env, TOY + '[sampling]\nprompt = "a <toy>"\nsampler = "bogus"\nsteps = 1\n')
 
 
 @case("late: a recipe with an unknown mask source", 7, REFUSED, says=("mask_source", "bogus"))
 def _(env):
-    d = env.dir()
-    two = SUBJECT_TOML.format(images=env.toy, steps=1) + SUBJECT_TOML.format(images=env.dog, steps=1).replace("toy", "dog")
-    body = two + '[fusion]\nmask_source = "bogus"\nsteps = 1\nvideos_per_subject = 1\n[output]\ndir = "out"\n'
-    return Plan(argv=run_recipe_argv(recipe(d, env, body)), check=_nothing_trained(d))
+    return _late_recipe(env, TOY + DOG + '[fusion]\nmask_source = "bogus"\nsteps = 1\nvideos_per_subject = 1\n')
 
 
 @case('late: recipe entities = "cat" (read as c, a, t)', 7, REFUSED, says=("entities", "cat"))
 def _(env):
-    d = env.dir()
-    body = (SUBJECT_TOML.format(images=env.toy, steps=1) + MOTION_TOML.format(video=env.clip, entities='"cat"')
-            .replace("a person is riding a horse", "a cat is jumping") + '[output]\ndir = "out"\n')
-    return Plan(argv=run_recipe_argv(recipe(d, env, body)), check=_nothing_trained(d))
+    motion = MOTION_TOML.format(video="ride.mp4", entities='"cat"').replace("a person is riding a horse", "a cat is jumping")
+    return _late_recipe(env, TOY + motion)
 
 
 @case("late: learn-subject --out is a folder", 7, REFUSED, says=("folder",))
@@ -705,7 +677,7 @@ def _(env):
 def _(env):
     d = env.dir()
     images = env.photos(d / "photos", (220, 40, 40))
-    (images / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 20)
+    (images / "0.png").write_bytes(b"junk" * 20)
     return Plan(argv=env.learn_subject(images, d / "t.safetensors"))
 
 
@@ -748,18 +720,26 @@ def _(env):
     return Plan(argv=argv, as_user=True)
 
 
+def _start(env, argv) -> "subprocess.Popen":
+    """``videomage argv`` in another process, returned once it has written its first checkpoint."""
+    import subprocess
+
+    out = Path(argv[argv.index("--out") + 1])
+    proc = subprocess.Popen([sys.executable, "-m", "videomage.cli", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while (not list(out.parent.glob(f"{out.name}.work/ckpt-*/checkpoint.safetensors")) and time.time() < deadline
+           and proc.poll() is None):
+        time.sleep(0.1)
+    return proc
+
+
 # == 10. concurrent runs ========================================================================
 @case("concurrent: a second run on the same --out", 10, REFUSED, says=("process",))
 def _(env):
-    import subprocess
-
     d = env.dir()
     out = d / "t.safetensors"
-    first = subprocess.Popen([sys.executable, "-m", "videomage.cli", *env.learn_subject(env.toy, out, "--steps", "100000",
-                              "--checkpoint-every", "1")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not list(d.glob("t.safetensors.work/ckpt-*/checkpoint.safetensors")) and time.time() < deadline:
-        time.sleep(0.2)
+    first = _start(env, env.learn_subject(env.toy, out, "--steps", "100000", "--checkpoint-every", "1"))
 
     def stop(r):
         first.kill()
@@ -767,6 +747,17 @@ def _(env):
         return str(first.pid) in r["err"]
 
     return Plan(argv=env.learn_subject(env.toy, out, "--steps", "2"), check=stop)
+
+
+@case("holds: after SIGKILL a re-run resumes to the same weights", 0, WORKED)
+def _(env):
+    d = env.dir()
+    out, fresh = d / "t.safetensors", d / "fresh.safetensors"
+    first = _start(env, env.learn_subject(env.toy, out, "--steps", "6", "--checkpoint-every", "1"))
+    first.kill()  # SIGKILL: no cleanup runs, the lock must still be free
+    first.wait()
+    return Plan(argv=env.learn_subject(env.toy, out, "--steps", "6"),
+                check=lambda r: (main_ok(env.learn_subject(env.toy, fresh, "--steps", "6")), same_tensors(out, fresh))[1])
 
 
 # == what held up must keep holding =============================================================
@@ -826,7 +817,7 @@ def env(tiny_model_dir):
 @pytest.mark.parametrize("row", CASES, ids=[c.id for c in CASES])
 def test_case(row, env):
     outcome, report = classify(row, env)
-    detail = report.escaped or report.err.strip()[-600:] or report.extra.get("check", "")
+    detail = report.escaped or " ".join(_message(report.err)) or report.err.strip()[-600:] or report.extra.get("check", "")
     assert outcome == row.expect, f"{row.id}: {outcome} ({detail})"
 
 
@@ -850,7 +841,10 @@ def main() -> None:
     for row in CASES:
         try:
             outcome, report = classify(row, env)
-            detail = (report.escaped or " ".join(report.err.split())[-160:] or report.extra.get("check", ""))
+            said = " ".join(_message(report.err)) or " ".join(report.err.split())[-160:]
+            detail = report.escaped or said or report.extra.get("check", "")
+            if report.peak_mb is not None:
+                detail = f"[peak {report.peak_mb:.0f} MB] {detail}"
         except BaseException as exc:  # noqa: BLE001 - a case whose setup fails on old code counts as a traceback
             if isinstance(exc, KeyboardInterrupt):
                 raise
