@@ -21,6 +21,7 @@ Tensors are ``[F, 3, H, W]`` float32 in ``[0, 1]``.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -238,10 +239,12 @@ def read_video(path: str | Path, frames: int, height: int, width: int) -> torch.
         # Let ffmpeg shrink big frames while decoding, to twice the size that covers the target
         # (the final antialiased resize still happens in fit), so a 4K frame never reaches Python.
         scale = max(height / h, width / w)
-        params = None
+        params = ["-frames:v", str(index[-1] + 1)]  # ffmpeg stops after the last frame used
         if scale < 0.5:
-            size = (2 * round(w * scale), 2 * round(h * scale))
-            params = ["-vf", f"scale={size[0]}:{size[1]}:flags=area"]
+            params += ["-vf", f"scale={2 * round(w * scale)}:{2 * round(h * scale)}:flags=area"]
+        log = logging.getLogger("imageio_ffmpeg")
+        level = log.level
+        log.setLevel(logging.ERROR)  # its notes on the frame size we asked for are not the user's business
         try:
             reader = imageio_ffmpeg.read_frames(str(path), output_params=params)
             w, h = next(reader)["size"]
@@ -250,11 +253,10 @@ def read_video(path: str | Path, frames: int, height: int, width: int) -> torch.
                 if i in wanted:
                     kept[i] = _fit_one(np.frombuffer(data, dtype=np.uint8).reshape(h, w, 3), height, width)
                     last = kept[i]
-                if i >= index[-1]:
-                    break
-            reader.close()
         except (OSError, RuntimeError, StopIteration) as exc:
             raise _decode_error(path, exc) from None
+        finally:
+            log.setLevel(level)
         if last is None:
             raise InputError(f"video {str(path)!r} has no frames that ffmpeg can decode; re-encode it as h264 mp4")
         # The container's frame count can exceed what decodes (a damaged tail): repeat the last frame read.

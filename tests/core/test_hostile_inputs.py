@@ -13,6 +13,7 @@ the counts per outcome (that is how the review's counts are measured, before and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -530,13 +531,14 @@ def _(env):
 
 
 # == 6. memory from tiny files ==================================================================
-def _ffmpeg_colour(path: Path, size: str, seconds: float, fps: int = 8) -> Path:
+def _ffmpeg_colour(path: Path, size: str, seconds: float, fps: int = 8, source: str = "testsrc") -> Path:
+    """A clip made by ffmpeg itself (never held in this process): ``testsrc`` patterns or a flat ``color``."""
     import subprocess
 
     import imageio_ffmpeg
 
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
-                    f"testsrc=s={size}:d={seconds}:r={fps}", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset",
+                    f"{source}=s={size}:d={seconds}:r={fps}", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset",
                     "ultrafast", str(path)], check=True)
     return path
 
@@ -552,7 +554,7 @@ def _read_video(path: Path, frames: int = 4):
 
 @case("memory: a 4096x4096 mp4", 6, WORKED)
 def _(env):
-    path = _ffmpeg_colour(env.dir() / "big.mp4", "4096x4096", 1)
+    path = _ffmpeg_colour(env.dir() / "big.mp4", "4096x4096", 2, source="color")  # a few KB on disk
     return Plan(call=_read_video(path), memory=True, check=lambda r: r["value"] == [4, 3, 32, 32] and r["peak_mb"] < 400)
 
 
@@ -720,18 +722,34 @@ def _(env):
     return Plan(argv=argv, as_user=True)
 
 
-def _start(env, argv) -> "subprocess.Popen":
-    """``videomage argv`` in another process, returned once it has written its first checkpoint."""
-    import subprocess
+class _Started:
+    """A ``videomage`` run in a forked process (no interpreter start-up to wait for)."""
 
-    out = Path(argv[argv.index("--out") + 1])
-    proc = subprocess.Popen([sys.executable, "-m", "videomage.cli", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while (not list(out.parent.glob(f"{out.name}.work/ckpt-*/checkpoint.safetensors")) and time.time() < deadline
-           and proc.poll() is None):
-        time.sleep(0.1)
-    return proc
+    def __init__(self, argv: list[str]) -> None:
+        out = Path(argv[argv.index("--out") + 1])
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+                from videomage.cli import main
+
+                main(argv)
+            finally:
+                os._exit(0)
+        deadline = time.time() + 120
+        while not list(out.parent.glob(f"{out.name}.work/ckpt-*/checkpoint.safetensors")) and time.time() < deadline:
+            if os.waitpid(self.pid, os.WNOHANG) != (0, 0):
+                break
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: nothing of the run's own clean-up happens."""
+        import signal
+
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
 
 
 # == 10. concurrent runs ========================================================================
@@ -739,11 +757,10 @@ def _start(env, argv) -> "subprocess.Popen":
 def _(env):
     d = env.dir()
     out = d / "t.safetensors"
-    first = _start(env, env.learn_subject(env.toy, out, "--steps", "100000", "--checkpoint-every", "1"))
+    first = _Started(env.learn_subject(env.toy, out, "--steps", "100000", "--checkpoint-every", "1"))
 
     def stop(r):
         first.kill()
-        first.wait()
         return str(first.pid) in r["err"]
 
     return Plan(argv=env.learn_subject(env.toy, out, "--steps", "2"), check=stop)
@@ -753,9 +770,8 @@ def _(env):
 def _(env):
     d = env.dir()
     out, fresh = d / "t.safetensors", d / "fresh.safetensors"
-    first = _start(env, env.learn_subject(env.toy, out, "--steps", "6", "--checkpoint-every", "1"))
-    first.kill()  # SIGKILL: no cleanup runs, the lock must still be free
-    first.wait()
+    first = _Started(env.learn_subject(env.toy, out, "--steps", "6", "--checkpoint-every", "1"))
+    first.kill()  # no clean-up runs: the lock must still be free for the re-run
     return Plan(argv=env.learn_subject(env.toy, out, "--steps", "6"),
                 check=lambda r: (main_ok(env.learn_subject(env.toy, fresh, "--steps", "6")), same_tensors(out, fresh))[1])
 
