@@ -41,7 +41,15 @@ __all__ = ["FORMAT_VERSION", "Artifact", "atomic_write", "non_finite"]
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    # Linux reports the umask without changing it; elsewhere set-and-restore (a brief race with
+    # other threads creating files, acceptable where /proc is missing).
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 

@@ -266,6 +266,10 @@ class Generate(Command):
         from videomage.stages.generate import generate
 
         check_component("sampler", args.sampler)
+        if args.sampler == "scs" and (args.subjects is None or args.motion is None):
+            from videomage.errors import ConfigError
+
+            raise ConfigError("sampler 'scs' needs both --subjects and --motion; use --sampler cfg for one of them")
         for path in (args.subjects, args.motion):
             if path is not None:
                 Artifact.load(path)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 
 import pytest
 
+from videomage import workdir
 from videomage.errors import ConfigError
 from videomage.workdir import JOB_FILE, WorkDirBusy, bind, lock, model_digest, release
 
@@ -51,21 +51,34 @@ def test_a_work_dir_that_is_a_file_is_refused(tmp_path):
         bind(tmp_path / "f", {"steps": "1"})
 
 
+def _lock_in_another_process(work) -> tuple[int, str]:
+    """Try ``lock(work)`` in a forked process; its exit code (3: refused) and message."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code, message = 0, ""
+        workdir._held.clear()  # a forked child shares its parent's lock; a separate run does not
+        try:
+            lock(work)
+        except WorkDirBusy as exc:
+            code, message = 3, str(exc)
+        os.write(write, message.encode())
+        os._exit(code)
+    os.close(write)
+    message = os.read(read, 4096).decode()
+    os.close(read)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), message
+
+
 def test_a_second_process_is_refused_with_the_first_ones_pid(tmp_path):
     work = tmp_path / "w"
     lock(work)
     try:
-        code = ("import sys; from videomage.workdir import lock, WorkDirBusy\n"
-                "try:\n    lock(sys.argv[1])\nexcept WorkDirBusy as e:\n    print(e); sys.exit(3)\n")
-        run = subprocess.run([sys.executable, "-c", code, str(work)], capture_output=True, text=True)
-        assert run.returncode == 3, run.stderr
-        assert f"process {__import__('os').getpid()}" in run.stdout
+        code, message = _lock_in_another_process(work)
+        assert code == 3 and f"process {os.getpid()}" in message and str(work) in message
     finally:
         release(work)
-    run = subprocess.run([sys.executable, "-c", "import sys; from videomage.workdir import lock; lock(sys.argv[1])",
-                          str(work)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert WorkDirBusy.__mro__[1].__name__ == "VideomageError"
+    assert _lock_in_another_process(work) == (0, "")
 
 
 def test_model_digest_sees_changed_weights(tmp_path):
