@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +181,19 @@ def _ffmpeg_reason(exc: Exception) -> str:
     return useful[-1] if useful else (lines[0] if lines else type(exc).__name__)
 
 
+@contextmanager
+def _quiet_ffmpeg():
+    """imageio-ffmpeg logs a note whenever frames are read at another size than the source's,
+    which is what we ask for: not the user's business."""
+    log = logging.getLogger("imageio_ffmpeg")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _decode_error(path: Path, exc: Exception) -> InputError:
     return InputError(f"video {str(path)!r} could not be decoded ({_ffmpeg_reason(exc)}); re-encode it as h264 mp4, "
                       f"e.g. ffmpeg -i {path.name} -c:v libx264 fixed.mp4")
@@ -200,16 +214,21 @@ def _probe(path: str | Path) -> tuple[int, tuple[int, int]]:
     import imageio_ffmpeg
 
     try:
-        frames = imageio_ffmpeg.read_frames(str(path))
-        meta = next(frames)
-        frames.close()
+        # The header (source size) without decoding the clip: one frame, shrunk, read to the end so
+        # that ffmpeg exits by itself.
+        with _quiet_ffmpeg():
+            frames = imageio_ffmpeg.read_frames(str(path), output_params=["-frames:v", "1", "-vf", "scale=16:16"])
+            meta = next(frames)
+        for _ in frames:
+            pass
         count, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
     except (OSError, RuntimeError, StopIteration) as exc:
         raise _decode_error(path, exc) from None
-    _check_size(path, "video", *meta["size"])
+    size = tuple(meta.get("source_size") or meta["size"])
+    _check_size(path, "video", *size)
     if count == 0:
         raise InputError(f"video {str(path)!r} has no frames")
-    return count, tuple(meta["size"])
+    return count, size
 
 
 def _picked(path: Path, count: int, frames: int) -> list[int]:
@@ -242,12 +261,10 @@ def read_video(path: str | Path, frames: int, height: int, width: int) -> torch.
         params = ["-frames:v", str(index[-1] + 1)]  # ffmpeg stops after the last frame used
         if scale < 0.5:
             params += ["-vf", f"scale={2 * round(w * scale)}:{2 * round(h * scale)}:flags=area"]
-        log = logging.getLogger("imageio_ffmpeg")
-        level = log.level
-        log.setLevel(logging.ERROR)  # its notes on the frame size we asked for are not the user's business
         try:
-            reader = imageio_ffmpeg.read_frames(str(path), output_params=params)
-            w, h = next(reader)["size"]
+            with _quiet_ffmpeg():
+                reader = imageio_ffmpeg.read_frames(str(path), output_params=params)
+                w, h = next(reader)["size"]
             last = None
             for i, data in enumerate(reader):
                 if i in wanted:
@@ -255,8 +272,6 @@ def read_video(path: str | Path, frames: int, height: int, width: int) -> torch.
                     last = kept[i]
         except (OSError, RuntimeError, StopIteration) as exc:
             raise _decode_error(path, exc) from None
-        finally:
-            log.setLevel(level)
         if last is None:
             raise InputError(f"video {str(path)!r} has no frames that ffmpeg can decode; re-encode it as h264 mp4")
         # The container's frame count can exceed what decodes (a damaged tail): repeat the last frame read.
