@@ -87,8 +87,11 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
         key = content_hash("teacher", Path(path), prompt, opts.seed, config.videos_per_subject, opts.prior_steps, frames, config.mask_source)
 
         def generate(name=name, prompt=prompt, word=words[i]):
+            from tqdm.auto import tqdm  # minutes on a real model: show them
+
             lat = []
-            for k in range(config.videos_per_subject):
+            for k in tqdm(range(config.videos_per_subject), desc=f"teacher videos ({prompt})", unit="video",
+                          disable=not opts.progress):
                 adapter.activate(backbone, {name: 1.0})
                 request = {"prompt": prompt, "steps": opts.prior_steps, "seed": opts.seed * 1000 + k, "frames": frames,
                            "progress": False, "adapters": {name: 1.0}}
