@@ -287,16 +287,18 @@ class Generate(Command):
         from videomage.jobcheck import check_component, check_size
         from videomage.stages.generate import generate
 
-        check_component("sampler", args.sampler)
-        if args.sampler == "scs" and (args.subjects is None or args.motion is None):
-            from videomage.errors import ConfigError
-
-            raise ConfigError("sampler 'scs' needs both --subjects and --motion; use --sampler cfg for one of them")
         for path in (args.subjects, args.motion):
             if path is not None:
                 Artifact.load(path)
         _check_job(args, inputs=[p for p in (args.subjects, args.motion) if p is not None], suffix=".mp4")
         backbone, adapter, _ = _setup(args)
+        # Loading is quick next to sampling; these checks come after it so that a missing model is
+        # reported as such first.
+        check_component("sampler", args.sampler)
+        if args.sampler == "scs" and (args.subjects is None or args.motion is None):
+            from videomage.errors import ConfigError
+
+            raise ConfigError("sampler 'scs' needs both --subjects and --motion; use --sampler cfg for one of them")
         check_size(backbone, args.height, args.width)
         options = {"steps": args.steps, "guidance_scale": args.guidance_scale, "seed": args.seed, "frames": args.frames,
                    "height": args.height, "width": args.width, "negative_prompt": args.negative_prompt,
@@ -309,8 +311,6 @@ class Generate(Command):
         for kind, path in record["files"].items():
             print(f"wrote {path} ({kind})")
         return 0
-
-
 
 
 class Run(Command):

@@ -7,8 +7,12 @@ say (and must not say), and a function that builds the case's files and returns 
 check of the result. To add a case, write one more ``@case(...)`` function.
 
 Cases run on the tiny test model with one or two steps, and most are refused before any model
-loads. ``python tests/core/test_hostile_inputs.py`` runs the table outside pytest and prints
-the counts per outcome (that is how the review's counts are measured, before and after).
+loads. ``python tests/core/test_hostile_inputs.py [counts.json]`` runs the table outside pytest
+and prints the outcome of every case and the counts per outcome. To measure another version of
+videomage with the same table, put its checkout first on the path::
+
+    git worktree add /tmp/old <commit>
+    PYTHONPATH=/tmp/old:/tmp/old/plugins python tests/core/test_hostile_inputs.py
 """
 
 from __future__ import annotations
