@@ -71,7 +71,7 @@ def atomic_write(path: str | Path, write: Any, *, check: Any = _nonempty) -> Non
     A crash never leaves half a file, and a writer that fails silently (ffmpeg on a full disk
     writes 0 bytes and reports nothing) never replaces a good file: ``check(tmp_path)`` must
     pass first (by default: the file is not empty). A full disk, a read-only or forbidden
-    folder or a failed check raises :class:`ArtifactError` naming the path; the previous file
+    folder or a failed check raises `ArtifactError` naming the path; the previous file
     at ``path``, if any, is kept intact. The file gets the usual permissions (``0666`` less the
     umask), like any file the user's programs create.
     """

@@ -79,7 +79,7 @@ def _check_job(args: argparse.Namespace, *, inputs: list[Path], suffix: str) -> 
 
 
 def _bind_work_dir(args: argparse.Namespace, inputs: dict[str, object]) -> None:
-    """Lock the work folder and make it belong to this job (see :mod:`videomage.workdir`)."""
+    """Lock the work folder and make it belong to this job (see `videomage.workdir`)."""
     from videomage.stages.common import content_hash
     from videomage.workdir import bind, lock, model_digest
 

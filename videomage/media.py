@@ -11,7 +11,7 @@ Input rules (documented in the docs' "Inputs" page):
   one at a time and only the sampled ones are kept, each resized as soon as it is decoded, so
   a long or huge clip costs the memory of one frame, not of the whole clip. A clip with fewer
   frames than asked for is an error: ask for fewer frames or give a longer clip.
-* An image or video frame larger than :data:`MAX_PIXELS` (40 megapixels; override with the
+* An image or video frame larger than `MAX_PIXELS` (40 megapixels; override with the
   ``VIDEOMAGE_MAX_PIXELS`` environment variable) is refused from its header, before decoding:
   a small compressed file can hold a picture that takes gigabytes once decoded.
 * Every failure names the file and says how to fix it, before any training starts.
@@ -58,7 +58,7 @@ __all__ = [
 
 
 def max_pixels() -> int:
-    """The pixel limit in force: ``VIDEOMAGE_MAX_PIXELS`` if set, else :data:`MAX_PIXELS`."""
+    """The pixel limit in force: ``VIDEOMAGE_MAX_PIXELS`` if set, else `MAX_PIXELS`."""
     value = os.environ.get("VIDEOMAGE_MAX_PIXELS")
     if value is None:
         return MAX_PIXELS

@@ -6,9 +6,9 @@ the seed). A stage whose output exists with the same hash is skipped, so re-runn
 interrupted job redoes only what is missing, and changing a setting redoes only the stages
 downstream of it. Training stages also resume from their own checkpoints in the work folder,
 ``<output>/work/<stage>``, which is bound to the same hash: a stage whose inputs changed moves its
-old checkpoints aside and starts fresh instead of resuming another job (:mod:`videomage.workdir`).
+old checkpoints aside and starts fresh instead of resuming another job (`videomage.workdir`).
 
-The whole recipe is checked before the model loads (:func:`check_recipe`): input files,
+The whole recipe is checked before the model loads (`check_recipe`): input files,
 component names, motion entities, device, output folder. Two runs on one output folder at once
 are refused.
 """
