@@ -82,7 +82,7 @@ def generate(
         video = backbone.decode_latents(latents)[0].float().cpu()
     if not bool(torch.isfinite(video).all()):  # would be written as a black video with exit 0
         raise SamplingError(f"sampling with {sampler!r} produced NaN or infinite values, so no video was written to "
-                            f"{str(out)!r}; lower --guidance-scale or --alpha, or check the artifacts")
+                            f"{str(out)!r}; lower --guidance-scale or the SCS step sizes (--alpha-cross, --alpha-temporal), or check the artifacts")
     fps = backbone.video_spec.fps
     files = {"mp4": str(write_mp4(video, out, fps=fps))}
     if gif:
