@@ -16,8 +16,9 @@ from safetensors.torch import load_file, save_file
 
 import attrs
 
-from videomage.artifact import atomic_write
+from videomage.artifact import Artifact, atomic_write
 from videomage.components import Adapter, Backbone
+from videomage.errors import ArtifactError
 from videomage.trainer import ParamGroup, TrainerConfig
 
 
@@ -110,25 +111,41 @@ def content_hash(*parts: Any) -> str:
 
 
 class TokenRows:
-    """Train only the embedding rows of ``tokens``: the rest of the vocabulary stays bit-exact.
+    """Train the learned rows of ``tokens``: one float32 row per token, nothing of the vocabulary.
 
-    The whole embedding matrix is handed to the optimizer with a gradient mask, because text
-    encoders read their input embeddings from one matrix. With zero gradient and no weight
-    decay, AdamW leaves a row exactly unchanged.
+    The rows are the backbone's :meth:`~videomage.Backbone.token_parameters`, keyed by token in
+    the trainer's checkpoint, so a resumed stage restores each token's row by name.
     """
 
     def __init__(self, backbone: Backbone, tokens: Sequence[str], lr: float) -> None:
-        self.weight = backbone.token_embedding_weight()
-        mask = torch.zeros(self.weight.shape[0], 1, dtype=self.weight.dtype, device=self.weight.device)
-        mask[backbone.token_ids(tokens)] = 1.0
-        self.weight.requires_grad_(True)
-        self._hook = self.weight.register_hook(lambda g: g * mask)
-        self.group = ParamGroup(name="tokens", params=[self.weight], lr=lr, weight_decay=0.0)
+        self.rows = backbone.token_parameters(list(tokens))
+        for row in self.rows.values():
+            row.requires_grad_(True)
+        self.group = ParamGroup(name="tokens", params=list(self.rows.values()), names=list(self.rows), lr=lr,
+                                weight_decay=0.0)
 
     def close(self) -> None:
-        self._hook.remove()
-        self.weight.requires_grad_(False)
-        self.weight.grad = None
+        for row in self.rows.values():
+            row.requires_grad_(False)
+            row.grad = None
+
+
+def refuse_token_collisions(artifacts: Sequence[tuple[str, Artifact]]) -> None:
+    """Refuse to install ``artifacts`` (``(source, artifact)`` pairs) together when two learn the same token.
+
+    Installed together, the second artifact's embedding would silently replace the first's.
+    """
+    seen: dict[str, str] = {}
+    for source, art in artifacts:
+        for token in art.tokens:
+            if token in seen:
+                raise ArtifactError(
+                    f"token {token!r} is learned by both {seen[token]!r} and {source!r}: installed together, the "
+                    f"second would overwrite the first's embedding. Retrain one of them with another token "
+                    f"(motion entity tokens are '<motion:word>'; a motion artifact from an older videomage "
+                    f"that uses '{token}' needs retraining)"
+                )
+            seen[token] = source
 
 
 def cached_tensors(path: Path | None, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -21,7 +21,15 @@ from videomage.components import Adapter, Backbone, ObjectiveOutput, TrainingCon
 from videomage.config import FusionConfig
 from videomage.errors import ArtifactError, ConfigError
 from videomage.plugins import get_registry
-from videomage.stages.common import StageOptions, cached_tensors, content_hash, encode_batched, pick, validation
+from videomage.stages.common import (
+    StageOptions,
+    cached_tensors,
+    content_hash,
+    encode_batched,
+    pick,
+    refuse_token_collisions,
+    validation,
+)
 from videomage.stages.subject import _jsonable
 from videomage.trainer import ParamGroup, Trainer
 
@@ -30,14 +38,10 @@ def load_subjects(paths: Sequence[str | Path]) -> list[Artifact]:
     arts = [Artifact.load(p) for p in paths]
     if len(arts) < 2:
         raise ConfigError(f"fusion needs at least two subject artifacts, got {len(arts)}")
-    seen: dict[str, str] = {}
     for path, art in zip(paths, arts):
         if art.kind != "subject":
             raise ArtifactError(f"{str(path)!r} holds a {art.kind!r} concept; fusion takes subject artifacts")
-        for token in art.tokens:
-            if token in seen:
-                raise ConfigError(f"subjects {seen[token]!r} and {str(path)!r} both use token {token!r}; retrain one with another token")
-            seen[token] = str(path)
+    refuse_token_collisions([(str(p), a) for p, a in zip(paths, arts)])
     return arts
 
 

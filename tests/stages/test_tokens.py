@@ -1,0 +1,46 @@
+"""Learned tokens across stages: entity tokens in their own namespace, collisions refused, and
+a recipe resumed after a finished subject restores each token's row by its name."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from videomage.artifact import Artifact
+from videomage.config import MotionConfig, SubjectConfig
+from videomage.errors import ArtifactError, ConfigError
+from videomage.stages.generate import install_concepts
+from videomage.stages.motion import motion_prompts
+
+
+def artifact(backbone, adapter, kind, tokens, value):
+    width = backbone.token_embedding_weight().shape[1]
+    return Artifact(kind=kind, backbone=backbone.name, fingerprint=backbone.fingerprint(), adapter=adapter.name,
+                    adapter_config={"rank": 2}, roles=["spatial" if kind != "motion" else "temporal"],
+                    tokens=tokens, embeddings={t: torch.full((width,), value) for t in tokens})
+
+
+def test_the_papers_example_keeps_the_subjects_dog(backbone, adapter, tmp_path):
+    # The reference clip "a lady is walking a dog" learns its own entity tokens, never '<dog>'.
+    c_m, c_ap, tokens = motion_prompts(MotionConfig(video=tmp_path / "clip.mp4", prompt="a lady is walking a dog",
+                                                    entities=["lady", "dog"]))
+    assert tokens == {"<motion:lady>": "lady", "<motion:dog>": "dog"}
+    assert c_m == "a <motion:lady> is walking a <motion:dog>"
+    subject = artifact(backbone, adapter, "subject", {"<dog>": "dog"}, 0.5).save(tmp_path / "dog.safetensors")
+    motion = artifact(backbone, adapter, "motion", tokens, -1.0).save(tmp_path / "walk.safetensors")
+    install_concepts(backbone, adapter, subject, motion)
+    assert torch.equal(backbone.token_embeddings(["<dog>"])["<dog>"], torch.full_like(backbone.token_embeddings(["<dog>"])["<dog>"], 0.5))
+
+
+def test_an_install_whose_token_collides_is_refused_naming_both(backbone, adapter, tmp_path):
+    subject = artifact(backbone, adapter, "subject", {"<dog>": "dog"}, 0.5).save(tmp_path / "dog.safetensors")
+    old_motion = artifact(backbone, adapter, "motion", {"<lady>": "lady", "<dog>": "dog"}, -1.0)
+    old_motion = old_motion.save(tmp_path / "walk.safetensors")
+    with pytest.raises(ArtifactError, match=r"'<dog>' is learned by both '.*dog.safetensors' and '.*walk.safetensors'"):
+        install_concepts(backbone, adapter, subject, old_motion)
+    assert "<dog>" not in backbone.text.rows  # refused before anything was installed
+
+
+def test_subject_tokens_may_not_enter_the_entity_namespace(tmp_path):
+    with pytest.raises(ConfigError, match="belong to the motion stage"):
+        SubjectConfig(token="<motion:dog>", class_word="dog", images=tmp_path)
