@@ -19,7 +19,7 @@ import attrs
 from videomage.artifact import Artifact, atomic_write
 from videomage.components import Adapter, Backbone
 from videomage.errors import ArtifactError
-from videomage.trainer import ParamGroup, TrainerConfig
+from videomage.trainer import ParamGroup, TrainerConfig, stream_seed
 
 
 @contextmanager
@@ -55,10 +55,13 @@ class StageOptions:
     def path(self, name: str) -> Path | None:
         return None if self.work_dir is None else Path(self.work_dir) / name
 
-    def trainer_config(self, steps: int, description: str) -> TrainerConfig:
-        return TrainerConfig(steps=steps, seed=self.seed, progress=self.progress, grad_accum=self.grad_accum,
+    def trainer_config(self, steps: int, description: str, *, stream: str, backbone: Backbone) -> TrainerConfig:
+        """The trainer's settings for a stage drawing random stream ``stream`` ("subject/<toy>")."""
+        return TrainerConfig(steps=steps, seed=self.seed, stream=stream, progress=self.progress, grad_accum=self.grad_accum,
                              mixed_precision=self.mixed_precision, checkpoint_every=self.checkpoint_every,
-                             validate_every=self.validate_every, description=description)
+                             validate_every=self.validate_every, description=description,
+                             # a float16 model's gradients underflow unscaled, with or without autocast
+                             loss_scaling=True if backbone.dtype == torch.float16 else None)
 
     def prepare(self, backbone: Backbone) -> None:
         """Apply the options that change the backbone itself (gradient checkpointing)."""
@@ -71,7 +74,8 @@ def validation(backbone: Backbone, adapter: Adapter, opts: StageOptions, *, name
     """A callback that samples ``prompt`` with ``adapters`` and writes ``validation/<name>-stepN.mp4``.
 
     The adapters active before the sample are active again after it, so training goes on as
-    if nothing happened; the sample's seed is fixed so samples of successive steps compare.
+    if nothing happened; the sample's seed (from the stage's seed and ``name``) is the same at
+    every step, so samples of successive steps compare.
     """
     folder = opts.path("validation")
     if not opts.validate_every or folder is None:
@@ -83,7 +87,7 @@ def validation(backbone: Backbone, adapter: Adapter, opts: StageOptions, *, name
         from videomage.media import write_mp4
         from videomage.plugins import get_registry
 
-        request = {"prompt": prompt, "steps": opts.prior_steps, "seed": opts.seed, "frames": opts.frames,
+        request = {"prompt": prompt, "steps": opts.prior_steps, "seed": stream_seed(opts.seed, f"validation/{name}"), "frames": opts.frames,
                    "adapters": adapters, "progress": False}
         with torch.no_grad(), adapter.disabled(backbone):  # disabled() restores the training state on exit
             latents = get_registry().create("sampler", "cfg").sample(backbone, adapter, request)
@@ -93,6 +97,41 @@ def validation(backbone: Backbone, adapter: Adapter, opts: StageOptions, *, name
         tqdm.write(f"validation sample: {out}")
 
     return validate
+
+
+def weights_digest(backbone: Backbone) -> str:
+    """A digest of the base model's weights (denoiser, VAE, text encoder), adapters excluded.
+
+    Caches of generated videos (prior preservation, fusion teachers) are keyed on it, so a
+    fine-tuned checkpoint of the same architecture never reuses another model's videos. It
+    reads every weight once (seconds for a real model) and is kept on the backbone, whose base
+    weights do not change while it is loaded (adapters are separate tensors).
+    """
+    cached = backbone.__dict__.get("_videomage_weights_digest")
+    if cached is not None:
+        return cached
+    h = hashlib.sha256()
+    for part in ("denoiser", "vae", "text"):
+        module = getattr(backbone, part, None)
+        module = getattr(module, "encoder", module)  # the text side is a TokenTable
+        if not isinstance(module, torch.nn.Module):
+            continue
+        for name, tensor in sorted(module.state_dict().items()):
+            if ".lora_" in name:  # peft's adapter tensors, not the model's
+                continue
+            name = name.replace(".base_layer", "")
+            data = tensor.detach().contiguous().cpu()
+            h.update(f"{part}.{name}:{data.dtype}:{tuple(data.shape)}".encode())
+            h.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    digest = h.hexdigest()[:16]
+    backbone.__dict__["_videomage_weights_digest"] = digest
+    return digest
+
+
+def sampling_settings(backbone: Backbone) -> dict[str, Any]:
+    """What, beside the weights and the request, decides a video the stages generate."""
+    return {"backbone": backbone.name, "fingerprint": backbone.fingerprint(), "dtype": str(backbone.dtype),
+            "scheduler": getattr(backbone, "default_scheduler", None), "sampler": "cfg"}
 
 
 def content_hash(*parts: Any) -> str:

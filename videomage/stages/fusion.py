@@ -28,10 +28,12 @@ from videomage.stages.common import (
     encode_batched,
     pick,
     refuse_token_collisions,
+    sampling_settings,
     validation,
+    weights_digest,
 )
 from videomage.stages.subject import _jsonable
-from videomage.trainer import ParamGroup, Trainer
+from videomage.trainer import ParamGroup, Trainer, stream_seed
 
 
 def load_subjects(paths: Sequence[str | Path]) -> list[Artifact]:
@@ -88,13 +90,16 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
     data = []
     for i, (path, name) in enumerate(zip(subjects, teachers)):
         prompt = f"A {tokens[i]}"
-        key = content_hash("teacher", Path(path), prompt, opts.seed, config.videos_per_subject, opts.prior_steps, frames, config.mask_source)
+        # Each teacher draws its own videos: seeds from (seed, "teacher", token).
+        seeds = [stream_seed(opts.seed, f"teacher/{tokens[i]}", k) for k in range(config.videos_per_subject)]
+        key = content_hash("teacher", weights_digest(backbone), sampling_settings(backbone), Path(path), prompt, seeds,
+                           opts.prior_steps, frames, config.mask_source)
 
-        def generate(name=name, prompt=prompt, word=words[i]):
+        def generate(name=name, prompt=prompt, word=words[i], seeds=seeds):
             lat = []
-            for k in range(config.videos_per_subject):
+            for seed in seeds:
                 adapter.activate(backbone, {name: 1.0})
-                request = {"prompt": prompt, "steps": opts.prior_steps, "seed": opts.seed * 1000 + k, "frames": frames,
+                request = {"prompt": prompt, "steps": opts.prior_steps, "seed": seed, "frames": frames,
                            "progress": False, "adapters": {name: 1.0}}
                 lat.append(sampler.sample(backbone, adapter, request))
             lat = torch.cat(lat)
@@ -143,7 +148,7 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
 
     opts.prepare(backbone)
     history = Trainer(
-        opts.trainer_config(config.steps, "fusion"),
+        opts.trainer_config(config.steps, "fusion", stream="fusion/" + "+".join(tokens), backbone=backbone),
         [ParamGroup(name="lora", params=adapter.parameters(backbone, name), lr=config.lr)],
         step_loss, checkpoint_dir=opts.path("ckpt-fusion"),
         validate=validation(backbone, adapter, opts, name="fusion", prompt=composite_prompt, adapters={name: 1.0}),

@@ -83,7 +83,9 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
         try:
             with adapter.disabled(backbone):
                 # No validation samples here: the adapters are off, there is nothing to look at yet.
-                inversion = attrs.evolve(opts.trainer_config(config.inversion_steps, "textual inversion"), validate_every=None)
+                inversion = opts.trainer_config(config.inversion_steps, "textual inversion", backbone=backbone,
+                                                stream=f"motion-inversion/{c_m}")
+                inversion = attrs.evolve(inversion, validate_every=None)
                 Trainer(inversion, [rows.group], inversion_loss, checkpoint_dir=opts.path("ckpt-motion-inversion")).fit()
         finally:
             rows.close()
@@ -103,7 +105,7 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
         return objective.loss(ctx, {"latents": latents, "prompts": [c_m], "appearance_prompts": [c_ap]})
 
     history = Trainer(
-        opts.trainer_config(config.steps, "motion"),
+        opts.trainer_config(config.steps, "motion", stream=f"motion/{c_m}", backbone=backbone),
         [ParamGroup(name="lora", params=adapter.parameters(backbone, name), lr=config.lr)],
         motion_loss, checkpoint_dir=opts.path("ckpt-motion"),
         validate=validation(backbone, adapter, opts, name="motion", prompt=c_m, adapters={name: 1.0}),
