@@ -44,3 +44,45 @@ def test_an_install_whose_token_collides_is_refused_naming_both(backbone, adapte
 def test_subject_tokens_may_not_enter_the_entity_namespace(tmp_path):
     with pytest.raises(ConfigError, match="belong to the motion stage"):
         SubjectConfig(token="<motion:dog>", class_word="dog", images=tmp_path)
+
+
+class StopBeforeFusion(Exception):
+    pass
+
+
+@pytest.mark.parametrize("family", ["clip", "t5"])
+def test_a_recipe_resumed_after_a_finished_subject_resumes_the_right_token(family, tiny_model_dir, subject_images,
+                                                                           tmp_path, monkeypatch):
+    """Run 1 learns <a>, then is stopped in <b>; run 2 skips the finished <a>, so <b> gets <a>'s old
+    token id. Its checkpoint must still give it <b>'s own row: the result equals an uninterrupted <b>."""
+    import videomage.stages.fusion
+    from videomage.config import ModelConfig, OutputConfig, Recipe
+    from videomage.workflow import run_recipe
+
+    if family == "t5":
+        from videomage_wan.tiny import save_tiny_wan
+
+        model = str(save_tiny_wan(tmp_path / "wan"))
+    else:
+        model = str(tiny_model_dir)
+
+    def stop(*args, **kwargs):
+        raise StopBeforeFusion
+
+    monkeypatch.setattr(videomage.stages.fusion, "fuse", stop)  # the subjects are what this test is about
+
+    def run(out, b_steps):
+        subjects = [SubjectConfig(token=t, class_word="toy", images=subject_images, steps=s, lambda_reg=0.0, text_lr=1e-2)
+                    for t, s in (("<a>", 2), ("<b>", b_steps))]
+        recipe = Recipe(model=ModelConfig(id=model), subjects=subjects, output=OutputConfig(dir=out))
+        logs = []
+        with pytest.raises(StopBeforeFusion):
+            run_recipe(recipe, progress=False, log=logs.append)
+        return Artifact.load(out / "subjects" / "b.safetensors"), logs
+
+    reference, _ = run(tmp_path / "uninterrupted", 4)
+    run(tmp_path / "job", 2)  # "interrupted" at step 2 of <b>: its checkpoint holds step 2
+    resumed, logs = run(tmp_path / "job", 4)
+    assert logs[0].startswith("subject <a>: up to date") and logs[1] == "subject <b>: learning"
+    assert torch.equal(resumed.embeddings["<b>"], reference.embeddings["<b>"])
+    assert all(torch.equal(resumed.adapter_tensors[k], v) for k, v in reference.adapter_tensors.items())
