@@ -7,7 +7,6 @@ backbones, adapters, objectives and samplers through the registry.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from videomage.components import Command
@@ -18,7 +17,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a Hub id in your local cache, or a local folder (diffusers layout)")
     parser.add_argument("--backbone", help="backbone family; detected from the model when omitted")
     parser.add_argument("--adapter", default="lora", help="adapter type (default: lora)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under a multi-process launcher, cuda: each process its own GPU)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--seed", type=int, default=0)
 
@@ -55,7 +54,9 @@ def _setup(args: argparse.Namespace):
 
 
 def _save(artifact, out: Path) -> int:
-    if int(os.environ.get("RANK", "0")) != 0:  # data parallel: every rank holds the same weights
+    from videomage.parallel import is_main_process
+
+    if not is_main_process():  # data parallel: every process holds the same weights
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     artifact.save(out)

@@ -45,7 +45,9 @@ def _launched() -> bool:
 def _state():
     from accelerate import PartialState
 
-    return PartialState()  # joins the launcher's process group (NCCL on GPUs, Gloo on CPUs)
+    # Joins the launcher's process group: NCCL on GPUs; without GPUs accelerate needs ``cpu=True``
+    # to see the processes (a multi-CPU group over Gloo) rather than one process each.
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def rank_and_world() -> tuple[int, int]:
