@@ -122,7 +122,7 @@ class TokenTable(ABC):
             hit = match.any(-1)
             # A learned id may lie past the matrix's end: look up row 0 there, then replace it.
             base = lookup(torch.where(hit, torch.zeros_like(ids), ids))
-            table = torch.stack([self.rows[t] for t in self._row_ids]).to(base.dtype)
+            table = torch.stack([self.rows[t] for t in self._row_ids]).to(base.device, base.dtype)
             return torch.where(hit[..., None], table[match.int().argmax(-1)], base)
 
         return forward
