@@ -54,15 +54,24 @@ class StopBeforeFusion(Exception):
 def test_a_recipe_resumed_after_a_finished_subject_resumes_the_right_token(family, tiny_model_dir, subject_images,
                                                                            tmp_path, monkeypatch):
     """Run 1 learns <a>, then is stopped in <b>; run 2 skips the finished <a>, so <b> gets <a>'s old
-    token id. Its checkpoint must still give it <b>'s own row: the result equals an uninterrupted <b>."""
+    token id. Its checkpoint must still give it <b>'s own row: the result equals an uninterrupted <b>.
+
+    (Restoring by id, CLIP refused the resume, its matrix having one row fewer; UMT5 with spare
+    rows resumed silently with <a>'s trained row.)"""
     import videomage.stages.fusion
     from videomage.config import ModelConfig, OutputConfig, Recipe
     from videomage.workflow import run_recipe
 
     if family == "t5":
+        from transformers import UMT5EncoderModel
+
         from videomage_wan.tiny import save_tiny_wan
 
         model = str(save_tiny_wan(tmp_path / "wan"))
+        # Spare rows past the tokenizer, as the published UMT5 has: ids shift without changing the matrix.
+        encoder = UMT5EncoderModel.from_pretrained(model, subfolder="text_encoder")
+        encoder.resize_token_embeddings(encoder.get_input_embeddings().weight.shape[0] + 8, mean_resizing=False)
+        encoder.save_pretrained(f"{model}/text_encoder", safe_serialization=True)
     else:
         model = str(tiny_model_dir)
 
