@@ -157,7 +157,7 @@ class Trainer:
         scaling = config.loss_scaling
         if scaling is None:
             scaling = config.mixed_precision == "fp16" or any(p.dtype == torch.float16 for p in params)
-        self.scaler = torch.amp.GradScaler(self._device(), enabled=bool(scaling)) if scaling else None
+        self.scaler = torch.amp.GradScaler(self._device()) if scaling else None
         self.step = 0
         self.history: list[dict[str, float]] = []
 

@@ -72,3 +72,23 @@ def test_token_memory_does_not_grow_with_the_vocabulary(tiny_model_dir, subject_
         sizes[name] = footprint(work / "ckpt-subject-toy" / CHECKPOINT)
     print(f"optimizer-state bytes, checkpoint bytes: small {sizes['small']}, {factor}x vocabulary {sizes['large']}")
     assert sizes["small"] == sizes["large"]
+
+
+def test_a_float16_model_trains_with_loss_scaling(tiny_model_dir, subject_images, monkeypatch):
+    import videomage.trainer
+
+    trainers = []
+    original = videomage.trainer.Trainer.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        trainers.append(self)
+
+    monkeypatch.setattr(videomage.trainer.Trainer, "__init__", spy)
+    backbone, adapter = load_backbone(str(tiny_model_dir), dtype="float16"), make_adapter("lora")
+    config = SubjectConfig(token="<toy>", class_word="toy", images=subject_images, steps=3, lambda_reg=0.0)
+    art = learn_subject(backbone, adapter, config, StageOptions(progress=False))
+    (trainer,) = trainers
+    assert trainer.scaler is not None  # float16 gradients are scaled, with or without autocast
+    assert all(m.dtype == torch.float32 for m in trainer.masters.values()) and trainer.masters  # LoRA masters
+    assert torch.isfinite(art.embeddings["<toy>"]).all() and all(torch.isfinite(v.float()).all() for v in art.adapter_tensors.values())
