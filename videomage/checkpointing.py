@@ -1,8 +1,8 @@
 """Activation checkpointing for backbones, and what attention capture must do under it.
 
-:func:`checkpointed` is what a backbone's ``activation_checkpointing()`` needs: while it is
+[`checkpointed`][videomage.checkpointing.checkpointed] is what a backbone's ``activation_checkpointing()`` needs: while it is
 open, each given module keeps only its inputs when run with gradients, and runs again in the
-backward pass (non-reentrant ``torch.utils.checkpoint``). :func:`recomputing` tells code that
+backward pass (non-reentrant ``torch.utils.checkpoint``). [`recomputing`][videomage.checkpointing.recomputing] tells code that
 runs inside such a module (an attention-capture processor) that it is being run again.
 """
 
@@ -37,7 +37,7 @@ def capturing(capture: object) -> Iterator[None]:
     """Mark ``capture`` (an attention capture's state) as open for the block.
 
     A checkpointed region remembers which capture was open when it first ran, and its
-    recomputation in the backward pass sees that one through :func:`replays`, whatever is open then.
+    recomputation in the backward pass sees that one through [`replays`][videomage.checkpointing.replays], whatever is open then.
     """
     token = _OPEN.set(capture)
     try:

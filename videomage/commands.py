@@ -14,33 +14,42 @@ from videomage.config import FusionConfig, MotionConfig, SubjectConfig
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="a Hub id in your local cache, or a local folder (diffusers layout)")
-    parser.add_argument("--backbone", help="backbone family; detected from the model when omitted")
-    parser.add_argument("--adapter", default="lora", help="adapter type (default: lora)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under a multi-process launcher, cuda: each process its own GPU)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", required=True, help="a local model folder (diffusers layout) or a Hub id")
+    parser.add_argument("--backbone", help="backbone family, e.g. zeroscope or wan (default: detected from the model)")
+    parser.add_argument("--adapter", default="lora", help="adapter type")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device to run on, e.g. cuda or cuda:1 (under a multi-process launcher, "
+                             "cuda: each process its own GPU)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                        help="precision the model's weights are loaded in")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw, so a re-run repeats the result")
 
 
 def _train_args(parser: argparse.ArgumentParser, steps: int) -> None:
     parser.add_argument("--out", required=True, type=Path, help="the .safetensors artifact to write")
-    parser.add_argument("--steps", type=int, default=steps)
-    parser.add_argument("--work-dir", type=Path, help="checkpoints and caches (default: <out>.work); re-running resumes")
-    parser.add_argument("--grad-accum", type=int, default=1)
-    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
+    parser.add_argument("--steps", type=int, default=steps, help="training steps")
+    parser.add_argument("--work-dir", type=Path,
+                        help="checkpoints and caches; re-running with the same work dir resumes (default: <out>.work)")
+    parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches accumulated per optimiser step")
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"],
+                        help="autocast precision of the forward passes")
     parser.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints in the work dir")
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory")
-    parser.add_argument("--validate-every", type=int, help="write a validation sample to <work-dir>/validation every N steps")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute activations in the backward pass: less memory, more compute")
+    parser.add_argument("--validate-every", type=int,
+                        help="write a validation sample to <work-dir>/validation every N steps (default: never)")
     parser.add_argument("--sample-steps", type=int, default=25,
                         help="sampling steps of the videos a stage generates (prior, teacher and validation videos)")
     parser.add_argument("--frames", type=int, help="clip length (default: the backbone's native frame count)")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars, also those of model loading")
 
 
 def _setup(args: argparse.Namespace):
-    from videomage.loading import load_backbone, make_adapter
+    from videomage.loading import hide_library_progress, load_backbone, make_adapter
     from videomage.stages.common import StageOptions
 
+    if args.no_progress:
+        hide_library_progress()
     backbone = load_backbone(args.model, backbone=args.backbone, device=args.device, dtype=args.dtype)
     adapter = make_adapter(args.adapter)
     opts = None
@@ -75,11 +84,14 @@ class LearnSubject(Command):
         parser.add_argument("--images", required=True, type=Path, help="folder of 3-5 images of the subject")
         parser.add_argument("--token", required=True, help="the new token, e.g. '<toy>'")
         parser.add_argument("--class-word", required=True, help="the subject's class, e.g. toy")
-        parser.add_argument("--prior-videos", type=Path, help="folder of captioned clips for L_reg (default: generated)")
-        parser.add_argument("--lr", type=float, default=1e-4)
-        parser.add_argument("--text-lr", type=float, default=1e-5)
-        parser.add_argument("--rank", type=int, default=4)
-        parser.add_argument("--lambda-reg", type=float, default=0.25)
+        parser.add_argument("--prior-videos", type=Path,
+                            help="folder of clips, each with a same-named .txt caption, for the prior-preservation "
+                                 "loss (default: generated from the class word)")
+        parser.add_argument("--lr", type=float, default=1e-4, help="LoRA learning rate")
+        parser.add_argument("--text-lr", type=float, default=1e-5, help="learning rate of the token's embedding row")
+        parser.add_argument("--rank", type=int, default=4, help="LoRA rank")
+        parser.add_argument("--lambda-reg", type=float, default=0.25,
+                            help="weight of the prior-preservation loss (0 turns it off)")
         _train_args(parser, steps=300)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -102,10 +114,12 @@ class LearnMotion(Command):
         parser.add_argument("--video", required=True, type=Path, help="the reference clip (mp4, webm, gif)")
         parser.add_argument("--prompt", required=True, help="what happens, e.g. 'a person is riding a horse'")
         parser.add_argument("--entities", required=True, help="comma-separated actor words of the prompt, e.g. person,horse")
-        parser.add_argument("--omega", type=float, default=0.5, help="negative-guidance strength of the target")
-        parser.add_argument("--inversion-steps", type=int, default=200)
-        parser.add_argument("--lr", type=float, default=1e-4)
-        parser.add_argument("--rank", type=int, default=4)
+        parser.add_argument("--omega", type=float, default=0.5,
+                            help="negative-guidance strength of the appearance-free target (0: plain denoising loss)")
+        parser.add_argument("--inversion-steps", type=int, default=200,
+                            help="textual-inversion steps for the actors' tokens (0 skips it)")
+        parser.add_argument("--lr", type=float, default=1e-4, help="LoRA learning rate")
+        parser.add_argument("--rank", type=int, default=4, help="LoRA rank")
         _train_args(parser, steps=300)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -126,10 +140,13 @@ class Fuse(Command):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         _model_args(parser)
         parser.add_argument("--subjects", required=True, nargs="+", type=Path, help="subject artifacts (two or more)")
-        parser.add_argument("--lambda-attn", type=float, default=0.6)
-        parser.add_argument("--videos-per-subject", type=int, default=4)
-        parser.add_argument("--mask-source", default=FusionConfig().mask_source)
-        parser.add_argument("--lr", type=float, default=1e-4)
+        parser.add_argument("--lambda-attn", type=float, default=0.6,
+                            help="weight of the cross-attention regularisation (0 turns it off)")
+        parser.add_argument("--videos-per-subject", type=int, default=4,
+                            help="videos each subject's adapter generates as fusion data")
+        parser.add_argument("--mask-source", default=FusionConfig().mask_source,
+                            help="mask-source plugin that segments the subjects in those videos")
+        parser.add_argument("--lr", type=float, default=1e-4, help="learning rate of the fused LoRA")
         _train_args(parser, steps=200)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -149,28 +166,28 @@ class Generate(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         _model_args(parser)
-        parser.add_argument("--subjects", type=Path, help="fused (or single-subject) artifact")
-        parser.add_argument("--motion", type=Path, help="motion artifact")
-        parser.add_argument("--prompt", required=True)
+        parser.add_argument("--subjects", type=Path, help="fused (or single-subject) artifact (default: none)")
+        parser.add_argument("--motion", type=Path, help="motion artifact (default: none)")
+        parser.add_argument("--prompt", required=True, help="the video to make, with the subjects' tokens, e.g. '<toy> is riding <dog>'")
         parser.add_argument("--out", required=True, type=Path, help="the .mp4 to write (a .json record and frames PNG go beside it)")
-        parser.add_argument("--sampler", default="scs", help="scs (default) or cfg, or a plugin's sampler")
-        parser.add_argument("--steps", type=int, default=50)
-        parser.add_argument("--guidance-scale", type=float, default=9.0)
-        parser.add_argument("--frames", type=int)
-        parser.add_argument("--height", type=int)
-        parser.add_argument("--width", type=int)
-        parser.add_argument("--negative-prompt", default="")
+        parser.add_argument("--sampler", default="scs", help="scs, cfg, or a plugin's sampler")
+        parser.add_argument("--steps", type=int, default=50, help="denoising steps")
+        parser.add_argument("--guidance-scale", type=float, default=9.0, help="classifier-free guidance scale")
+        parser.add_argument("--frames", type=int, help="frames to generate (default: the backbone's native count)")
+        parser.add_argument("--height", type=int, help="video height in pixels (default: the backbone's native height)")
+        parser.add_argument("--width", type=int, help="video width in pixels (default: the backbone's native width)")
+        parser.add_argument("--negative-prompt", default="", help="what the video should not show (default: empty)")
         parser.add_argument("--scheduler", help="a diffusers scheduler class name (default: the model's)")
-        parser.add_argument("--alpha", type=float, default=1e4, help="SCS guidance step size")
-        parser.add_argument("--tau", type=int, default=15, help="SCS: guided steps")
-        parser.add_argument("--beta-s", type=float, default=0.5)
-        parser.add_argument("--beta-m", type=float, default=0.5)
+        parser.add_argument("--alpha", type=float, default=1e4, help="SCS: step size of the attention guidance")
+        parser.add_argument("--tau", type=int, default=15, help="SCS: how many of the first steps are guided")
+        parser.add_argument("--beta-s", type=float, default=0.5, help="SCS: weight of the subject branch's prediction")
+        parser.add_argument("--beta-m", type=float, default=0.5, help="SCS: weight of the motion branch's prediction")
         parser.add_argument("--guidance-checkpointing", action=argparse.BooleanOptionalAction, default=True,
                             help="SCS: recompute activations in each guided step's backward pass (default: on; "
                                  "--no-guidance-checkpointing keeps them: guided steps about 1.3x faster, several "
                                  "times the memory)")
         parser.add_argument("--gif", action="store_true", help="also write a gif")
-        parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument("--no-progress", action="store_true", help="hide progress bars, also those of model loading")
 
     def run(self, args: argparse.Namespace) -> int:
         from videomage.stages.generate import generate
@@ -199,11 +216,15 @@ class Run(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("recipe", type=Path, help="the recipe .toml file")
-        parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument("--no-progress", action="store_true", help="hide progress bars, also those of model loading")
 
     def run(self, args: argparse.Namespace) -> int:
         from videomage.config import Recipe
+        from videomage.loading import hide_library_progress
         from videomage.workflow import run_recipe
+
+        if args.no_progress:
+            hide_library_progress()
 
         produced = run_recipe(Recipe.from_toml(args.recipe), progress=not args.no_progress)
         for name, path in produced.items():

@@ -1,7 +1,7 @@
 """The component interfaces plugins implement.
 
 Each kind of component is an abstract base class with a ``name`` class attribute. Plugins
-return the *classes* from ``register_<kind>s`` hooks (see :mod:`videomage.hookspecs`); the
+return the *classes* from ``register_<kind>s`` hooks (see [`videomage.hookspecs`][videomage.hookspecs]); the
 registry validates them and instantiates them when a workflow asks for one by name.
 
 Conventions shared by every component:
@@ -93,16 +93,23 @@ class AttentionStore:
 class Backbone(ABC):
     """A text-to-video diffusion model family: the whole contract a new backbone must meet.
 
-    Instances are made by :meth:`from_pretrained`. The denoiser (``self.denoiser``) is the
+    Instances are made by [`from_pretrained`][videomage.components.Backbone.from_pretrained]. The denoiser (``self.denoiser``) is the
     ``torch.nn.Module`` adapters attach to; its parameters are frozen by the backbone.
     """
 
     name: ClassVar[str]
     #: The roles this family declares, in the order the docs list them.
     roles: ClassVar[tuple[str, ...]] = ("spatial", "temporal")
-    #: What :meth:`predict` returns and :meth:`training_target` computes:
+    #: What `predict` returns and `training_target` computes:
     #: ``"epsilon"`` (noise), ``"v_prediction"`` or ``"flow"`` (velocity).
     prediction_type: ClassVar[str] = "epsilon"
+    #: Interoperability (optional): the diffusers pipeline component the denoiser is
+    #: (``"transformer"``, ``"unet"``); diffusers' LoRA loaders prefix adapter keys with it.
+    #: ``None`` when the family has no diffusers pipeline: artifacts then export to no format.
+    diffusers_component: ClassVar[str | None] = None
+    #: Interoperability (optional): whether the text encoder is a CLIP whose learned tokens
+    #: diffusers' ``load_textual_inversion`` reads from a ``{token: vector}`` file.
+    textual_inversion: ClassVar[bool] = False
 
     denoiser: torch.nn.Module
     video_spec: VideoSpec
@@ -151,6 +158,16 @@ class Backbone(ABC):
         """
         yield False
 
+    @classmethod
+    def original_layer_name(cls, name: str) -> str | None:
+        """Interoperability (optional): the name of adaptable layer ``name`` (diffusers' name,
+        relative to ``denoiser``) in the family's original checkpoints, which ComfyUI, DiffSynth
+        and musubi-tuner use; ``None`` when the family has no other naming or the layer has none.
+
+        Must be a pure function of the name: export runs it without loading the model.
+        """
+        return None
+
     @property
     def device(self) -> torch.device:
         return next(self.denoiser.parameters()).device
@@ -164,7 +181,7 @@ class Backbone(ABC):
     def role_modules(self, role: str) -> dict[str, torch.nn.Module]:
         """The adaptable layers of ``role``: qualified names (relative to ``denoiser``) -> modules.
 
-        Raises :class:`~videomage.errors.ConfigError` for a role the backbone does not declare.
+        Raises [`ConfigError`][videomage.errors.ConfigError] for a role the backbone does not declare.
         """
 
     # -- text ------------------------------------------------------------------------------
@@ -234,7 +251,7 @@ class Backbone(ABC):
     # -- diffusion -------------------------------------------------------------------------
     @abstractmethod
     def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
-        """The denoiser's output (of kind :attr:`prediction_type`) for a batch."""
+        """The denoiser's output (of kind `prediction_type`) for a batch."""
 
     @abstractmethod
     def make_scheduler(self, name: str | None = None) -> Any:
@@ -250,7 +267,7 @@ class Backbone(ABC):
 
     @abstractmethod
     def training_target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """What :meth:`predict` should return for ``add_noise(latents, noise, timesteps)``."""
+        """What [`predict`][videomage.components.Backbone.predict] should return for ``add_noise(latents, noise, timesteps)``."""
 
     # -- attention -------------------------------------------------------------------------
     @abstractmethod
@@ -331,7 +348,7 @@ class Adapter(ABC):
 
     @abstractmethod
     def unmerge(self, backbone: Backbone) -> None:
-        """Undo :meth:`merge`."""
+        """Undo [`merge`][videomage.components.Adapter.merge]."""
 
     @abstractmethod
     def remove(self, backbone: Backbone, adapter_name: str) -> None:

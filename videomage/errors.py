@@ -1,4 +1,4 @@
-"""The error hierarchy. Every error a user can trigger subclasses :class:`VideomageError`.
+"""The error hierarchy. Every error a user can trigger subclasses [`VideomageError`][videomage.errors.VideomageError].
 
 Messages follow one rule: name the thing, say what was expected and what was received,
 list the valid choices where there are any, and say how to fix it.

@@ -23,7 +23,7 @@ def register_backbones() -> list[type]:
     Args: none (registration hooks take no arguments).
 
     Returns:
-        A list of :class:`~videomage.components.Backbone` subclasses.
+        A list of [`Backbone`][videomage.components.Backbone] subclasses.
 
     When: once, the first time the registry is built after the plugins are loaded.
 
@@ -41,7 +41,7 @@ def register_adapters() -> list[type]:
     Args: none (registration hooks take no arguments).
 
     Returns:
-        A list of :class:`~videomage.components.Adapter` subclasses.
+        A list of [`Adapter`][videomage.components.Adapter] subclasses.
 
     When: once, the first time the registry is built after the plugins are loaded.
 
@@ -60,7 +60,7 @@ def register_objectives() -> list[type]:
     Args: none (registration hooks take no arguments).
 
     Returns:
-        A list of :class:`~videomage.components.Objective` subclasses.
+        A list of [`Objective`][videomage.components.Objective] subclasses.
 
     When: once, the first time the registry is built after the plugins are loaded.
 
@@ -78,7 +78,7 @@ def register_samplers() -> list[type]:
     Args: none (registration hooks take no arguments).
 
     Returns:
-        A list of :class:`~videomage.components.Sampler` subclasses.
+        A list of [`Sampler`][videomage.components.Sampler] subclasses.
 
     When: once, the first time the registry is built after the plugins are loaded.
 
@@ -96,7 +96,7 @@ def register_mask_sources() -> list[type]:
     Args: none (registration hooks take no arguments).
 
     Returns:
-        A list of :class:`~videomage.components.MaskSource` subclasses.
+        A list of [`MaskSource`][videomage.components.MaskSource] subclasses.
 
     When: once, the first time the registry is built after the plugins are loaded.
 
@@ -114,7 +114,7 @@ def register_metrics() -> list[type]:
     Args: none (registration hooks take no arguments).
 
     Returns:
-        A list of :class:`~videomage.components.Metric` subclasses.
+        A list of [`Metric`][videomage.components.Metric] subclasses.
 
     When: once, the first time the registry is built after the plugins are loaded.
 
@@ -132,7 +132,7 @@ def register_commands() -> list[type]:
     Args: none (registration hooks take no arguments).
 
     Returns:
-        A list of :class:`~videomage.components.Command` subclasses.
+        A list of [`Command`][videomage.components.Command] subclasses.
 
     When: each time the CLI starts, before arguments are parsed.
 

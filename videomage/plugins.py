@@ -1,6 +1,6 @@
 """The plugin manager: loads bundled and third-party plugins from entry points, on demand.
 
-Nothing is loaded at import time. :func:`get_registry` loads plugins the first time it is
+Nothing is loaded at import time. [`get_registry`][videomage.plugins.get_registry] loads plugins the first time it is
 called. The environment variable ``VIDEOMAGE_LOAD_PLUGINS`` selects plugins by entry-point
 name: unset loads all, an empty string loads none, ``"zeroscope,lora"`` loads those only.
 """
@@ -35,7 +35,7 @@ def _selection() -> set[str] | None:
 def create_plugin_manager(*, load_entry_points: bool = True, extra: list[Any] | None = None) -> pluggy.PluginManager:
     """A fresh plugin manager with the hook specs, entry-point plugins and ``extra`` plugins.
 
-    Raises :class:`PluginError` when a plugin fails to import or implements an unknown hook.
+    Raises [`PluginError`][videomage.errors.PluginError] when a plugin fails to import or implements an unknown hook.
     """
     pm = pluggy.PluginManager("videomage")
     pm.add_hookspecs(hookspecs)

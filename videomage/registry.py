@@ -30,7 +30,7 @@ class Entry:
 
 
 class Registry:
-    """Components by kind and name. Built from a plugin manager by :meth:`from_plugins`."""
+    """Components by kind and name. Built from a plugin manager by [`from_plugins`][videomage.registry.Registry.from_plugins]."""
 
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in HOOKS}

@@ -14,6 +14,7 @@ exactly ``B @ A`` times the activation weight.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -80,7 +81,13 @@ class LoRA(Adapter):
         config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, init_lora_weights=True,
                             target_modules="|".join(re.escape(n) for n in names) if len(names) > 1 else re.escape(names[0]))
         # peft matches a string target with re.fullmatch, so the alternation names exact layers.
-        inject_adapter_in_model(config, backbone.denoiser, adapter_name=adapter_name)
+        with warnings.catch_warnings():
+            # Several named adapters on one denoiser is this plugin's design; peft warns about it on
+            # every adapter after the first (each subject, fusion teacher, motion), so users saw it
+            # on every fuse and generate.
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute in the model",
+                                    category=UserWarning, module=r"peft\.")
+            inject_adapter_in_model(config, backbone.denoiser, adapter_name=adapter_name)
         backbone.denoiser.__dict__.pop("_videomage_lora_layers", None)
         for name, layer in lora_layers(backbone):
             # A new adapter starts inactive; the adapters that were active stay so.
@@ -223,9 +230,13 @@ class LoRA(Adapter):
             raise ConfigError(f"adapter {adapter_name!r} is merged into the weights; unmerge first")
         active = self.active(backbone)
         active.pop(adapter_name, None)
-        for _, layer in lora_layers(backbone):
-            if adapter_name in layer.lora_A:
-                layer.delete_adapter(adapter_name)
+        with warnings.catch_warnings():
+            # peft announces the active adapter it falls back to; here activate() below decides that.
+            warnings.filterwarnings("ignore", message=r"Adapter .* was active which is now deleted",
+                                    category=UserWarning, module=r"peft\.")
+            for _, layer in lora_layers(backbone):
+                if adapter_name in layer.lora_A:
+                    layer.delete_adapter(adapter_name)
         del _registry(backbone)[adapter_name]
         _trainable(backbone)
         self.activate(backbone, active)

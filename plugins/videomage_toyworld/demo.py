@@ -69,12 +69,12 @@ class DemoCommand(Command):
     help = "run the whole method on the shipped toy model and cases (offline, a few minutes on a CPU)"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--out", default="videomage-demo", help="output folder (default: videomage-demo)")
+        parser.add_argument("--out", default="videomage-demo", help="output folder")
         parser.add_argument("--model", default=None, help="a toy-world model folder (default: the shipped one)")
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--seed", type=int, default=0, help="seed of every random draw: the cases' adapters and samples")
         parser.add_argument("--threads", type=int, default=1,
-                            help="torch CPU threads (default 1: the toy model's tensors are too small to share out, "
-                                 "and with another busy process on the cores two threads ran a step about 100x slower)")
+                            help="torch CPU threads; the toy model's tensors are too small to gain from more, and on "
+                                 "busy cores more threads ran far slower")
         parser.add_argument("--quick", action="store_true", help="a few steps per stage: checks the plumbing only")
 
     def run(self, args: argparse.Namespace) -> int:

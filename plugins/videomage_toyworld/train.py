@@ -67,7 +67,7 @@ class TrainPlan:
     # plain noise the last timestep still carries the clip's mean colour, so the model learns to
     # read it from the initial noise and, at sampling, draws mid-tone backgrounds whatever the
     # prompt says; the offset hides that mean, so the caption has to decide it. 0: off (as the
-    # shipped model was trained); 0.1 fixed its backgrounds in a fine-tune (docs/toyworld.md).
+    # shipped model was trained); 0.1 fixed its backgrounds in a fine-tune (docs/toyworld-investigations.md).
     offset_noise: float = 0.0
     vae_lr: float = 1e-3
     caption_dropout: float = 0.1

@@ -36,8 +36,9 @@ from videomage import checkpointing
 from videomage.components import AttentionStore, Backbone
 from videomage.errors import ConfigError
 from videomage.modelfiles import check_model_request, config_fingerprint
+from videomage.weightfiles import use_safetensors
 from videomage.text import TextMethods
-from videomage_wan import attention, flow
+from videomage_wan import attention, flow, names
 from videomage_wan.files import check_folder, is_family, video_spec
 from videomage_wan.text import T5Text
 
@@ -55,6 +56,7 @@ class WanBackbone(TextMethods, Backbone):
     name = "wan"
     roles = ("spatial", "temporal")
     prediction_type = "flow"
+    diffusers_component = "transformer"
 
     #: Blocks whose maps a capture records (``None``: every block). Fewer blocks, less time and memory.
     capture_blocks: Sequence[int] | None = None
@@ -89,18 +91,19 @@ class WanBackbone(TextMethods, Backbone):
         torch_dtype = check_model_request(model, dtype, check_folder)
         try:
             transformer = WanTransformer3DModel.from_pretrained(model, subfolder="transformer", torch_dtype=torch_dtype,
-                                                                use_safetensors=True)
+                                                                use_safetensors=use_safetensors(model, "transformer"))
             # The VAE stays in float32 whatever the dtype: Wan's VAE loses detail in half precision.
-            vae = AutoencoderKLWan.from_pretrained(model, subfolder="vae", torch_dtype=torch.float32, use_safetensors=True)
+            vae = AutoencoderKLWan.from_pretrained(model, subfolder="vae", torch_dtype=torch.float32,
+                                                   use_safetensors=use_safetensors(model, "vae"))
             text_encoder = UMT5EncoderModel.from_pretrained(model, subfolder="text_encoder", dtype=torch_dtype,
-                                                            use_safetensors=True)
+                                                            use_safetensors=use_safetensors(model, "text_encoder"))
             tokenizer = AutoTokenizer.from_pretrained(model, subfolder="tokenizer")
             scheduler_config = UniPCMultistepScheduler.load_config(model, subfolder="scheduler")
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"could not load Wan model {model!r}: {exc}. Pass a local folder in the diffusers layout "
                 f"(transformer/, vae/, text_encoder/, tokenizer/, scheduler/), or download the model once with "
-                f"`huggingface-cli download {model}`"
+                f"`hf download {model}`"
             ) from None
         backbone = cls(transformer=transformer.to(device), vae=vae.to(device), text_encoder=text_encoder.to(device),
                        tokenizer=tokenizer, scheduler_config=scheduler_config, model_ref=model, spec=video_spec(model))
@@ -111,6 +114,11 @@ class WanBackbone(TextMethods, Backbone):
 
     def fingerprint(self) -> str:
         return config_fingerprint(self.denoiser.config, text_width=self.text.encoder.config.d_model)
+
+    @classmethod
+    def original_layer_name(cls, name: str) -> str | None:
+        """Wan's own checkpoint names (:mod:`videomage_wan.names`): ``blocks.0.attn1.to_q`` -> ``blocks.0.self_attn.q``."""
+        return names.original_name(name)
 
     @property
     def dtype(self) -> torch.dtype:

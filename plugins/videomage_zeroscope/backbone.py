@@ -34,6 +34,7 @@ from videomage.checkpointing import capturing, checkpoint_call, checkpointed
 from videomage.components import AttentionStore, Backbone, VideoSpec
 from videomage.errors import ConfigError
 from videomage.modelfiles import check_model_request, config_fingerprint
+from videomage.weightfiles import use_safetensors
 from videomage.text import TextMethods
 from videomage_zeroscope import attention
 from videomage_zeroscope.files import check_folder, is_family, video_spec
@@ -70,6 +71,10 @@ class ZeroScopeBackbone(TextMethods, Backbone):
 
     name = "zeroscope"
     roles = ("spatial", "temporal")
+    diffusers_component = "unet"
+    textual_inversion = True  # CLIP: learned tokens load through diffusers' load_textual_inversion
+    # No original_layer_name: ComfyUI has no model class for ModelScope/ZeroScope UNet3D
+    # checkpoints, so no ComfyUI LoRA key would map to a layer (`export --format comfyui` refuses).
 
     def __init__(self, *, unet: UNet3DConditionModel, vae: AutoencoderKL, text_encoder: CLIPTextModel,
                  tokenizer: CLIPTokenizer, scheduler_config: Mapping[str, Any], model_ref: str, spec: VideoSpec,
@@ -101,15 +106,19 @@ class ZeroScopeBackbone(TextMethods, Backbone):
                         scheduler: str | None = None) -> ZeroScopeBackbone:
         torch_dtype = check_model_request(model, dtype, check_folder)
         try:
-            unet = UNet3DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=torch_dtype, use_safetensors=True)
-            vae = AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=torch_dtype, use_safetensors=True)
-            text_encoder = CLIPTextModel.from_pretrained(model, subfolder="text_encoder", dtype=torch_dtype, use_safetensors=True)
+            # A .bin-only component is read through torch.load(weights_only=True) (videomage.weightfiles).
+            unet = UNet3DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=torch_dtype,
+                                                        use_safetensors=use_safetensors(model, "unet"))
+            vae = AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=torch_dtype,
+                                                use_safetensors=use_safetensors(model, "vae"))
+            text_encoder = CLIPTextModel.from_pretrained(model, subfolder="text_encoder", dtype=torch_dtype,
+                                                         use_safetensors=use_safetensors(model, "text_encoder"))
             tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
             scheduler_config = DDPMScheduler.load_config(model, subfolder="scheduler")
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"could not load model {model!r}: {exc}. Pass a local folder in the diffusers layout with "
-                f"safetensors weights, or download the model once with `huggingface-cli download {model}`"
+                f"safetensors weights, or download the model once with `hf download {model}`"
             ) from None
         spec = video_spec(model, unet.config.sample_size, 2 ** (len(vae.config.block_out_channels) - 1))
         backbone = cls(unet=unet.to(device), vae=vae.to(device), text_encoder=text_encoder.to(device), tokenizer=tokenizer,

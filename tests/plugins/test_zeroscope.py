@@ -61,7 +61,7 @@ def test_uncached_hub_id_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(diffusers.utils.constants, "HF_HUB_OFFLINE", True, raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(ConfigError, match="huggingface-cli download"):
+    with pytest.raises(ConfigError, match="`hf download cerspense/zeroscope_v2_576w`"):
         ZeroScopeBackbone.from_pretrained("cerspense/zeroscope_v2_576w")
 
 

@@ -89,6 +89,8 @@ def validation(backbone: Backbone, adapter: Adapter, opts: StageOptions, *, name
 
         request = {"prompt": prompt, "steps": opts.prior_steps, "seed": stream_seed(opts.seed, f"validation/{name}"), "frames": opts.frames,
                    "adapters": adapters, "progress": False}
+        if opts.progress:  # the training bar stands still meanwhile; say why
+            tqdm.write(f"sampling a validation video at step {step} ({opts.prior_steps} steps)")
         with torch.no_grad(), adapter.disabled(backbone):  # disabled() restores the training state on exit
             latents = get_registry().create("sampler", "cfg").sample(backbone, adapter, request)
             video = backbone.decode_latents(latents)[0].float().cpu()

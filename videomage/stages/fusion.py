@@ -96,8 +96,10 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
                            opts.prior_steps, frames, config.mask_source)
 
         def generate(name=name, prompt=prompt, word=words[i], seeds=seeds):
+            from tqdm.auto import tqdm  # minutes on a real model: show them
+
             lat = []
-            for seed in seeds:
+            for seed in tqdm(seeds, desc=f"teacher videos ({prompt})", unit="video", disable=not opts.progress):
                 adapter.activate(backbone, {name: 1.0})
                 request = {"prompt": prompt, "steps": opts.prior_steps, "seed": seed, "frames": frames,
                            "progress": False, "adapters": {name: 1.0}}

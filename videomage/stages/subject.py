@@ -63,8 +63,10 @@ def prior_latents(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
     sampler = get_registry().create("sampler", "cfg")
 
     def generate() -> dict[str, torch.Tensor]:
+        from tqdm.auto import tqdm  # minutes on a real model: show them
+
         out = []
-        for seed in seeds:
+        for seed in tqdm(seeds, desc="prior videos", unit="video", disable=not opts.progress):
             request = {"prompt": prompt, "steps": opts.prior_steps, "seed": seed, "frames": frames, "progress": False}
             with adapter.disabled(backbone):
                 out.append(sampler.sample(backbone, adapter, request))

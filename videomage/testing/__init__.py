@@ -1,8 +1,8 @@
 """Test helpers for videomage plugins, bundled and third-party.
 
-* :mod:`videomage.testing.contracts`: contract test classes per component kind; subclass one
+* [`videomage.testing.contracts`][videomage.testing.contracts]: contract test classes per component kind; subclass one
   in your test suite and provide its fixtures to check your component against the interface.
-* :func:`registry_with`: a registry built from only the plugins you pass, isolated from
+* [`registry_with`][videomage.testing.isolation.registry_with]: a registry built from only the plugins you pass, isolated from
   whatever else is installed.
 """
 
