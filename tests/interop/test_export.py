@@ -191,14 +191,14 @@ def test_zeroscope_pipeline_takes_the_lora_through_peft_and_the_token_through_lo
 
 def test_zeroscope_comfyui_export_is_refused_in_one_line(zs_artifact, tmp_path, capsys):
     path, _ = zs_artifact
-    assert main(["export", str(path), "--format", "comfyui", "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert main(["export", str(path), "--format", "comfyui", "--out", str(tmp_path / "x.safetensors")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "ComfyUI" in err and "--format diffusers" in err
     assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_export_refuses_a_non_safetensors_out_path(wan_artifact, tmp_path, capsys):
-    assert main(["export", str(wan_artifact[0]), "--format", "diffusers", "--out", str(tmp_path / "x.bin")]) == 2
+    assert main(["export", str(wan_artifact[0]), "--format", "diffusers", "--out", str(tmp_path / "x.bin")]) == 1
     assert "must end in .safetensors" in capsys.readouterr().err
 
 

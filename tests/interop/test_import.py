@@ -106,7 +106,7 @@ def test_keys_that_match_no_layer_are_listed_and_stop_the_import(wan_dir, wan_so
     bad = tmp_path / "bad.safetensors"
     save_file(tensors, bad)
     out = tmp_path / "imported.safetensors"
-    assert main(["import", str(bad), "--model", str(wan_dir), "--out", str(out)]) == 2
+    assert main(["import", str(bad), "--model", str(wan_dir), "--out", str(out)]) == 1
     err = capsys.readouterr().err  # (transformers may draw a progress bar there too)
     assert "Traceback" not in err and len([line for line in err.splitlines() if "videomage: error" in line]) == 1
     for name in ("blocks.0.bogus", "proj_out", "diffusion_model.blocks.0.norm3.diff_b"):
@@ -122,7 +122,7 @@ def test_keys_that_match_no_layer_are_listed_and_stop_the_import(wan_dir, wan_so
 def test_a_pickled_lora_is_refused_without_reading_it(wan_dir, tmp_path, capsys):
     path = tmp_path / "lora.bin"
     path.write_bytes(b"not read")
-    assert main(["import", str(path), "--model", str(wan_dir), "--out", str(tmp_path / "a.safetensors")]) == 2
+    assert main(["import", str(path), "--model", str(wan_dir), "--out", str(tmp_path / "a.safetensors")]) == 1
     assert "only as safetensors" in capsys.readouterr().err
 
 
@@ -198,7 +198,7 @@ def test_a_lora_for_another_model_size_is_refused_naming_the_layer(wan_dir, wan_
     tensors = load_file(files["comfyui"])
     tensors["diffusion_model.blocks.1.ffn.0.lora_down.weight"] = torch.zeros(4, 48)  # a wider model's layer
     save_file(tensors, tmp_path / "wide.safetensors")
-    assert main(["import", str(tmp_path / "wide.safetensors"), "--model", str(wan_dir), "--out", str(tmp_path / "a.safetensors")]) == 2
+    assert main(["import", str(tmp_path / "wide.safetensors"), "--model", str(wan_dir), "--out", str(tmp_path / "a.safetensors")]) == 1
     err = capsys.readouterr().err
     assert "'blocks.1.ffn.net.0.proj' maps 48 -> 32 features but the model's layer maps 24 -> 32" in err
 

@@ -81,11 +81,11 @@ def test_a_bin_crafted_to_run_code_is_refused_and_nothing_runs(hostile_model, tm
     code = main(["learn-subject", "--model", str(folder), "--images", str(images), "--token", "<t>", "--class-word", "toy",
                  "--out", str(tmp_path / "t.safetensors"), "--no-progress"])
     err = capfd.readouterr().err
-    assert code == 2 and not marker.exists()
+    assert code == 1 and not marker.exists()
     assert "Traceback" not in err
     errors = [line for line in err.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("videomage: error: refused") and "diffusion_pytorch_model.bin" in errors[0]
-    assert main(["convert-model", str(folder)]) == 2 and not marker.exists()
+    assert main(["convert-model", str(folder)]) == 1 and not marker.exists()
     assert (folder / "unet" / "diffusion_pytorch_model.bin").exists()
 
 
