@@ -93,7 +93,7 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
         # Each teacher draws its own videos: seeds from (seed, "teacher", token).
         seeds = [stream_seed(opts.seed, f"teacher/{tokens[i]}", k) for k in range(config.videos_per_subject)]
         key = content_hash("teacher", weights_digest(backbone), sampling_settings(backbone), Path(path), prompt, seeds,
-                           opts.prior_steps, frames, config.mask_source)
+                           opts.prior_steps, frames, config.mask_source, "trailing")
 
         def generate(name=name, prompt=prompt, word=words[i], seeds=seeds):
             from tqdm.auto import tqdm  # minutes on a real model: show them
@@ -102,7 +102,7 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
             for seed in tqdm(seeds, desc=f"teacher videos ({prompt})", unit="video", disable=not opts.progress):
                 adapter.activate(backbone, {name: 1.0})
                 request = {"prompt": prompt, "steps": opts.prior_steps, "seed": seed, "frames": frames,
-                           "progress": False, "adapters": {name: 1.0}}
+                           "progress": False, "adapters": {name: 1.0}, "timestep_spacing": "trailing"}
                 lat.append(sampler.sample(backbone, adapter, request))
             lat = torch.cat(lat)
             with torch.no_grad():

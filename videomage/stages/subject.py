@@ -59,7 +59,8 @@ def prior_latents(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
     prompt = config.prompt_template.format(token=config.class_word)
     # Each subject draws its own videos: seeds from (seed, "prior", token), never the raw --seed.
     seeds = [stream_seed(opts.seed, f"prior/{config.token}", i) for i in range(opts.prior_count)]
-    key = content_hash("prior", weights_digest(backbone), sampling_settings(backbone), prompt, seeds, opts.prior_steps, frames)
+    key = content_hash("prior", weights_digest(backbone), sampling_settings(backbone), prompt, seeds, opts.prior_steps, frames,
+                       "trailing")
     sampler = get_registry().create("sampler", "cfg")
 
     def generate() -> dict[str, torch.Tensor]:
@@ -67,7 +68,8 @@ def prior_latents(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
 
         out = []
         for seed in tqdm(seeds, desc="prior videos", unit="video", disable=not opts.progress):
-            request = {"prompt": prompt, "steps": opts.prior_steps, "seed": seed, "frames": frames, "progress": False}
+            request = {"prompt": prompt, "steps": opts.prior_steps, "seed": seed, "frames": frames, "progress": False,
+                       "timestep_spacing": "trailing"}  # few steps: start at pure noise
             with adapter.disabled(backbone):
                 out.append(sampler.sample(backbone, adapter, request))
         return {"latents": torch.cat(out)}
