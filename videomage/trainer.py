@@ -31,7 +31,7 @@ from pathlib import Path
 
 import attrs
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from videomage import parallel
@@ -159,6 +159,7 @@ class Trainer:
             scaling = config.mixed_precision == "fp16" or any(p.dtype == torch.float16 for p in params)
         self.scaler = torch.amp.GradScaler(self._device()) if scaling else None
         self.step = 0
+        self.checkpoint_step: int | None = None  # the step the checkpoint on disk holds (always finite)
         self.history: list[dict[str, float]] = []
 
     def _stepped(self, p: torch.nn.Parameter) -> torch.Tensor:
@@ -199,7 +200,7 @@ class Trainer:
                         raise TrainingError(
                             f"{self.config.description}: the loss became {float(out.loss.detach())} at step "
                             f"{self.step + 1} (parts: {dict(out.logs)}). Lower the learning rate, disable mixed "
-                            f"precision, or check the inputs; the last checkpoint in {self.checkpoint_dir} is intact."
+                            f"precision, or check the inputs; {self._checkpoint_note()}"
                         )
                     loss = out.loss / self.config.grad_accum
                     (self.scaler.scale(loss) if self.scaler else loss).backward()
@@ -273,21 +274,50 @@ class Trainer:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         meta = {"step": str(self.step), "format": FORMAT, "layout": json.dumps(self._layout())}
         tensors = self._tensors()
+        # A diverged step can leave weights NaN while its loss was still finite: never let such
+        # weights replace the last good checkpoint, or every re-run resumes into NaN.
+        bad = [k for k, v in tensors.items() if k.startswith(("param.", "optim.")) and v.is_floating_point()
+               and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise TrainingError(
+                f"{self.config.description}: the weights became NaN or infinite by step {self.step} (tensor {bad[0]}). "
+                f"Lower the learning rate or disable mixed precision; {self._checkpoint_note()}"
+            )
         atomic_write(self.checkpoint_dir / CHECKPOINT, lambda tmp: save_file(tensors, tmp, metadata=meta))
+        self.checkpoint_step = self.step
+
+    def _checkpoint_note(self) -> str:
+        if self.checkpoint_dir is None:
+            return "there is no checkpoint (no work folder)."
+        path = self.checkpoint_dir / CHECKPOINT
+        if self.checkpoint_step is None:
+            return f"no checkpoint was written yet, so a re-run starts from step 0 ({path} does not exist)."
+        return (f"the last checkpoint, {str(path)!r}, holds step {self.checkpoint_step} and is finite; a re-run "
+                f"resumes from it.")
 
     def _maybe_resume(self) -> None:
         path = None if self.checkpoint_dir is None else self.checkpoint_dir / CHECKPOINT
         if path is None or not path.exists():
             return
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata()
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = fh.metadata()
+                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+            layout = json.loads(meta["layout"])
+            int(meta["step"])
+        except (SafetensorError, OSError, KeyError, TypeError, ValueError) as exc:
+            raise TrainingError(
+                f"checkpoint {str(path)!r} is damaged ({exc}); delete it to restart this stage from step 0"
+            ) from None
         if meta.get("format") != FORMAT:
             raise TrainingError(
                 f"checkpoint {str(path)!r} was written by an older videomage (tensors kept by position, not by name); "
                 f"delete it to restart this stage from step 0"
             )
-        layout, expected = json.loads(meta["layout"]), self._layout()
+        if any(v.is_floating_point() and not bool(torch.isfinite(v).all()) for k, v in tensors.items() if k.startswith("param.")):
+            raise TrainingError(f"checkpoint {str(path)!r} holds NaN or infinite weights (it was written by a run that "
+                                f"diverged); delete it and re-run with a lower learning rate")
+        expected = self._layout()
         if layout != expected:
             raise TrainingError(
                 f"checkpoint {str(path)!r} holds parameter groups {layout}, this run trains {expected}; "
@@ -318,3 +348,4 @@ class Trainer:
         self.generator.set_state(tensors["rng.generator"])
         torch.set_rng_state(tensors["rng.torch"])
         self.step = int(meta["step"])
+        self.checkpoint_step = self.step
