@@ -81,6 +81,11 @@ def _token(inst: Any, attr: attrs.Attribute, value: Any) -> None:
             f"{type(inst).__name__}.{attr.name}: expected a new word in angle brackets (letters, digits, '_' "
             f"or '-'), such as '<toy>', got {value!r}"
         )
+    if value.startswith("<motion:"):  # the motion stage's entity tokens (videomage.stages.motion.ENTITY_PREFIX)
+        raise ConfigError(
+            f"{type(inst).__name__}.{attr.name}: tokens starting with '<motion:' belong to the motion stage's "
+            f"entities; choose another subject token, such as {'<' + value[len('<motion:'):]!r}, got {value!r}"
+        )
 
 
 def _one_of(*choices: str):
