@@ -205,7 +205,9 @@ class ZeroScopeBackbone(TextMethods, Backbone):
             prompt_embeds = prompt_embeds.expand(b, *prompt_embeds.shape[1:])
         if self._capture is not None:
             self._capture.batch, self._capture.frames, self._capture.size = b, latents.shape[2], tuple(latents.shape[-2:])
-        return self.denoiser(latents, timesteps, encoder_hidden_states=prompt_embeds).sample
+        # Callers may hold float32 latents on a half-precision model (samplers do; fusion's teacher
+        # videos are sampled): the UNet takes its own dtype.
+        return self.denoiser(latents.to(self.dtype), timesteps, encoder_hidden_states=prompt_embeds.to(self.dtype)).sample
 
     def make_scheduler(self, name: str | None = None) -> Any:
         name = name or self.default_scheduler or self.scheduler_config.get("_class_name", "DDIMScheduler")
