@@ -3,7 +3,7 @@
 # torch, transformers, pytest and pytest-benchmark but not diffusers/peft/pluggy: those travel
 # as wheels in .benchwhl/ (ignored by git), fetched on a machine with pip access by
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .benchwhl \
-#       diffusers==0.42.1 peft==0.21.2 pluggy==1.7.0 importlib_metadata
+#       diffusers==0.42.1 peft==0.21.2 pluggy==1.7.0 accelerate importlib_metadata
 # Results: $OUT/gpu-<backbone>.json (the ratios), $OUT/bench-<backbone>.json (pytest-benchmark),
 # $OUT/plan-<backbone>.json (videomage plan's estimates), $OUT/gpu.log.
 set -o pipefail
