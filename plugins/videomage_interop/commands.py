@@ -47,7 +47,7 @@ class Import(Command):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("lora", type=Path, help="the LoRA .safetensors file (or a folder holding one)")
         parser.add_argument("--model", required=True, help="the model the LoRA was trained on (a Hub id in your cache, or a folder)")
-        parser.add_argument("--backbone", help="backbone family; detected from the model when omitted")
+        parser.add_argument("--backbone", help="backbone family, e.g. zeroscope or wan (default: detected from the model)")
         parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                             help="precision the model is loaded in to check the LoRA against it (bfloat16 halves the memory); "
                                  "the artifact keeps the LoRA's own precision")
@@ -56,7 +56,7 @@ class Import(Command):
                             help="what the artifact is used as (default: what a videomage export recorded, else motion "
                                  "if every layer is temporal, else subject)")
         parser.add_argument("--tokens", nargs="+", type=Path, default=[],
-                            help="learned-token files to carry, each {token: vector} (what export writes beside a LoRA)")
+                            help="learned-token files to carry, each {token: vector}, as export writes them beside a LoRA (default: none)")
         parser.add_argument("--skip-unmatched", action="store_true",
                             help="import the layers that match and list the keys that do not (default: refuse)")
 
