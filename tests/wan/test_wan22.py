@@ -236,3 +236,18 @@ def test_boundary_ratio_comes_from_the_folder(a14b_dir, tmp_path):
     backbone = load_backbone(str(folder))
     assert backbone.boundary_timestep == pytest.approx(500.0)
     assert backbone.fingerprint() != load_backbone(str(a14b_dir)).fingerprint()
+
+
+def test_bfloat16_experts_route_and_backpropagate_to_the_adapter(a14b_dir):
+    backbone = load_backbone(str(a14b_dir), dtype="bfloat16")
+    assert backbone.dtype == torch.bfloat16
+    adapter = make_adapter()
+    adapter.attach(backbone, "motion", roles=["high_noise.temporal"], rank=2)
+    adapter.activate(backbone, {"motion": 1.0})
+    latents = torch.randn(2, 4, 2, 4, 6)
+    embeds = backbone.encode_prompt(["a video", "a dog"])
+    out = backbone.predict(latents, torch.tensor([950.0, 100.0]), embeds)
+    assert out.shape == latents.shape and torch.isfinite(out.float()).all()
+    out.float().square().mean().backward()
+    grads = [p.grad for p in adapter.parameters(backbone, "motion")]
+    assert grads and all(g is not None and torch.isfinite(g.float()).all() for g in grads)
