@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from videomage.components import Adapter, AttentionStore, Backbone, Sampler
 from videomage.errors import ConfigError
+from videomage_samplers.boundary import guided_steps
 from videomage_samplers.cfg import DEFAULTS, guided, initial_latents, resolve, scale_input, scheduler_step
 
 SCS_DEFAULTS: dict[str, Any] = {
@@ -127,6 +128,7 @@ class SCSSampler(Sampler):
 
         scheduler = backbone.make_scheduler(req["scheduler"])
         scheduler.set_timesteps(int(req["steps"]))
+        tau = guided_steps(backbone, scheduler.timesteps, tau)  # within the first expert (boundary.py)
         latents, generator = initial_latents(backbone, req, scheduler)
         with torch.no_grad():
             emb_s = backbone.encode_prompt([req["negative_prompt"], prompt])

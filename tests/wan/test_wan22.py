@@ -251,3 +251,28 @@ def test_bfloat16_experts_route_and_backpropagate_to_the_adapter(a14b_dir):
     out.float().square().mean().backward()
     grads = [p.grad for p in adapter.parameters(backbone, "motion")]
     assert grads and all(g is not None and torch.isfinite(g.float()).all() for g in grads)
+
+
+def test_scs_guides_only_in_the_high_noise_expert(a14b_dir, monkeypatch):
+    from videomage_samplers.scs import SCSSampler as SCS
+
+    backbone, adapter = load_backbone(str(a14b_dir)), make_adapter()
+    backbone.add_tokens(["<toy>"], ["toy"])
+    adapter.attach(backbone, "subject", roles=["low_noise.spatial"], rank=2)
+    adapter.attach(backbone, "motion", roles=["high_noise.temporal"], rank=2)
+    guided_at = []
+    guide = SCS.guide
+
+    def counting(self, backbone, adapter, latents, t, *args, **kwargs):
+        guided_at.append(float(t))
+        return guide(self, backbone, adapter, latents, t, *args, **kwargs)
+
+    monkeypatch.setattr(SCS, "guide", counting)
+    scheduler = backbone.make_scheduler()
+    scheduler.set_timesteps(8)
+    high_steps = [float(t) for t in scheduler.timesteps if float(t) >= backbone.boundary_timestep]
+    assert 0 < len(high_steps) < 8
+    SCS().sample(backbone, adapter, {"prompt": "<toy> is riding a horse", "tokens": {"<toy>": "toy"}, "steps": 8,
+                                     "tau": 8, "alpha": 1.0, "seed": 0, "progress": False,
+                                     "subject_adapter": "subject", "motion_adapter": "motion"})
+    assert guided_at == high_steps  # tau = 8 asks for every step; the switch ends the guidance
