@@ -128,10 +128,14 @@ class WanBackbone(TextMethods, Backbone):
         index = read_config(model, "model_index.json") or {}
         backbone = cls(transformer=parts.pop("transformer").to(device), **_shared(parts, device), model_ref=model,
                        spec=video_spec(model), expand_timesteps=bool(index.get("expand_timesteps")))
+        return backbone.with_scheduler(scheduler)
+
+    def with_scheduler(self, scheduler: str | None):
+        """Make ``scheduler`` (a class name) the default, refused now rather than after training."""
         if scheduler is not None:
-            backbone.make_scheduler(scheduler)  # refuse now, not after training
-            backbone.default_scheduler = scheduler
-        return backbone
+            self.make_scheduler(scheduler)
+            self.default_scheduler = scheduler
+        return self
 
     def fingerprint(self) -> str:
         return config_fingerprint(self.denoiser.config, text_width=self.text.encoder.config.d_model)
@@ -213,13 +217,19 @@ class WanBackbone(TextMethods, Backbone):
 
     # -- diffusion -------------------------------------------------------------------------
     def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
+        timesteps, prompt_embeds = self._per_sample(latents, timesteps, prompt_embeds)
+        return self._forward(self.denoiser, latents, timesteps, prompt_embeds)
+
+    @staticmethod
+    def _per_sample(latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: torch.Tensor):
+        """One timestep and one prompt per sample (a single one is repeated for the batch)."""
         b = latents.shape[0]
         timesteps = torch.as_tensor(timesteps, device=latents.device)
         if timesteps.numel() == 1:
             timesteps = timesteps.reshape(1).expand(b)
         if prompt_embeds.shape[0] == 1 and b > 1:
             prompt_embeds = prompt_embeds.expand(b, *prompt_embeds.shape[1:])
-        return self._forward(self.denoiser, latents, timesteps, prompt_embeds)
+        return timesteps, prompt_embeds
 
     def _forward(self, transformer: WanTransformer3DModel, latents: torch.Tensor, timesteps: torch.Tensor,
                  prompt_embeds: torch.Tensor) -> torch.Tensor:

@@ -99,10 +99,7 @@ class Wan22Backbone(WanBackbone):
         backbone = cls(high_noise=parts.pop(SUBFOLDERS[HIGH]).to(device), low_noise=parts.pop(SUBFOLDERS[LOW]).to(device),
                        boundary_ratio=index.get("boundary_ratio"), **_shared(parts, device), model_ref=model,
                        spec=video_spec(model), expand_timesteps=bool(index.get("expand_timesteps")))
-        if scheduler is not None:
-            backbone.make_scheduler(scheduler)  # refuse now, not after training
-            backbone.default_scheduler = scheduler
-        return backbone
+        return backbone.with_scheduler(scheduler)
 
     def fingerprint(self) -> str:
         return config_fingerprint(self.denoiser.high_noise.config, text_width=self.text.encoder.config.d_model,
@@ -154,12 +151,7 @@ class Wan22Backbone(WanBackbone):
     # -- diffusion -------------------------------------------------------------------------
     def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
         """Each sample runs the expert of its timestep (a batch may hold both, as in training)."""
-        b = latents.shape[0]
-        timesteps = torch.as_tensor(timesteps, device=latents.device)
-        if timesteps.numel() == 1:
-            timesteps = timesteps.reshape(1).expand(b)
-        if prompt_embeds.shape[0] == 1 and b > 1:
-            prompt_embeds = prompt_embeds.expand(b, *prompt_embeds.shape[1:])
+        timesteps, prompt_embeds = self._per_sample(latents, timesteps, prompt_embeds)
         high = timesteps >= self.boundary_timestep
         if bool(high.all()) or not bool(high.any()):
             expert = self.denoiser.high_noise if bool(high.all()) else self.denoiser.low_noise
