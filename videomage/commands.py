@@ -186,10 +186,18 @@ class Generate(Command):
         parser.add_argument("--width", type=int, help="video width in pixels (default: the backbone's native width)")
         parser.add_argument("--negative-prompt", default="", help="what the video should not show (default: empty)")
         parser.add_argument("--scheduler", help="a diffusers scheduler class name (default: the model's)")
-        parser.add_argument("--alpha", type=float, default=1e4, help="SCS: step size of the attention guidance")
+        parser.add_argument("--alpha-cross", type=float, default=1e-3,
+                            help="SCS: step size of the cross-attention term (subject layout -> motion branch)")
+        parser.add_argument("--alpha-temporal", type=float, default=5e-5,
+                            help="SCS: step size of the temporal-attention term (motion -> subject branch)")
+        parser.add_argument("--guidance-norm", choices=("rms", "none"), default="rms",
+                            help="SCS: 'rms' makes each alpha the RMS change of a latent element per guided step, the "
+                                 "same at any video size (default); 'none' is the paper's x -= alpha * grad")
         parser.add_argument("--tau", type=int, default=15, help="SCS: how many of the first steps are guided")
-        parser.add_argument("--beta-s", type=float, default=0.5, help="SCS: weight of the subject branch's prediction")
-        parser.add_argument("--beta-m", type=float, default=0.5, help="SCS: weight of the motion branch's prediction")
+        parser.add_argument("--beta-s", type=float, default=0.5,
+                            help="SCS: weight of the subject branch's prediction (beta_s + beta_m = 1)")
+        parser.add_argument("--beta-m", type=float, default=0.5,
+                            help="SCS: weight of the motion branch's prediction (beta_s + beta_m = 1)")
         parser.add_argument("--guidance-checkpointing", action=argparse.BooleanOptionalAction, default=True,
                             help="SCS: recompute activations in each guided step's backward pass (default: on; "
                                  "--no-guidance-checkpointing keeps them: guided steps about 1.3x faster, several "
@@ -205,7 +213,8 @@ class Generate(Command):
                    "height": args.height, "width": args.width, "negative_prompt": args.negative_prompt,
                    "scheduler": args.scheduler, "progress": not args.no_progress}
         if args.sampler == "scs":
-            options.update(alpha=args.alpha, tau=args.tau, beta_s=args.beta_s, beta_m=args.beta_m,
+            options.update(alpha_cross=args.alpha_cross, alpha_temporal=args.alpha_temporal,
+                           guidance_norm=args.guidance_norm, tau=args.tau, beta_s=args.beta_s, beta_m=args.beta_m,
                            guidance_checkpointing=args.guidance_checkpointing)
         record = generate(backbone, adapter, prompt=args.prompt, out=args.out, subjects=args.subjects, motion=args.motion,
                           sampler=args.sampler, options=options, gif=args.gif)

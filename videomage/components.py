@@ -240,8 +240,11 @@ class Backbone(ABC):
         """Text-encoder hidden states ``[B, L, D]`` for ``prompts`` (gradients flow to embeddings)."""
 
     @abstractmethod
-    def word_positions(self, prompt: str, word: str) -> list[int]:
-        """Positions in the encoded sequence of ``prompt`` that belong to ``word`` (or token)."""
+    def word_positions(self, prompt: str, word: str, occurrence: int = 0) -> list[int]:
+        """Positions in the encoded sequence of ``prompt`` that belong to ``word`` (or token).
+
+        ``occurrence`` picks which whole-word occurrence (0: the first); none there gives ``[]``.
+        """
 
     # -- pixels <-> latents ----------------------------------------------------------------
     @abstractmethod

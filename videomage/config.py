@@ -164,7 +164,11 @@ class SamplingConfig:
     steps: int = attrs.field(default=50, validator=_int_ge(1))
     guidance_scale: float = attrs.field(default=9.0, validator=_non_negative)
     scheduler: str | None = None
-    alpha: float = attrs.field(default=1e4, validator=_non_negative)
+    # SCS step sizes, one per guidance term; under guidance_norm "rms" each is the root-mean-square
+    # change of a latent element per guided step, the same at every video size (docs/method/sampling.md).
+    alpha_cross: float = attrs.field(default=1e-3, validator=_non_negative)
+    alpha_temporal: float = attrs.field(default=5e-5, validator=_non_negative)
+    guidance_norm: str = attrs.field(default="rms", validator=attrs.validators.in_(("rms", "none")))
     tau: int = attrs.field(default=15, validator=_int_ge(0))
     beta_s: float = attrs.field(default=0.5, validator=_non_negative)
     beta_m: float = attrs.field(default=0.5, validator=_non_negative)
@@ -173,6 +177,13 @@ class SamplingConfig:
     height: int | None = attrs.field(default=None, validator=_positive)
     width: int | None = attrs.field(default=None, validator=_positive)
     seed: int = attrs.field(default=0, validator=_int_ge(0))
+
+    def __attrs_post_init__(self) -> None:
+        if abs(self.beta_s + self.beta_m - 1.0) > 1e-6:
+            raise ConfigError(
+                f"SamplingConfig.beta_s + beta_m: the two branches' mixture weights must sum to 1, got "
+                f"{self.beta_s!r} + {self.beta_m!r} = {self.beta_s + self.beta_m:g}; for example beta_s = 0.5, beta_m = 0.5"
+            )
 
 
 @attrs.frozen(kw_only=True)

@@ -47,8 +47,8 @@ class TokenTable(ABC):
         """Run the encoder: hidden states ``[B, L, D]`` with gradients to the embedding rows."""
 
     @abstractmethod
-    def positions(self, prompt: str, word: str) -> list[int]:
-        """Positions in the encoded ``prompt`` of the pieces of ``word``'s first occurrence."""
+    def positions(self, prompt: str, word: str, occurrence: int = 0) -> list[int]:
+        """Positions in the encoded ``prompt`` of the pieces of ``word``'s ``occurrence``-th (from 0) whole-word occurrence."""
 
     def pieces(self, word: str) -> list[int]:
         """The ids ``word`` tokenizes to, without special tokens (an init word's rows)."""
@@ -158,5 +158,5 @@ class TextMethods:
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
         return self.text.encode(prompts).to(self.dtype)
 
-    def word_positions(self, prompt: str, word: str) -> list[int]:
-        return self.text.positions(prompt, word)
+    def word_positions(self, prompt: str, word: str, occurrence: int = 0) -> list[int]:
+        return self.text.positions(prompt, word, occurrence)

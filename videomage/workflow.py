@@ -117,7 +117,8 @@ def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print) -> di
                        "height": s.height, "width": s.width, "negative_prompt": s.negative_prompt, "scheduler": s.scheduler,
                        "progress": progress}
             if s.sampler == "scs":
-                options.update(alpha=s.alpha, tau=s.tau, beta_s=s.beta_s, beta_m=s.beta_m,
+                options.update(alpha_cross=s.alpha_cross, alpha_temporal=s.alpha_temporal, guidance_norm=s.guidance_norm,
+                               tau=s.tau, beta_s=s.beta_s, beta_m=s.beta_m,
                                guidance_checkpointing=s.guidance_checkpointing)
             generate(backbone, adapter, prompt=s.prompt, out=video, subjects=subjects_path, motion=produced.get("motion"),
                      sampler=s.sampler, options=options, gif=recipe.output.gif, contact_sheet=recipe.output.contact_sheet,

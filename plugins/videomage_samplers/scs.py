@@ -4,27 +4,36 @@ Two branches share one latent trajectory on **one** model, switching adapters:
 
 * subject branch: the fused subject adapter, prompt ``c_tgt`` ("<toy> is riding <dog> ...");
 * motion branch: the motion adapter, prompt ``c~_tgt`` (the same sentence with each subject
-  token replaced by its class word: "toy is riding dog ...").
+  token replaced by its class word: "toy is riding dog ..."; see :mod:`videomage_samplers.matching`).
 
 At each step ``x_t`` is copied into ``x_sub`` and ``x_mot``. For the first ``tau`` steps:
 
 * ``L_{s->m} = mean || M_SCA,m - sg(M_SCA,s) ||^2``: the motion branch's cross-attention maps of
   the class words follow the subject branch's maps of the tokens (subject layout guides motion);
-  its gradient refines ``x_mot``;
-* ``L_{m->s} = mean || M_TSA,s - sg(M_TSA,m) ||^2``: the subject branch's temporal self-attention
-  follows the motion branch's (motion dynamics guide subjects); its gradient refines ``x_sub``;
-* ``x -= alpha * grad``. **Reduction**: both losses are mean squared errors (mean over every
-  element, and over layers for the temporal maps), which is what ``alpha`` multiplies; the
-  paper's alpha = 1e4 is the default.
+  its gradient ``g_mot`` refines ``x_mot``;
+* ``L_{m->s} = mean || M_TSA,s - sg(M_TSA,m) ||^2`` (mean over elements, then over layers): the
+  subject branch's temporal self-attention follows the motion branch's (motion dynamics guide
+  subjects); its gradient ``g_sub`` refines ``x_sub``.
 
-Then ``eps = beta_s * eps_sub + beta_m * eps_mot`` (each branch with batched CFG), and the
-scheduler steps from the refined mixture ``beta_s * x_sub + beta_m * x_mot`` (``step_from =
-"mixture"``, the default) or from the unrefined ``x_t`` (``step_from = "shared"``).
+**Step sizes.** The two terms have their own scales, ``alpha_cross`` (for ``x_mot``) and
+``alpha_temporal`` (for ``x_sub``). Their gradients shrink with the video (a mean over more map
+elements), each at its own rate (on the shipped toy model about elements^-1.5 for the temporal
+term and elements^-0.8 for the cross term; docs/method/sampling.md), so one ``alpha`` cannot
+serve two sizes, nor both terms. With ``guidance_norm =
+"rms"`` (the default) each gradient is divided by its root mean square over the latent,
+``x -= alpha * g / rms(g)``: ``alpha`` is then the root-mean-square change of a latent element,
+the same at every video size. ``guidance_norm = "none"`` is the paper's rule ``x -= alpha * g``
+(the paper's alpha = 1e4 under our mean reduction).
+
+Then ``eps = beta_s * eps_sub + beta_m * eps_mot`` (each branch with batched CFG; ``beta_s +
+beta_m = 1``), and the scheduler steps from the refined mixture ``beta_s * x_sub + beta_m *
+x_mot`` (``step_from = "mixture"``, the default) or from the unrefined ``x_t`` (``"shared"``).
+A scheduler that would drop the refinement is switched to keep it, or refused
+(:mod:`videomage_samplers.stepping`). Latents and refinements stay float32 in any model dtype.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -35,7 +44,18 @@ from tqdm.auto import tqdm
 from videomage.components import Adapter, AttentionStore, Backbone, Sampler
 from videomage.errors import ConfigError
 from videomage_samplers.boundary import guided_steps
-from videomage_samplers.cfg import DEFAULTS, guided, initial_latents, resolve, scale_input, scheduler_step
+from videomage_samplers.cfg import DEFAULTS, guided, initial_latents, make_scheduler, predict, resolve, scale_input, scheduler_step
+from videomage_samplers.matching import matched_positions, motion_prompt_for
+from videomage_samplers.stepping import keep_refinement, require_survival
+
+__all__ = ["SCSSampler", "matched_positions", "motion_prompt_for"]
+
+#: ``guidance_norm`` choices: divide each gradient by its RMS over the latent, or use it as is (the paper).
+NORMS = ("rms", "none")
+
+#: Default root-mean-square change of a latent element per guided step (``guidance_norm = "rms"``).
+ALPHA_CROSS = 1e-3
+ALPHA_TEMPORAL = 5e-5
 
 SCS_DEFAULTS: dict[str, Any] = {
     **{k: v for k, v in DEFAULTS.items() if k != "adapters"},
@@ -43,7 +63,9 @@ SCS_DEFAULTS: dict[str, Any] = {
     "motion_adapter": None,
     "tokens": {},  # subject token -> class word
     "motion_prompt": None,  # derived from prompt and tokens when None
-    "alpha": 1e4,
+    "alpha_cross": ALPHA_CROSS,
+    "alpha_temporal": ALPHA_TEMPORAL,
+    "guidance_norm": "rms",
     "tau": 15,
     "beta_s": 0.5,
     "beta_m": 0.5,
@@ -52,38 +74,22 @@ SCS_DEFAULTS: dict[str, Any] = {
 }
 
 
-def motion_prompt_for(prompt: str, tokens: Mapping[str, str]) -> str:
-    """``c~_tgt``: the target prompt with each subject token replaced by its class word."""
-    out = prompt
-    for token, word in tokens.items():
-        out = out.replace(token, word)
-    return re.sub(r"\s+", " ", out).strip()
-
-
-def matched_positions(
-    backbone: Backbone, prompt: str, motion_prompt: str, tokens: Mapping[str, str]
-) -> tuple[list[list[int]], list[list[int]]]:
-    """Per subject, in order of appearance: its token's positions in ``prompt`` and its class word's
-    in ``motion_prompt`` (a word may split into several text tokens, hence a list per subject).
-
-    A token missing from the prompt, or a class word missing from the motion prompt, is an error
-    naming it.
-    """
-    ordered = sorted(tokens, key=lambda tok: prompt.find(tok))
-    sub, mot = [], []
-    for token in ordered:
-        if token not in prompt:
-            raise ConfigError(f"SCS: subject token {token!r} does not appear in the prompt {prompt!r}; add it or drop that subject")
-        word = tokens[token]
-        s_pos, m_pos = backbone.word_positions(prompt, token), backbone.word_positions(motion_prompt, word)
-        if not s_pos or not m_pos:
-            raise ConfigError(
-                f"SCS: cannot match subject token {token!r} with class word {word!r} in the motion prompt "
-                f"{motion_prompt!r}; use the class word in the motion prompt or leave it out to derive it"
-            )
-        sub.append(s_pos)
-        mot.append(m_pos)
-    return sub, mot
+def check_request(req: Mapping[str, Any]) -> None:
+    """Refuse settings SCS cannot honour, naming them."""
+    if req["step_from"] not in ("mixture", "shared"):
+        raise ConfigError(f"sampler 'scs': step_from must be 'mixture' or 'shared', got {req['step_from']!r}")
+    if req["guidance_norm"] not in NORMS:
+        raise ConfigError(f"sampler 'scs': guidance_norm must be one of {', '.join(NORMS)}, got {req['guidance_norm']!r}")
+    for key in ("alpha_cross", "alpha_temporal", "beta_s", "beta_m"):
+        value = req[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"sampler 'scs': {key} must be a number >= 0, got {value!r}")
+    total = float(req["beta_s"]) + float(req["beta_m"])
+    if abs(total - 1.0) > 1e-6:
+        raise ConfigError(
+            f"sampler 'scs': beta_s + beta_m must be 1 (the mixture weights of the two branches), got beta_s = "
+            f"{req['beta_s']!r} + beta_m = {req['beta_m']!r} = {total:g}; for example beta_s = 0.5, beta_m = 0.5"
+        )
 
 
 def subject_maps(layers: Sequence[torch.Tensor], union: Sequence[int], groups: Sequence[Sequence[int]],
@@ -103,11 +109,12 @@ class SCSSampler(Sampler):
 
     Request keys: those of ``cfg`` except ``adapters``, plus ``subject_adapter``,
     ``motion_adapter``, ``tokens`` (subject token -> class word), ``motion_prompt`` (derived when
-    omitted), ``alpha`` (1e4), ``tau`` (15), ``beta_s``/``beta_m`` (0.5/0.5), ``step_from``
-    ("mixture" or "shared"), ``guidance_checkpointing`` (True: each guided step's backward pass
-    recomputes the denoiser's activations, where the backbone supports it, so a guided step
-    peaks near an unguided one instead of at several times it, for about one more forward
-    pass per branch; False keeps them).
+    omitted), ``alpha_cross`` / ``alpha_temporal`` (step sizes of the two guidance terms),
+    ``guidance_norm`` ("rms" or "none"), ``tau`` (15), ``beta_s``/``beta_m`` (0.5/0.5, summing
+    to 1), ``step_from`` ("mixture" or "shared"), ``guidance_checkpointing`` (True: each guided
+    step's backward pass recomputes the denoiser's activations, where the backbone supports it,
+    so a guided step peaks near an unguided one instead of at several times it, for about one
+    more forward pass per branch; False keeps them).
     """
 
     name = "scs"
@@ -116,19 +123,21 @@ class SCSSampler(Sampler):
         req = resolve(request, SCS_DEFAULTS, self.name)
         if adapter is None or not req["subject_adapter"] or not req["motion_adapter"]:
             raise ConfigError("sampler 'scs' needs an adapter plugin and both 'subject_adapter' and 'motion_adapter'")
-        if req["step_from"] not in ("mixture", "shared"):
-            raise ConfigError(f"sampler 'scs': step_from must be 'mixture' or 'shared', got {req['step_from']!r}")
+        check_request(req)
         tokens = dict(req["tokens"])
         prompt = req["prompt"]
         motion_prompt = req["motion_prompt"] or motion_prompt_for(prompt, tokens)
-        beta_s, beta_m, tau, alpha = float(req["beta_s"]), float(req["beta_m"]), int(req["tau"]), float(req["alpha"])
+        beta_s, beta_m, tau = float(req["beta_s"]), float(req["beta_m"]), int(req["tau"])
+        alphas, norm = (float(req["alpha_temporal"]), float(req["alpha_cross"])), req["guidance_norm"]
         scale = float(req["guidance_scale"])
         subject, motion = {req["subject_adapter"]: 1.0}, {req["motion_adapter"]: 1.0}
-        positions = matched_positions(backbone, prompt, motion_prompt, tokens) if tau > 0 else None
+        positions = matched_positions(backbone, prompt, req["motion_prompt"], tokens) if tau > 0 else None
+        mixture = req["step_from"] == "mixture"
 
-        scheduler = backbone.make_scheduler(req["scheduler"])
-        scheduler.set_timesteps(int(req["steps"]))
+        scheduler = make_scheduler(backbone, req)
         tau = guided_steps(backbone, scheduler.timesteps, tau)  # within the first expert (boundary.py)
+        if tau > 0 and mixture:
+            require_survival(scheduler, tau)
         latents, generator = initial_latents(backbone, req, scheduler)
         with torch.no_grad():
             emb_s = backbone.encode_prompt([req["negative_prompt"], prompt])
@@ -139,8 +148,8 @@ class SCSSampler(Sampler):
             x_sub, x_mot = latents, latents
             if i < tau:
                 x_sub, x_mot = self.guide(
-                    backbone, adapter, latents, t, (emb_s[1:], emb_m[1:]), (subject, motion), positions, alpha, size,
-                    scheduler, checkpointing=bool(req["guidance_checkpointing"]),
+                    backbone, adapter, latents, t, (emb_s[1:], emb_m[1:]), (subject, motion), positions, alphas, size,
+                    scheduler, checkpointing=bool(req["guidance_checkpointing"]), norm=norm,
                 )
             with torch.no_grad():
                 eps = 0
@@ -150,7 +159,9 @@ class SCSSampler(Sampler):
                 if beta_m:
                     adapter.activate(backbone, motion)
                     eps = eps + beta_m * guided(backbone, x_mot, t, emb_m, scale, scheduler)
-                start = beta_s * x_sub + beta_m * x_mot if req["step_from"] == "mixture" else latents
+                start = beta_s * x_sub + beta_m * x_mot if mixture else latents
+                if i < tau and mixture:
+                    keep_refinement(scheduler, i)
                 latents = scheduler_step(scheduler, eps, t, start, generator)
         return latents
 
@@ -171,17 +182,16 @@ class SCSSampler(Sampler):
 
     @staticmethod
     def _losses(backbone, adapter, store, union, x_sub, x_mot, t, embeds, adapters, positions, size):
-        t_in = t.reshape(1).to(x_sub.device)
         adapter.activate(backbone, adapters[0])
-        backbone.predict(x_sub, t_in, embeds[0])
+        predict(backbone, x_sub, t, embeds[0])
         n_cross, n_temp = len(store.cross), len(store.temporal)
         adapter.activate(backbone, adapters[1])
-        backbone.predict(x_mot, t_in, embeds[1])
+        predict(backbone, x_mot, t, embeds[1])
         cross_s = subject_maps(store.cross[:n_cross], union, positions[0], size)
         cross_m = subject_maps(store.cross[n_cross:], union, positions[1], size)
         temp_s, temp_m = store.temporal[:n_temp], store.temporal[n_temp:]
-        l_sm = ((cross_m - cross_s.detach()) ** 2).mean()
-        l_ms = torch.stack([((a - b.detach()) ** 2).mean() for a, b in zip(temp_s, temp_m)]).mean()
+        l_sm = ((cross_m.float() - cross_s.detach().float()) ** 2).mean()
+        l_ms = torch.stack([((a.float() - b.detach().float()) ** 2).mean() for a, b in zip(temp_s, temp_m)]).mean()
         return l_sm, l_ms
 
     @classmethod
@@ -193,17 +203,22 @@ class SCSSampler(Sampler):
         with cls._capturing(backbone, positions, checkpointing=False) as (store, union):
             return cls._losses(backbone, adapter, store, union, x_sub, x_mot, t, embeds, adapters, positions, size)
 
-    def guide(self, backbone, adapter, latents, t, embeds, adapters, positions, alpha, size, scheduler,
-              checkpointing: bool = False):
-        """One refinement: ``x_mot -= alpha * dL_{s->m}/dx_mot``, ``x_sub -= alpha * dL_{m->s}/dx_sub``.
+    def guide(self, backbone, adapter, latents, t, embeds, adapters, positions, alphas, size, scheduler,
+              checkpointing: bool = False, norm: str = "rms"):
+        """One refinement: ``x_sub -= alpha_temporal * step(dL_{m->s}/dx_sub)``,
+        ``x_mot -= alpha_cross * step(dL_{s->m}/dx_mot)``, where ``step`` is ``g / rms(g)``
+        (``norm = "rms"``) or ``g`` (``"none"``). ``alphas`` is ``(alpha_temporal, alpha_cross)``,
+        or one number for both. Returns float32 latents.
 
         ``L_{s->m}`` depends on the motion pass only (the subject maps are its constant target)
         and ``L_{m->s}`` on the subject pass only, so each gradient is taken separately, with
         its own branch's adapter active: under activation checkpointing the backward pass
         recomputes that branch's forward pass, which must see the same adapter.
         """
-        x_sub = latents.detach().clone().requires_grad_(True)
-        x_mot = latents.detach().clone().requires_grad_(True)
+        a_sub, a_mot = (alphas, alphas) if isinstance(alphas, (int, float)) else alphas
+        latents = latents.detach().float()
+        x_sub = latents.clone().requires_grad_(True)
+        x_mot = latents.clone().requires_grad_(True)
         with torch.enable_grad(), self._capturing(backbone, positions, checkpointing) as (store, union):
             inputs = (scale_input(scheduler, x_sub, t), scale_input(scheduler, x_mot, t))
             l_sm, l_ms = self._losses(backbone, adapter, store, union, *inputs, t, embeds, adapters, positions, size)
@@ -211,6 +226,15 @@ class SCSSampler(Sampler):
             (g_mot,) = torch.autograd.grad(l_sm, x_mot, allow_unused=True)
             adapter.activate(backbone, adapters[0])
             (g_sub,) = torch.autograd.grad(l_ms, x_sub, allow_unused=True)
-        g_sub = torch.zeros_like(latents) if g_sub is None else g_sub
-        g_mot = torch.zeros_like(latents) if g_mot is None else g_mot
-        return (x_sub - alpha * g_sub).detach(), (x_mot - alpha * g_mot).detach()
+        return latents - a_sub * direction(g_sub, latents, norm), latents - a_mot * direction(g_mot, latents, norm)
+
+
+def direction(grad: torch.Tensor | None, like: torch.Tensor, norm: str) -> torch.Tensor:
+    """The gradient as a step: unchanged (``"none"``) or divided by its root mean square (``"rms"``)."""
+    if grad is None:
+        return torch.zeros_like(like)
+    grad = grad.detach().float()
+    if norm == "rms":
+        rms = grad.square().mean().sqrt()
+        return grad / rms if rms > 0 else grad
+    return grad

@@ -190,7 +190,8 @@ class CaseRun:
         else:
             options = {"steps": s.sampling_steps, "guidance_scale": s.guidance, "seed": s.seed, "progress": self.progress}
             if sampler == "scs":
-                options.update(tau=s.tau, alpha=s.alpha)
+                # The toy world's measurements were made with the paper's unnormalised rule.
+                options.update(tau=s.tau, alpha_cross=s.alpha, alpha_temporal=s.alpha, guidance_norm="none")
             self.log(f"sampling {out.name} ({sampler}, {s.sampling_steps} steps)")
             generate(self.backbone, self.adapter, prompt=prompt, out=out, subjects=fused, motion=motion,
                      sampler=sampler, options=options, contact_sheet=True)

@@ -11,19 +11,25 @@ requested text positions kept and laid out as ``[B, T, F, h/2, w/2]``. Each fram
 map of that frame, because every video token sits in exactly one frame.
 
 **Temporal self-attention maps** (``AttentionStore.temporal``): Wan has no frame-by-frame
-attention, so we derive it. For a query token at frame ``f`` and location ``p``, the attention
-probabilities of ``attn1`` over all ``N`` keys are summed over the keys of each frame ``f'``:
-``M[p, f, f'] = sum over locations p' of P[(f, p), (f', p')]``, the share of its attention that
-the token pays to frame ``f'``. Averaged over heads this is ``[B, (h/2)*(w/2), F, F]``, and each
-row sums to one because the full softmax row does. It is the quantity the method's temporal
-loss compares: how a location distributes its attention across frames.
+attention, so we read one out of ``attn1``: the **same-location slice** of its probabilities,
+renormalised over the key frames,
+``M[p, f, f'] = P[(f, p), (f', p)] / sum over f'' of P[(f, p), (f'', p)]``, averaged over heads:
+``[B, (h/2)*(w/2), F, F]``, each row summing to one. This is exactly what a UNet's temporal
+self-attention map is (location ``p`` attending to itself in every frame), so it keeps what
+makes that map a motion descriptor: whether what sits at ``p`` in frame ``f`` is what sits
+there in frame ``f'``. (Summing a row over the locations of each key frame instead, the share
+of attention each frame receives, sums that correspondence away: a static and a moving clip of
+the same look get nearly the same maps.) The full softmax's denominator cancels in the
+renormalisation, so per head the slice is ``softmax over f'`` of the same-location scores
+``q(f, p) . k(f', p) / sqrt(d)``: ``F`` keys per query, never the ``N x N`` matrix, and its
+memory is ``B * heads * (h/2)*(w/2) * F^2`` numbers (8 M for the 1.3B model's 81 x 480 x 832).
 
 **Cost.** The output of each layer still comes from diffusers' own processor (SDPA), so a
 capture never changes the model's result. The maps are computed beside it from the layer's own
 ``to_q``/``to_k`` (with any LoRA on them) and ``norm_q``/``norm_k`` (the product ``q k^T`` in
-the model's precision, as SDPA computes it; the softmax and sums in float32), in chunks of
-queries sized so that one chunk's probabilities hold at most ``chunk_elements`` numbers (the
-full ``N x N`` matrix is never formed). With gradients enabled each chunk runs under activation
+the model's precision, as SDPA computes it; the softmax and sums in float32); the cross maps in
+chunks of queries sized so that one chunk's probabilities hold at most ``chunk_elements``
+numbers. With gradients enabled each chunk runs under activation
 checkpointing, so the backward pass recomputes it instead of storing it: beyond one chunk, a
 capture keeps only each captured layer's ``q`` and ``k`` (and its maps), and gradients reach the
 input latents through them. Outside
@@ -110,13 +116,14 @@ def cross_maps(q: torch.Tensor, k: torch.Tensor, tokens: Sequence[int], state: C
     return kept.reshape(b, frames, h, w, len(tokens)).permute(0, 4, 1, 2, 3)
 
 
-def frame_mass(q: torch.Tensor, k: torch.Tensor, state: CaptureState) -> torch.Tensor:
-    """``[B, h*w, F, F]``: each token's attention summed per key frame, averaged over heads."""
-    b, heads, n, _ = q.shape
+def same_location(q: torch.Tensor, k: torch.Tensor, state: CaptureState) -> torch.Tensor:
+    """``[B, h*w, F, F]``: per location, the attention between its tokens in each pair of frames,
+    renormalised over the key frames, averaged over heads."""
+    b, heads, n, d = q.shape
     _, frames, h, w = state.layout(n)
-    per_frame = chunked(lambda part: probabilities(part, k).unflatten(-1, (frames, h * w)).sum(-1).mean(1),
-                        q, b * heads * n, state.chunk_elements)  # [B, N, F]: (query frame, location) -> key frame
-    return per_frame.reshape(b, frames, h * w, frames).transpose(1, 2)
+    qf, kf = (x.reshape(b, heads, frames, h * w, d) for x in (q, k))  # frame-major tokens
+    scores = torch.einsum("bhfpd,bhgpd->bhpfg", qf, kf).float() * d**-0.5  # [B, heads, h*w, F, F]
+    return scores.softmax(-1).mean(1)
 
 
 class CaptureProcessor:
@@ -134,7 +141,7 @@ class CaptureProcessor:
             maps, kept_in = cross_maps(q, k, self.state.tokens, self.state), self.store.cross
         else:
             q, k = queries_and_keys(attn, hidden_states, None, rotary_emb)
-            maps, kept_in = frame_mass(q, k, self.state), self.store.temporal
+            maps, kept_in = same_location(q, k, self.state), self.store.temporal
         if not recomputing():
             kept_in.append(maps)
         return out

@@ -56,8 +56,8 @@ class T5Text(TokenTable):
         hidden = self.encoder(batch.input_ids.to(mask.device), attention_mask=mask).last_hidden_state
         return hidden * mask[..., None].to(hidden.dtype)
 
-    def positions(self, prompt: str, word: str) -> list[int]:
-        """Positions of the pieces that spell the first whole-word occurrence of ``word`` in ``prompt``.
+    def positions(self, prompt: str, word: str, occurrence: int = 0) -> list[int]:
+        """Positions of the pieces that spell the ``occurrence``-th whole-word occurrence of ``word`` in ``prompt``.
 
         Matching is on characters, through the tokenizer's offsets, so a sentencepiece word
         split differently in context is still found. Positions cut off by truncation are dropped.
@@ -70,9 +70,10 @@ class T5Text(TokenTable):
             pattern = r"(?<!\w)" + pattern
         if word[-1].isalnum():
             pattern += r"(?!\w)"
-        found = re.search(pattern, text)
-        if found is None:
+        found = list(re.finditer(pattern, text))[occurrence : occurrence + 1]
+        if not found:
             return []
+        found = found[0]
         start, end = found.span()
         offsets = self.tokenize([text], return_offsets_mapping=True).offset_mapping[0].tolist()
         return [i for i, (s, e) in enumerate(offsets) if e > s and s < end and e > start]

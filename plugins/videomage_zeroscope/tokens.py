@@ -24,11 +24,17 @@ class CLIPText(TokenTable):
     def run(self, prompts: Sequence[str]) -> torch.Tensor:
         return self.encoder(self.input_ids(prompts).to(self.weight().device))[0]
 
-    def positions(self, prompt: str, word: str) -> list[int]:
-        """The first run of ``word``'s ids in the encoded ``prompt`` (CLIP splits words the same in context)."""
+    def positions(self, prompt: str, word: str, occurrence: int = 0) -> list[int]:
+        """The ``occurrence``-th run of ``word``'s ids in the encoded ``prompt`` that starts a word
+        (CLIP splits words the same in context; a run inside a longer word, "dog" in "hotdog", is skipped)."""
         ids = self.input_ids([prompt])[0].tolist()
         piece = self.pieces(word)
-        for start in range(len(ids) - len(piece) + 1):
-            if piece and ids[start : start + len(piece)] == piece:
-                return list(range(start, start + len(piece)))
+        names = self.tokenizer.convert_ids_to_tokens(ids)
+        whole = set(self.tokenizer.all_special_ids) | set(self.tokenizer.get_added_vocab().values())
+        for start in range(1, len(ids) - len(piece) + 1):
+            starts_word = names[start - 1].endswith("</w>") or ids[start - 1] in whole or ids[start] in whole
+            if piece and starts_word and ids[start : start + len(piece)] == piece:
+                if occurrence == 0:
+                    return list(range(start, start + len(piece)))
+                occurrence -= 1
         return []

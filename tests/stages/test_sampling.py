@@ -6,6 +6,7 @@ import imageio.v3 as iio
 import pytest
 import torch
 
+from benchmarks.scs_guidance import two_branch_adapters
 from videomage.errors import ConfigError
 from videomage.plugins import get_registry
 from videomage_samplers.scs import SCSSampler, matched_positions, motion_prompt_for
@@ -16,14 +17,7 @@ TOKENS = {"<toy>": "toy", "<dog>": "dog"}
 
 @pytest.fixture
 def two_adapters(backbone, adapter):
-    backbone.add_tokens(list(TOKENS), list(TOKENS.values()))
-    g = torch.Generator().manual_seed(0)
-    for name, role in (("subjects", "spatial"), ("motion", "temporal")):
-        adapter.attach(backbone, name, roles=[role], rank=2)
-        with torch.no_grad():
-            for p in adapter.parameters(backbone, name):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return backbone, adapter
+    return two_branch_adapters(backbone, adapter, TOKENS)
 
 
 def cfg(backbone, adapter, adapters, prompt=PROMPT, **kw):
@@ -74,7 +68,7 @@ def test_one_guidance_step_lowers_both_alignment_losses(two_adapters, checkpoint
             return [v.item() for v in sampler.alignment_losses(backbone, adapter, x_sub, x_mot, t.reshape(1), embeds, adapters, pos, size)]
 
     l_sm0, l_ms0 = losses(latents, latents)
-    x_sub, x_mot = sampler.guide(backbone, adapter, latents, t, embeds, adapters, pos, 20.0, size, scheduler,
+    x_sub, x_mot = sampler.guide(backbone, adapter, latents, t, embeds, adapters, pos, 20.0, size, scheduler, norm="none",
                                  checkpointing=checkpointing)
     l_sm1, l_ms1 = losses(x_sub, x_mot)
     assert l_sm1 < l_sm0 and l_ms1 < l_ms0
@@ -83,9 +77,9 @@ def test_one_guidance_step_lowers_both_alignment_losses(two_adapters, checkpoint
 
 def test_checkpointed_guidance_takes_the_same_step(two_adapters):
     backbone, adapter, scheduler, latents, (t, embeds, adapters, pos, size) = guidance_case(two_adapters)
-    plain = SCSSampler().guide(backbone, adapter, latents, t, embeds, adapters, pos, 20.0, size, scheduler,
+    plain = SCSSampler().guide(backbone, adapter, latents, t, embeds, adapters, pos, 20.0, size, scheduler, norm="none",
                                checkpointing=False)
-    checkpointed = SCSSampler().guide(backbone, adapter, latents, t, embeds, adapters, pos, 20.0, size, scheduler,
+    checkpointed = SCSSampler().guide(backbone, adapter, latents, t, embeds, adapters, pos, 20.0, size, scheduler, norm="none",
                                       checkpointing=True)
     for a, b in zip(plain, checkpointed):
         assert torch.allclose(a, b, atol=1e-6)

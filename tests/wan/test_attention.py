@@ -61,16 +61,17 @@ def test_documented_shapes_and_normalisation(backbone, inputs):
     assert store.cross_maps((4, 6)).shape == (1, len(everything), 2, 4, 6)
 
 
-def test_frame_mass_is_the_attention_summed_per_key_frame(backbone, inputs):
+def test_temporal_map_is_the_same_location_slice_renormalised_over_frames(backbone, inputs):
     latents, t, embeds = inputs
     seen = block_inputs(backbone, latents, embeds)
     attn = backbone.denoiser.blocks[0].attn1
     hidden, _, _, rotary = seen["attn1"]
     with torch.no_grad():
         q, k = queries_and_keys(attn, hidden, None, rotary)
-        probs = (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).softmax(-1).mean(1)[0]  # [N, N], N = 2 frames x 6
-        expected = torch.stack([probs[:, :6].sum(-1), probs[:, 6:].sum(-1)], -1)  # [N, 2]: mass on each key frame
-        expected = expected.reshape(2, 6, 2).transpose(0, 1)  # [location, query frame, key frame]
+        probs = (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).softmax(-1)[0]  # [heads, N, N], N = 2 frames x 6
+        grid = probs.reshape(-1, 2, 6, 2, 6)  # [heads, query frame, query location, key frame, key location]
+        same = torch.stack([grid[:, :, p, :, p] for p in range(6)], 1)  # [heads, location, query frame, key frame]
+        expected = (same / same.sum(-1, keepdim=True)).mean(0)  # renormalised over key frames, then head mean
         with backbone.capture_attention(temporal=True) as store:
             backbone.predict(latents, t, embeds)
     assert torch.allclose(store.temporal[0][0], expected, atol=1e-5)

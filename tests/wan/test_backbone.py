@@ -113,4 +113,4 @@ def test_bfloat16_loading_keeps_the_vae_in_float32_and_runs(wan_dir):
     (grad,) = torch.autograd.grad(store.temporal[0].pow(2).sum(), x)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
     out = get_registry().create("sampler", "cfg").sample(backbone, None, {"prompt": "a toy", "steps": 2, "progress": False})
-    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()  # sampler latents stay float32 in a bf16 model

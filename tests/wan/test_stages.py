@@ -91,7 +91,7 @@ def test_fusion_and_both_samplers_run(learned, tmp_path):
     fused_path = fused.save(tmp_path / "fused.safetensors")
     motion_path = learned["motion"].save(tmp_path / "motion.safetensors")
     spec = backbone.video_spec
-    for sampler, options in (("cfg", {"steps": 2}), ("scs", {"steps": 3, "tau": 2, "alpha": 10.0})):
+    for sampler, options in (("cfg", {"steps": 2}), ("scs", {"steps": 3, "tau": 2, "alpha_cross": 0.01, "alpha_temporal": 0.01})):
         record = generate(backbone, adapter, prompt="<toy> is riding <pup> in the snow", out=tmp_path / f"{sampler}.mp4",
                           subjects=fused_path, motion=motion_path, sampler=sampler, options={"progress": False, **options})
         assert (tmp_path / f"{sampler}.mp4").is_file(), record

@@ -273,6 +273,6 @@ def test_scs_guides_only_in_the_high_noise_expert(a14b_dir, monkeypatch):
     high_steps = [float(t) for t in scheduler.timesteps if float(t) >= backbone.boundary_timestep]
     assert 0 < len(high_steps) < 8
     SCS().sample(backbone, adapter, {"prompt": "<toy> is riding a horse", "tokens": {"<toy>": "toy"}, "steps": 8,
-                                     "tau": 8, "alpha": 1.0, "seed": 0, "progress": False,
+                                     "tau": 8, "seed": 0, "progress": False,
                                      "subject_adapter": "subject", "motion_adapter": "motion"})
     assert guided_at == high_steps  # tau = 8 asks for every step; the switch ends the guidance

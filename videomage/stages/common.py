@@ -83,7 +83,7 @@ def validation(backbone: Backbone, adapter: Adapter, opts: StageOptions, *, name
         from videomage.plugins import get_registry
 
         request = {"prompt": prompt, "steps": opts.prior_steps, "seed": opts.seed, "frames": opts.frames,
-                   "adapters": adapters, "progress": False}
+                   "adapters": adapters, "progress": False, "timestep_spacing": "trailing"}  # few steps: start at pure noise
         if opts.progress:  # the training bar stands still meanwhile; say why
             tqdm.write(f"sampling a validation video at step {step} ({opts.prior_steps} steps)")
         with torch.no_grad(), adapter.disabled(backbone):  # disabled() restores the training state on exit

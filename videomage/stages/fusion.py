@@ -85,7 +85,8 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
     data = []
     for i, (path, name) in enumerate(zip(subjects, teachers)):
         prompt = f"A {tokens[i]}"
-        key = content_hash("teacher", Path(path), prompt, opts.seed, config.videos_per_subject, opts.prior_steps, frames, config.mask_source)
+        key = content_hash("teacher", Path(path), prompt, opts.seed, config.videos_per_subject, opts.prior_steps, frames, config.mask_source,
+                           "trailing")
 
         def generate(name=name, prompt=prompt, word=words[i]):
             from tqdm.auto import tqdm  # minutes on a real model: show them
@@ -95,7 +96,7 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
                           disable=not opts.progress):
                 adapter.activate(backbone, {name: 1.0})
                 request = {"prompt": prompt, "steps": opts.prior_steps, "seed": opts.seed * 1000 + k, "frames": frames,
-                           "progress": False, "adapters": {name: 1.0}}
+                           "progress": False, "adapters": {name: 1.0}, "timestep_spacing": "trailing"}
                 lat.append(sampler.sample(backbone, adapter, request))
             lat = torch.cat(lat)
             with torch.no_grad():

@@ -56,7 +56,7 @@ def prior_latents(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
         return encode_batched(backbone, videos), captions
 
     prompt = config.prompt_template.format(token=config.class_word)
-    key = content_hash("prior", backbone.fingerprint(), prompt, opts.seed, opts.prior_count, opts.prior_steps, frames)
+    key = content_hash("prior", backbone.fingerprint(), prompt, opts.seed, opts.prior_count, opts.prior_steps, frames, "trailing")
     sampler = get_registry().create("sampler", "cfg")
 
     def generate() -> dict[str, torch.Tensor]:
@@ -64,7 +64,8 @@ def prior_latents(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
 
         out = []
         for i in tqdm(range(opts.prior_count), desc="prior videos", unit="video", disable=not opts.progress):
-            request = {"prompt": prompt, "steps": opts.prior_steps, "seed": opts.seed * 1000 + i, "frames": frames, "progress": False}
+            request = {"prompt": prompt, "steps": opts.prior_steps, "seed": opts.seed * 1000 + i, "frames": frames, "progress": False,
+                       "timestep_spacing": "trailing"}  # few steps: start at pure noise
             with adapter.disabled(backbone):
                 out.append(sampler.sample(backbone, adapter, request))
         return {"latents": torch.cat(out)}

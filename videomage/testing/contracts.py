@@ -172,6 +172,15 @@ class BackboneContract:
         assert torch.equal(backbone.token_embeddings(["<contract>"])["<contract>"], vec)
         assert backbone.word_positions("a <contract> video", "<contract>")
 
+    def test_word_positions_by_occurrence(self, backbone):
+        import inspect
+
+        if "occurrence" not in inspect.signature(backbone.word_positions).parameters:
+            pytest.skip("word_positions takes no 'occurrence' (SCS then matches first occurrences only)")
+        first, second = (backbone.word_positions("a video and a video", "video", occurrence=k) for k in (0, 1))
+        assert first and second and first[-1] < second[0]
+        assert backbone.word_positions("a video and a video", "video", occurrence=2) == []
+
     def test_attention_capture_shapes(self, backbone):
         spec = backbone.video_spec
         latents = backbone.encode_video(torch.rand(1, spec.frames, 3, spec.height, spec.width))
