@@ -99,3 +99,14 @@ def test_a_recipe_runs_with_an_expert_override(model, tmp_path):
         run_recipe(from_mapping(Recipe, data).resolve_paths(project), progress=False, log=logs.append)
         assert [line for line in logs if "up to date" not in line] == ["motion: learning", "sampling"]
         assert Artifact.load(out / "motion.safetensors").roles == ("high_noise.temporal",)
+
+
+def test_the_experts_flag_is_checked_before_training(model, tmp_path, capsys):
+    kind, folder = model
+    make_inputs(tmp_path, kind)
+    wrong = "mid_noise" if kind == "a14b" else "high_noise"
+    code = main(["learn-subject", "--model", str(folder), "--images", str(tmp_path / "photos" / "toy"), "--token", "<toy>",
+                 "--class-word", "toy", "--out", str(tmp_path / "toy.safetensors"), "--experts", wrong, "--no-progress"])
+    err = capsys.readouterr().err
+    assert code != 0 and not (tmp_path / "toy.safetensors").exists()
+    assert ("its experts are high_noise, low_noise" if kind == "a14b" else "no experts") in err, err
