@@ -12,49 +12,118 @@ from pathlib import Path
 
 from videomage.components import Command
 from videomage.config import FusionConfig, MotionConfig, SubjectConfig
+from videomage.jobcheck import MAX_SIDE, check_device, finite_float, int_range
+
+
+def _device(value: str) -> str:
+    from videomage.errors import ConfigError
+
+    try:
+        return check_device(value)
+    except ConfigError as exc:  # a bad command line: argparse's usage error (exit status 2)
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--device {value!r}: ")) from None
+
+
+#: Flags that do not change what a training stage computes: a work folder made with other values
+#: of these is still resumed.
+NEUTRAL = frozenset({"out", "work_dir", "device", "checkpoint_every", "gradient_checkpointing", "validate_every",
+                     "no_progress", "command"})
+
+
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a local model folder (diffusers layout) or a Hub id")
     parser.add_argument("--backbone", help="backbone family, e.g. zeroscope or wan (default: detected from the model)")
     parser.add_argument("--adapter", default="lora", help="adapter type")
-    parser.add_argument("--device", default="cpu", help="torch device to run on, e.g. cuda or cuda:1")
+    parser.add_argument("--device", default="cpu", type=_device, help="torch device to run on, e.g. cuda or cuda:1")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                         help="precision the model's weights are loaded in")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw, so a re-run repeats the result")
+    parser.add_argument("--seed", type=int_range(0), default=0, help="seed of every random draw, so a re-run repeats the result")
 
 
 def _train_args(parser: argparse.ArgumentParser, steps: int) -> None:
     parser.add_argument("--out", required=True, type=Path, help="the .safetensors artifact to write")
-    parser.add_argument("--steps", type=int, default=steps, help="training steps")
+    parser.add_argument("--steps", type=int_range(1), default=steps, help="training steps")
     parser.add_argument("--work-dir", type=Path,
                         help="checkpoints and caches; re-running with the same work dir resumes (default: <out>.work)")
-    parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches accumulated per optimiser step")
+    parser.add_argument("--grad-accum", type=int_range(1), default=1, help="micro-batches accumulated per optimiser step")
     parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"],
                         help="autocast precision of the forward passes")
-    parser.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints in the work dir")
+    parser.add_argument("--checkpoint-every", type=int_range(1), default=50, help="steps between checkpoints in the work dir")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="recompute activations in the backward pass: less memory, more compute")
-    parser.add_argument("--validate-every", type=int,
+    parser.add_argument("--validate-every", type=int_range(1),
                         help="write a validation sample to <work-dir>/validation every N steps (default: never)")
-    parser.add_argument("--sample-steps", type=int, default=25,
+    parser.add_argument("--sample-steps", type=int_range(1), default=25,
                         help="sampling steps of the videos a stage generates (prior, teacher and validation videos)")
-    parser.add_argument("--frames", type=int, help="clip length (default: the backbone's native frame count)")
+    parser.add_argument("--frames", type=int_range(1), help="clip length (default: the backbone's native frame count)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars, also those of model loading")
 
 
-def _setup(args: argparse.Namespace):
+def _work_dir(args: argparse.Namespace) -> Path:
+    return args.work_dir or args.out.with_name(args.out.name + ".work")
+
+
+def _check_job(args: argparse.Namespace, *, inputs: list[Path], suffix: str) -> None:
+    """Everything about a stage command that can be checked before the model loads."""
+    from videomage.jobcheck import check_model_folder
+    from videomage.paths import check_output_file, refuse_overwriting_inputs
+
+    outputs = [args.out]
+    if suffix == ".mp4":
+        outputs += [args.out.with_suffix(".json"), args.out.with_suffix(".gif"), args.out.with_name(args.out.stem + "-frames.png")]
+    refuse_overwriting_inputs(outputs, inputs)
+    check_output_file(args.out, suffixes=(suffix,))
+    check_model_folder(args.model)
+
+
+def _bind_work_dir(args: argparse.Namespace, inputs: dict[str, object]) -> None:
+    """Lock the work folder and make it belong to this job (see `videomage.workdir`)."""
+    from videomage.stages.common import content_hash
+    from videomage.workdir import bind, lock, model_digest
+
+    if int(os.environ.get("RANK", "0")) != 0:  # data parallel: rank 0 owns the work folder
+        return
+    work = _work_dir(args)
+    lock(work)
+    parts = {"model": model_digest(args.model)}
+    for name, value in vars(args).items():
+        if name in NEUTRAL or name == "model":
+            continue
+        if name in inputs and value is not None:  # input files: by content, not by name
+            parts[name] = content_hash(*value) if isinstance(value, list) else content_hash(value)
+        else:
+            parts[name] = content_hash(str(value))
+    parts["steps"] = str(args.steps)  # a number, so that a larger --steps can train on (see bind)
+    bind(work, parts)
+
+
+def _release(args: argparse.Namespace) -> None:
+    from videomage.workdir import release
+
+    release(_work_dir(args))
+
+
+def _setup(args: argparse.Namespace, inputs: dict[str, object] | None = None):
     from videomage.loading import hide_library_progress, load_backbone, make_adapter
     from videomage.stages.common import StageOptions
 
     if args.no_progress:
         hide_library_progress()
-    backbone = load_backbone(args.model, backbone=args.backbone, device=args.device, dtype=args.dtype)
-    adapter = make_adapter(args.adapter)
     opts = None
-    if hasattr(args, "out") and hasattr(args, "grad_accum"):
-        work = args.work_dir or args.out.with_name(args.out.name + ".work")
-        opts = StageOptions(seed=args.seed, work_dir=work, progress=not args.no_progress, grad_accum=args.grad_accum,
+    training = hasattr(args, "out") and hasattr(args, "grad_accum")
+    if training:
+        _bind_work_dir(args, inputs or {})
+    try:
+        backbone = load_backbone(args.model, backbone=args.backbone, device=args.device, dtype=args.dtype)
+        adapter = make_adapter(args.adapter)
+    except BaseException:
+        if training:
+            _release(args)
+        raise
+    if training:
+        opts = StageOptions(seed=args.seed, work_dir=_work_dir(args), progress=not args.no_progress, grad_accum=args.grad_accum,
                             mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every, frames=args.frames,
                             gradient_checkpointing=args.gradient_checkpointing, validate_every=args.validate_every,
                             prior_steps=args.sample_steps)
@@ -64,7 +133,12 @@ def _setup(args: argparse.Namespace):
 def _save(artifact, out: Path) -> int:
     if int(os.environ.get("RANK", "0")) != 0:  # data parallel: every rank holds the same weights
         return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from videomage.errors import ConfigError
+
+        raise ConfigError(f"cannot create the folder of --out {str(out)!r}: {exc.strerror or exc}") from None
     artifact.save(out)
     print(f"wrote {out}")
     return 0
@@ -84,23 +158,30 @@ class LearnSubject(Command):
         parser.add_argument("--prior-videos", type=Path,
                             help="folder of clips, each with a same-named .txt caption, for the prior-preservation "
                                  "loss (default: generated from the class word)")
-        parser.add_argument("--lr", type=float, default=1e-4, help="LoRA learning rate")
-        parser.add_argument("--text-lr", type=float, default=1e-5, help="learning rate of the token's embedding row")
-        parser.add_argument("--rank", type=int, default=4, help="LoRA rank")
-        parser.add_argument("--lambda-reg", type=float, default=0.25,
+        parser.add_argument("--lr", type=finite_float(positive=True), default=1e-4, help="LoRA learning rate")
+        parser.add_argument("--text-lr", type=finite_float(positive=True), default=1e-5, help="learning rate of the token's embedding row")
+        parser.add_argument("--rank", type=int_range(1), default=4, help="LoRA rank")
+        parser.add_argument("--lambda-reg", type=finite_float(), default=0.25,
                             help="weight of the prior-preservation loss (0 turns it off)")
         parser.add_argument("--experts", default="", help="comma-separated experts of a two-expert model the LoRA lives in, "
                             "e.g. high_noise,low_noise (default: the backbone's choice for subjects: low_noise on Wan 2.2)")
         _train_args(parser, steps=300)
 
     def run(self, args: argparse.Namespace) -> int:
+        from videomage.jobcheck import check_images, check_prior_videos
         from videomage.stages.subject import learn_subject
 
         config = SubjectConfig(token=args.token, class_word=args.class_word, images=args.images, prior_videos=args.prior_videos,
                                steps=args.steps, lr=args.lr, text_lr=args.text_lr, rank=args.rank, lambda_reg=args.lambda_reg,
                                experts=_words(args.experts))
-        backbone, adapter, opts = _setup(args)
-        return _save(learn_subject(backbone, adapter, config, opts), args.out)
+        check_images(args.images)
+        check_prior_videos(args.prior_videos)
+        _check_job(args, inputs=[args.images] + ([args.prior_videos] if args.prior_videos else []), suffix=".safetensors")
+        backbone, adapter, opts = _setup(args, {"images": args.images, "prior_videos": args.prior_videos})
+        try:
+            return _save(learn_subject(backbone, adapter, config, opts), args.out)
+        finally:
+            _release(args)
 
 
 def _words(text: str) -> list[str]:
@@ -119,24 +200,32 @@ class LearnMotion(Command):
         parser.add_argument("--video", required=True, type=Path, help="the reference clip (mp4, webm, gif)")
         parser.add_argument("--prompt", required=True, help="what happens, e.g. 'a person is riding a horse'")
         parser.add_argument("--entities", required=True, help="comma-separated actor words of the prompt, e.g. person,horse")
-        parser.add_argument("--omega", type=float, default=0.5,
+        parser.add_argument("--omega", type=finite_float(), default=0.5,
                             help="negative-guidance strength of the appearance-free target (0: plain denoising loss)")
-        parser.add_argument("--inversion-steps", type=int, default=200,
+        parser.add_argument("--inversion-steps", type=int_range(0), default=200,
                             help="textual-inversion steps for the actors' tokens (0 skips it)")
-        parser.add_argument("--lr", type=float, default=1e-4, help="LoRA learning rate")
-        parser.add_argument("--rank", type=int, default=4, help="LoRA rank")
+        parser.add_argument("--lr", type=finite_float(positive=True), default=1e-4, help="LoRA learning rate")
+        parser.add_argument("--rank", type=int_range(1), default=4, help="LoRA rank")
         parser.add_argument("--experts", default="", help="comma-separated experts of a two-expert model the LoRA lives in, "
                             "e.g. high_noise,low_noise (default: the backbone's choice for motion: high_noise on Wan 2.2)")
         _train_args(parser, steps=300)
 
     def run(self, args: argparse.Namespace) -> int:
+        from videomage.jobcheck import check_entities
+        from videomage.media import check_video
         from videomage.stages.motion import learn_motion
 
         config = MotionConfig(video=args.video, prompt=args.prompt, entities=[e.strip() for e in args.entities.split(",") if e.strip()],
                               steps=args.steps, inversion_steps=args.inversion_steps, lr=args.lr, rank=args.rank, omega=args.omega,
                               experts=_words(args.experts))
-        backbone, adapter, opts = _setup(args)
-        return _save(learn_motion(backbone, adapter, config, opts), args.out)
+        check_entities(config.prompt, config.entities)
+        check_video(args.video)
+        _check_job(args, inputs=[args.video], suffix=".safetensors")
+        backbone, adapter, opts = _setup(args, {"video": args.video})
+        try:
+            return _save(learn_motion(backbone, adapter, config, opts), args.out)
+        finally:
+            _release(args)
 
 
 class Fuse(Command):
@@ -148,22 +237,29 @@ class Fuse(Command):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         _model_args(parser)
         parser.add_argument("--subjects", required=True, nargs="+", type=Path, help="subject artifacts (two or more)")
-        parser.add_argument("--lambda-attn", type=float, default=0.6,
+        parser.add_argument("--lambda-attn", type=finite_float(), default=0.6,
                             help="weight of the cross-attention regularisation (0 turns it off)")
-        parser.add_argument("--videos-per-subject", type=int, default=4,
+        parser.add_argument("--videos-per-subject", type=int_range(1), default=4,
                             help="videos each subject's adapter generates as fusion data")
         parser.add_argument("--mask-source", default=FusionConfig().mask_source,
                             help="mask-source plugin that segments the subjects in those videos")
-        parser.add_argument("--lr", type=float, default=1e-4, help="learning rate of the fused LoRA")
+        parser.add_argument("--lr", type=finite_float(positive=True), default=1e-4, help="learning rate of the fused LoRA")
         _train_args(parser, steps=200)
 
     def run(self, args: argparse.Namespace) -> int:
-        from videomage.stages.fusion import fuse
+        from videomage.jobcheck import check_component
+        from videomage.stages.fusion import load_subjects, fuse
 
         config = FusionConfig(steps=args.steps, lr=args.lr, lambda_attn=args.lambda_attn,
                               videos_per_subject=args.videos_per_subject, mask_source=args.mask_source)
-        backbone, adapter, opts = _setup(args)
-        return _save(fuse(backbone, adapter, args.subjects, config, opts), args.out)
+        check_component("mask_source", config.mask_source)
+        load_subjects(args.subjects)
+        _check_job(args, inputs=list(args.subjects), suffix=".safetensors")
+        backbone, adapter, opts = _setup(args, {"subjects": args.subjects})
+        try:
+            return _save(fuse(backbone, adapter, args.subjects, config, opts), args.out)
+        finally:
+            _release(args)
 
 
 class Generate(Command):
@@ -179,24 +275,24 @@ class Generate(Command):
         parser.add_argument("--prompt", required=True, help="the video to make, with the subjects' tokens, e.g. '<toy> is riding <dog>'")
         parser.add_argument("--out", required=True, type=Path, help="the .mp4 to write (a .json record and frames PNG go beside it)")
         parser.add_argument("--sampler", default="scs", help="scs, cfg, or a plugin's sampler")
-        parser.add_argument("--steps", type=int, default=50, help="denoising steps")
-        parser.add_argument("--guidance-scale", type=float, default=9.0, help="classifier-free guidance scale")
-        parser.add_argument("--frames", type=int, help="frames to generate (default: the backbone's native count)")
-        parser.add_argument("--height", type=int, help="video height in pixels (default: the backbone's native height)")
-        parser.add_argument("--width", type=int, help="video width in pixels (default: the backbone's native width)")
+        parser.add_argument("--steps", type=int_range(1), default=50, help="denoising steps")
+        parser.add_argument("--guidance-scale", type=finite_float(), default=9.0, help="classifier-free guidance scale")
+        parser.add_argument("--frames", type=int_range(1), help="frames to generate (default: the backbone's native count)")
+        parser.add_argument("--height", type=int_range(1, MAX_SIDE), help="video height in pixels (default: the backbone's native height)")
+        parser.add_argument("--width", type=int_range(1, MAX_SIDE), help="video width in pixels (default: the backbone's native width)")
         parser.add_argument("--negative-prompt", default="", help="what the video should not show (default: empty)")
         parser.add_argument("--scheduler", help="a diffusers scheduler class name (default: the model's)")
-        parser.add_argument("--alpha-cross", type=float, default=1e-3,
+        parser.add_argument("--alpha-cross", type=finite_float(), default=1e-3,
                             help="SCS: step size of the cross-attention term (subject layout -> motion branch)")
-        parser.add_argument("--alpha-temporal", type=float, default=5e-5,
+        parser.add_argument("--alpha-temporal", type=finite_float(), default=5e-5,
                             help="SCS: step size of the temporal-attention term (motion -> subject branch)")
         parser.add_argument("--guidance-norm", choices=("rms", "none"), default="rms",
                             help="SCS: 'rms' makes each alpha the RMS change of a latent element per guided step, the "
                                  "same at any video size (default); 'none' is the paper's x -= alpha * grad")
-        parser.add_argument("--tau", type=int, default=15, help="SCS: how many of the first steps are guided")
-        parser.add_argument("--beta-s", type=float, default=0.5,
+        parser.add_argument("--tau", type=int_range(0), default=15, help="SCS: how many of the first steps are guided")
+        parser.add_argument("--beta-s", type=finite_float(), default=0.5,
                             help="SCS: weight of the subject branch's prediction (beta_s + beta_m = 1)")
-        parser.add_argument("--beta-m", type=float, default=0.5,
+        parser.add_argument("--beta-m", type=finite_float(), default=0.5,
                             help="SCS: weight of the motion branch's prediction (beta_s + beta_m = 1)")
         parser.add_argument("--guidance-checkpointing", action=argparse.BooleanOptionalAction, default=True,
                             help="SCS: recompute activations in each guided step's backward pass (default: on; "
@@ -206,9 +302,23 @@ class Generate(Command):
         parser.add_argument("--no-progress", action="store_true", help="hide progress bars, also those of model loading")
 
     def run(self, args: argparse.Namespace) -> int:
+        from videomage.artifact import Artifact
+        from videomage.jobcheck import check_component, check_size
         from videomage.stages.generate import generate
 
+        for path in (args.subjects, args.motion):
+            if path is not None:
+                Artifact.load(path)
+        _check_job(args, inputs=[p for p in (args.subjects, args.motion) if p is not None], suffix=".mp4")
         backbone, adapter, _ = _setup(args)
+        # Loading is quick next to sampling; these checks come after it so that a missing model is
+        # reported as such first.
+        check_component("sampler", args.sampler)
+        if args.sampler == "scs" and (args.subjects is None or args.motion is None):
+            from videomage.errors import ConfigError
+
+            raise ConfigError("sampler 'scs' needs both --subjects and --motion; use --sampler cfg for one of them")
+        check_size(backbone, args.height, args.width)
         options = {"steps": args.steps, "guidance_scale": args.guidance_scale, "seed": args.seed, "frames": args.frames,
                    "height": args.height, "width": args.width, "negative_prompt": args.negative_prompt,
                    "scheduler": args.scheduler, "progress": not args.no_progress}
@@ -221,8 +331,6 @@ class Generate(Command):
         for kind, path in record["files"].items():
             print(f"wrote {path} ({kind})")
         return 0
-
-
 
 
 class Run(Command):

@@ -7,6 +7,8 @@ errors with a did-you-mean hint, never silently ignored.
 
 from __future__ import annotations
 
+import math
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,16 +38,21 @@ T = TypeVar("T")
 
 
 # -- validators that say what went wrong -------------------------------------------------------
+def _number(value: Any) -> bool:
+    # NaN passes every comparison test, so "value <= 0" alone lets it through.
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _positive(inst: Any, attr: attrs.Attribute, value: Any) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    if not _number(value) or value <= 0:
         raise ConfigError(f"{type(inst).__name__}.{attr.name}: expected a positive number, got {value!r}")
 
 
 def _non_negative(inst: Any, attr: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{type(inst).__name__}.{attr.name}: expected a number >= 0, got {value!r}")
+    if not _number(value) or value < 0:
+        raise ConfigError(f"{type(inst).__name__}.{attr.name}: expected a finite number >= 0, got {value!r}")
 
 
 def _int_ge(low: int):
@@ -61,12 +68,18 @@ def _non_empty_str(inst: Any, attr: attrs.Attribute, value: Any) -> None:
         raise ConfigError(f"{type(inst).__name__}.{attr.name}: expected a non-empty string, got {value!r}")
 
 
+#: A learned token: a word in angle brackets. Tokens name files (``subjects/<name>.safetensors``),
+#: so no path characters; and no ``|``, which would let ``<|endoftext|>`` and the like take over a
+#: text encoder's special tokens.
+TOKEN_PATTERN = re.compile(r"<\w[\w-]*>")
+
+
 def _token(inst: Any, attr: attrs.Attribute, value: Any) -> None:
     _non_empty_str(inst, attr, value)
-    if not (value.startswith("<") and value.endswith(">")) or " " in value:
+    if not TOKEN_PATTERN.fullmatch(value):
         raise ConfigError(
-            f"{type(inst).__name__}.{attr.name}: expected a token in angle brackets without spaces, "
-            f"such as '<toy>', got {value!r}"
+            f"{type(inst).__name__}.{attr.name}: expected a new word in angle brackets (letters, digits, '_' "
+            f"or '-'), such as '<toy>', got {value!r}"
         )
 
 
@@ -81,9 +94,21 @@ def _one_of(*choices: str):
     return check
 
 
+def _words(value: Any) -> Any:
+    # tuple("cat") would be ("c", "a", "t"): a string is a mistake for a list of one word.
+    if isinstance(value, str):
+        raise ConfigError(f"MotionConfig.entities: expected a list of words such as [\"person\", \"horse\"], got the "
+                          f"string {value!r}; write entities = [{value!r}]".replace("'", '"'))
+    return tuple(value)
+
+
 def _str_list(inst: Any, attr: attrs.Attribute, value: Any) -> None:
-    if not isinstance(value, tuple) or not value or not all(isinstance(v, str) and v for v in value):
+    if not isinstance(value, tuple) or not value or not all(isinstance(v, str) and v.strip() for v in value):
         raise ConfigError(f"{type(inst).__name__}.{attr.name}: expected a non-empty list of words, got {value!r}")
+    for v in value:
+        if not re.fullmatch(r"[\w][\w '-]*", v.strip()):
+            raise ConfigError(f"{type(inst).__name__}.{attr.name}: {v!r} is not a word of the prompt (letters, digits, "
+                              f"spaces, '-' or apostrophes)")
 
 
 def _expert_list(inst: Any, attr: attrs.Attribute, value: Any) -> None:
@@ -131,7 +156,7 @@ class MotionConfig:
 
     video: Path = attrs.field(converter=Path)
     prompt: str = attrs.field(validator=_non_empty_str)
-    entities: tuple[str, ...] = attrs.field(converter=tuple, validator=_str_list)
+    entities: tuple[str, ...] = attrs.field(converter=_words, validator=_str_list)
     steps: int = attrs.field(default=300, validator=_int_ge(1))
     inversion_steps: int = attrs.field(default=200, validator=_int_ge(0))
     lr: float = attrs.field(default=1e-4, validator=_positive)
@@ -217,11 +242,15 @@ class Recipe:
     @classmethod
     def from_toml(cls, path: str | Path) -> Recipe:
         """Read a recipe file; relative paths in it are resolved against the file's folder."""
-        path = Path(path)
+        from videomage.paths import check_input_file
+
+        path = check_input_file(path, "recipe", error=ConfigError)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"recipe {str(path)!r} does not exist; pass the path of a .toml recipe") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"recipe {str(path)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"recipe {str(path)!r} cannot be read: {exc.strerror or exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"recipe {str(path)!r} is not valid TOML: {exc}") from None
         recipe = from_mapping(cls, data, where=str(path))
@@ -231,7 +260,7 @@ class Recipe:
         """Make relative input/output paths relative to ``base``."""
 
         def fix(p: Path | None) -> Path | None:
-            return None if p is None or p.is_absolute() else base / p
+            return p if p is None or p.is_absolute() else base / p
 
         subjects = tuple(attrs.evolve(s, images=fix(s.images), prior_videos=fix(s.prior_videos)) for s in self.subjects)
         motion = None if self.motion is None else attrs.evolve(self.motion, video=fix(self.motion.video))

@@ -38,6 +38,10 @@ class TrainingError(VideomageError):
     """Training cannot continue (a NaN loss, a checkpoint that does not match)."""
 
 
+class SamplingError(VideomageError):
+    """Sampling produced no usable video (NaN or infinite values)."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""``."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import attrs
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from videomage.artifact import atomic_write
@@ -87,6 +87,7 @@ class Trainer:
             [{"params": list(g.params), "lr": g.lr, "weight_decay": g.weight_decay} for g in self.groups]
         )
         self.step = 0
+        self.checkpoint_step: int | None = None  # the step the checkpoint on disk holds (always finite)
         self.history: list[dict[str, float]] = []
 
     # -- the loop --------------------------------------------------------------------------
@@ -113,7 +114,7 @@ class Trainer:
                     raise TrainingError(
                         f"{self.config.description}: the loss became {float(out.loss)} at step {self.step + 1} "
                         f"(parts: {dict(out.logs)}). Lower the learning rate, disable mixed precision, or "
-                        f"check the inputs; the last checkpoint in {self.checkpoint_dir} is intact."
+                        f"check the inputs; {self._checkpoint_note()}"
                     )
                 (out.loss / self.config.grad_accum).backward()
                 total += out.loss.detach().item() / self.config.grad_accum
@@ -176,16 +177,44 @@ class Trainer:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         meta = {"step": str(self.step), "layout": json.dumps([[g.name, len(g.params)] for g in self.groups])}
         tensors = self._tensors()
+        # A diverged step can leave weights NaN while its loss was still finite: never let such
+        # weights replace the last good checkpoint, or every re-run resumes into NaN.
+        bad = [k for k, v in tensors.items() if k.startswith(("param.", "optim.")) and v.is_floating_point()
+               and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise TrainingError(
+                f"{self.config.description}: the weights became NaN or infinite by step {self.step} (tensor {bad[0]}). "
+                f"Lower the learning rate or disable mixed precision; {self._checkpoint_note()}"
+            )
         atomic_write(self.checkpoint_dir / CHECKPOINT, lambda tmp: save_file(tensors, tmp, metadata=meta))
+        self.checkpoint_step = self.step
+
+    def _checkpoint_note(self) -> str:
+        if self.checkpoint_dir is None:
+            return "there is no checkpoint (no work folder)."
+        path = self.checkpoint_dir / CHECKPOINT
+        if self.checkpoint_step is None:
+            return f"no checkpoint was written yet, so a re-run starts from step 0 ({path} does not exist)."
+        return (f"the last checkpoint, {str(path)!r}, holds step {self.checkpoint_step} and is finite; a re-run "
+                f"resumes from it.")
 
     def _maybe_resume(self) -> None:
         path = None if self.checkpoint_dir is None else self.checkpoint_dir / CHECKPOINT
         if path is None or not path.exists():
             return
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata()
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-        layout = json.loads(meta["layout"])
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = fh.metadata()
+                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+            layout = json.loads(meta["layout"])
+            int(meta["step"])
+        except (SafetensorError, OSError, KeyError, TypeError, ValueError) as exc:
+            raise TrainingError(
+                f"checkpoint {str(path)!r} is damaged ({exc}); delete it to restart this stage from step 0"
+            ) from None
+        if any(v.is_floating_point() and not bool(torch.isfinite(v).all()) for k, v in tensors.items() if k.startswith("param.")):
+            raise TrainingError(f"checkpoint {str(path)!r} holds NaN or infinite weights (it was written by a run that "
+                                f"diverged); delete it and re-run with a lower learning rate")
         expected = [[g.name, len(g.params)] for g in self.groups]
         if layout != expected:
             raise TrainingError(
@@ -208,6 +237,7 @@ class Trainer:
         self.generator.set_state(tensors["rng.generator"])
         torch.set_rng_state(tensors["rng.torch"])
         self.step = int(meta["step"])
+        self.checkpoint_step = self.step
 
 
 def _init_distributed() -> tuple[int, int]:

@@ -4,7 +4,13 @@ Each stage's output records a hash of everything that determines it (its setting
 content of its input files, the hashes of the artifacts it consumes, the model fingerprint and
 the seed). A stage whose output exists with the same hash is skipped, so re-running an
 interrupted job redoes only what is missing, and changing a setting redoes only the stages
-downstream of it. Training stages also resume from their own checkpoints in the work folder.
+downstream of it. Training stages also resume from their own checkpoints in the work folder,
+``<output>/work/<stage>``, which is bound to the same hash: a stage whose inputs changed moves its
+old checkpoints aside and starts fresh instead of resuming another job (`videomage.workdir`).
+
+The whole recipe is checked before the model loads (`check_recipe`): input files,
+component names, motion entities, device, output folder. Two runs on one output folder at once
+are refused.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import attrs
 
 from videomage.artifact import Artifact
 from videomage.config import Recipe
+from videomage.errors import ConfigError
 from videomage.loading import load_backbone, make_adapter
 from videomage.stages.common import StageOptions, content_hash
 
@@ -42,31 +49,101 @@ def _save(artifact: Artifact, path: Path, key: str) -> str:
     return content_hash(path)
 
 
+def _outputs(recipe: Recipe) -> list[Path]:
+    out = recipe.output.dir
+    files = [out / "subjects" / f"{s.token.strip('<>')}.safetensors" for s in recipe.subjects]
+    files += [out / "motion.safetensors", out / "fused.safetensors"]
+    files += [out / n for n in ("video.mp4", "video.json", "video.gif", "video-frames.png")]
+    return files
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Refuse a recipe that would fail in a later stage, before any model loads or any step runs."""
+    from videomage.jobcheck import (check_component, check_device, check_entities, check_images, check_model_folder,
+                                    check_prior_videos)
+    from videomage.media import check_video
+    from videomage.paths import check_writable_folder, refuse_overwriting_inputs
+
+    check_device(recipe.model.device)
+    check_model_folder(recipe.model.id)
+    inputs: list[Path] = []
+    for subject in recipe.subjects:
+        check_images(subject.images)
+        check_prior_videos(subject.prior_videos)
+        inputs += [subject.images] + ([subject.prior_videos] if subject.prior_videos else [])
+    if recipe.motion is not None:
+        check_entities(recipe.motion.prompt, recipe.motion.entities)
+        check_video(recipe.motion.video)
+        inputs.append(recipe.motion.video)
+    if len(recipe.subjects) > 1:
+        check_component("mask_source", recipe.fusion.mask_source)
+    if recipe.sampling is not None:
+        check_component("sampler", recipe.sampling.sampler)
+        if not recipe.subjects and recipe.motion is None:
+            raise ConfigError("recipe: [sampling] needs at least one [[subjects]] or a [motion] to sample with")
+        if recipe.sampling.sampler == "scs" and (not recipe.subjects or recipe.motion is None):
+            raise ConfigError("recipe: sampler 'scs' needs both [[subjects]] and a [motion]; set sampler = \"cfg\" "
+                              "in [sampling] to use only one of them")
+    out = recipe.output.dir
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"recipe: [output] dir {str(out)!r} is a file; name a folder")
+    check_writable_folder(out, "recipe: [output] dir")
+    refuse_overwriting_inputs(_outputs(recipe), inputs)
+
+
 def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print) -> dict[str, Path]:
     """Run every stage the recipe asks for; return the paths of what it produced."""
+    from videomage.workdir import lock, release
+
+    check_recipe(recipe)
     out = recipe.output.dir
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"recipe: [output] dir {str(out)!r} cannot be created: {exc.strerror or exc}") from None
+    lock(out / "work", what="output folder's work folder")
+    try:
+        return _run(recipe, progress=progress, log=log)
+    finally:
+        release(out / "work")
+
+
+def _run(recipe: Recipe, *, progress: bool, log: Log) -> dict[str, Path]:
+    from videomage.workdir import bind, model_digest
+
+    out = recipe.output.dir
     backbone = load_backbone(recipe.model.id, backbone=recipe.model.backbone, device=recipe.model.device, dtype=recipe.model.dtype)
     adapter = make_adapter()
-    base = (backbone.name, backbone.fingerprint(), recipe.seed)
+    base = (backbone.name, backbone.fingerprint(), model_digest(recipe.model.id), recipe.seed)
     produced: dict[str, Path] = {}
     hashes: dict[str, str] = {}
 
-    def opts(name: str) -> StageOptions:
-        return StageOptions(seed=recipe.seed, work_dir=out / "work" / name, progress=progress)
+    def stage_key(stage: str, **named) -> tuple[str, dict[str, str]]:
+        # One digest per named part, so that a changed input can be named; the key covers them all.
+        settings = dict(named.pop("settings"))
+        steps = str(settings.pop("steps"))  # a number, so that more steps can train on (see workdir.bind)
+        parts = {"model and seed": content_hash(base), "settings": content_hash(settings), "steps": steps,
+                 **{k.replace("_", " "): content_hash(v) for k, v in named.items()}}
+        return content_hash(stage, parts), parts
+
+    def opts(name: str, parts: dict[str, str]) -> StageOptions:
+        work = out / "work" / name
+        bind(work, parts, log=log, what=f"work folder of stage {name}")
+        return StageOptions(seed=recipe.seed, work_dir=work, progress=progress)
 
     from videomage.stages.subject import learn_subject
 
     for subject in recipe.subjects:
         name = subject.token.strip("<>")
         path = out / "subjects" / f"{name}.safetensors"
-        key = content_hash("subject", base, _settings(subject), subject.images, subject.prior_videos or "")
+        key, parts = stage_key("subject", settings=_settings(subject), images=subject.images,
+                               prior_videos=subject.prior_videos or "")
         if _done(path, key):
             log(f"subject {subject.token}: up to date ({path})")
         else:
             log(f"subject {subject.token}: learning")
             path.parent.mkdir(parents=True, exist_ok=True)
-            _save(learn_subject(backbone, adapter, subject, opts(f"subject-{name}")), path, key)
+            _save(learn_subject(backbone, adapter, subject, opts(f"subject-{name}", parts)), path, key)
             adapter.remove(backbone, "subject")
         produced[f"subject:{subject.token}"] = path
         hashes[subject.token] = content_hash(path)
@@ -75,12 +152,12 @@ def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print) -> di
         from videomage.stages.motion import learn_motion
 
         path = out / "motion.safetensors"
-        key = content_hash("motion", base, _settings(recipe.motion), recipe.motion.video)
+        key, parts = stage_key("motion", settings=_settings(recipe.motion), video=recipe.motion.video)
         if _done(path, key):
             log(f"motion: up to date ({path})")
         else:
             log("motion: learning")
-            _save(learn_motion(backbone, adapter, recipe.motion, opts("motion")), path, key)
+            _save(learn_motion(backbone, adapter, recipe.motion, opts("motion", parts)), path, key)
             adapter.remove(backbone, "motion")
         produced["motion"] = path
         hashes["motion"] = content_hash(path)
@@ -90,13 +167,13 @@ def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print) -> di
         from videomage.stages.fusion import fuse
 
         subjects_path = out / "fused.safetensors"
-        key = content_hash("fusion", base, _settings(recipe.fusion), [hashes[s.token] for s in recipe.subjects])
+        key, parts = stage_key("fusion", settings=_settings(recipe.fusion), subjects=[hashes[s.token] for s in recipe.subjects])
         if _done(subjects_path, key):
             log(f"fusion: up to date ({subjects_path})")
         else:
             log("fusion: training")
             paths = [produced[f"subject:{s.token}"] for s in recipe.subjects]
-            _save(fuse(backbone, adapter, paths, recipe.fusion, opts("fusion")), subjects_path, key)
+            _save(fuse(backbone, adapter, paths, recipe.fusion, opts("fusion", parts)), subjects_path, key)
             for name in [n for n in adapter.adapter_names(backbone) if n.startswith("teacher_") or n == "student"]:
                 adapter.remove(backbone, name)
         produced["fused"] = subjects_path

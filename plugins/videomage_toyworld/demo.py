@@ -47,6 +47,8 @@ def run_demo(out: str | Path, *, model: str | None = None, settings=None, progre
                          f"pass --model with such a folder, or leave it out to use the shipped toy model")
     settings = settings or CaseSettings()
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"demo --out {str(out)!r} is a file; name a folder for the demo's outputs (default: videomage-demo)")
     backbone = load_backbone(model)
     run = CaseRun(backbone, make_adapter(), out, progress=progress, log=log)
     _, scores = run.full(settings, out / "video.mp4")

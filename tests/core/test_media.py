@@ -89,3 +89,18 @@ def test_outputs_decode_to_the_requested_frames_and_size(tmp_path):
     assert iio.imread(gif, index=None).shape[:3] == (6, 32, 48)
     sheet = write_contact_sheet(video, tmp_path / "sheet.png", columns=4)
     assert iio.imread(sheet).shape == (64, 192, 3)
+
+
+def test_the_documented_pixel_limit_is_the_one_in_force(monkeypatch):
+    from pathlib import Path
+
+    from videomage.media import MAX_PIXELS, max_pixels
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "concepts" / "inputs.md").read_text()
+    assert f"**{MAX_PIXELS // 1_000_000} megapixels**" in docs and "VIDEOMAGE_MAX_PIXELS" in docs
+    assert max_pixels() == MAX_PIXELS
+    monkeypatch.setenv("VIDEOMAGE_MAX_PIXELS", "123")
+    assert max_pixels() == 123
+    monkeypatch.setenv("VIDEOMAGE_MAX_PIXELS", "lots")
+    with pytest.raises(InputError, match="VIDEOMAGE_MAX_PIXELS"):
+        max_pixels()

@@ -78,6 +78,9 @@ def test_a_bin_crafted_to_run_code_is_refused_and_nothing_runs(hostile_model, tm
     folder, marker = hostile_model
     images = tmp_path / "images"
     images.mkdir()
+    from PIL import Image
+
+    Image.new("L", (8, 8), 128).save(images / "0.png")  # valid inputs, so that the run gets as far as the model
     code = main(["learn-subject", "--model", str(folder), "--images", str(images), "--token", "<t>", "--class-word", "toy",
                  "--out", str(tmp_path / "t.safetensors"), "--no-progress"])
     err = capfd.readouterr().err

@@ -18,7 +18,7 @@ import torch
 from videomage._version import __version__
 from videomage.artifact import Artifact, atomic_write
 from videomage.components import Adapter, Backbone
-from videomage.errors import ArtifactError, ConfigError
+from videomage.errors import ArtifactError, ConfigError, SamplingError
 from videomage.media import write_contact_sheet, write_gif, write_mp4
 from videomage.plugins import get_registry
 from videomage.stages.common import content_hash
@@ -60,7 +60,12 @@ def generate(
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise ConfigError(f"--out must be an .mp4 path, got {str(out)!r}")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if sampler == "scs" and (subjects is None or motion is None):
+        raise ConfigError("sampler 'scs' needs both --subjects and --motion; use --sampler cfg for one of them")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the folder of --out {str(out)!r}: {exc.strerror or exc}") from None
     installed = install_concepts(backbone, adapter, subjects, motion)
     request: dict[str, Any] = {"prompt": prompt, **(options or {})}
     if sampler == "scs":
@@ -75,6 +80,9 @@ def generate(
     latents = get_registry().create("sampler", sampler).sample(backbone, adapter, request)
     with torch.no_grad():
         video = backbone.decode_latents(latents)[0].float().cpu()
+    if not bool(torch.isfinite(video).all()):  # would be written as a black video with exit 0
+        raise SamplingError(f"sampling with {sampler!r} produced NaN or infinite values, so no video was written to "
+                            f"{str(out)!r}; lower --guidance-scale or the SCS step sizes (--alpha-cross, --alpha-temporal), or check the artifacts")
     fps = backbone.video_spec.fps
     files = {"mp4": str(write_mp4(video, out, fps=fps))}
     if gif:
