@@ -84,7 +84,9 @@ def _bind_work_dir(args: argparse.Namespace, inputs: dict[str, object]) -> None:
     from videomage.stages.common import content_hash
     from videomage.workdir import bind, lock, model_digest
 
-    if int(os.environ.get("RANK", "0")) != 0:  # data parallel: rank 0 owns the work folder
+    from videomage.parallel import is_main_process
+
+    if not is_main_process():  # data parallel: the main process owns the work folder
         return
     work = _work_dir(args)
     lock(work)
