@@ -9,7 +9,8 @@ runs inside such a module (an attention-capture processor) that it is being run 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -27,10 +28,59 @@ def recomputing() -> bool:
     return torch._C._current_graph_task_id() != -1
 
 
+_OPEN: ContextVar[object | None] = ContextVar("videomage_open_capture", default=None)
+_REPLAYED: ContextVar[object | None] = ContextVar("videomage_replayed_capture", default=None)
+
+
+@contextmanager
+def capturing(capture: object) -> Iterator[None]:
+    """Mark ``capture`` (an attention capture's state) as open for the block.
+
+    A checkpointed region remembers which capture was open when it first ran, and its
+    recomputation in the backward pass sees that one through [`replays`][videomage.checkpointing.replays], whatever is open then.
+    """
+    token = _OPEN.set(capture)
+    try:
+        yield
+    finally:
+        _OPEN.reset(token)
+
+
+def replays(capture: object) -> bool:
+    """Whether the recomputation running now first ran while ``capture`` was open.
+
+    A capture processor that finds itself recomputing a region that ran before its capture
+    opened (a forward pass of the same training step, outside the capture) must run as the
+    layer's own processor did, to save the same tensors.
+    """
+    return _REPLAYED.get() is capture
+
+
+@contextmanager
+def _replaying(capture: object | None) -> Iterator[None]:
+    token = _REPLAYED.set(capture)
+    try:
+        yield
+    finally:
+        _REPLAYED.reset(token)
+
+
+def _contexts():
+    return nullcontext(), _replaying(_OPEN.get())
+
+
+def checkpoint_call(function, *args, **kwargs):
+    """Non-reentrant ``torch.utils.checkpoint`` that tells the recomputation which capture was open.
+
+    Also the ``gradient_checkpointing_func`` a backbone hands diffusers' ``enable_gradient_checkpointing``.
+    """
+    return checkpoint(function, *args, use_reentrant=False, context_fn=_contexts, **kwargs)
+
+
 def _wrap(forward):
     def run(*args, **kwargs):
         if torch.is_grad_enabled():
-            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+            return checkpoint_call(forward, *args, **kwargs)
         return forward(*args, **kwargs)
 
     return run

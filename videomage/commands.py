@@ -7,7 +7,6 @@ backbones, adapters, objectives and samplers through the registry.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from videomage.components import Command
@@ -36,7 +35,9 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a local model folder (diffusers layout) or a Hub id")
     parser.add_argument("--backbone", help="backbone family, e.g. zeroscope or wan (default: detected from the model)")
     parser.add_argument("--adapter", default="lora", help="adapter type")
-    parser.add_argument("--device", default="cpu", type=_device, help="torch device to run on, e.g. cuda or cuda:1")
+    parser.add_argument("--device", default="cpu", type=_device,
+                        help="torch device to run on, e.g. cuda or cuda:1 (under a multi-process launcher, "
+                             "cuda: each process its own GPU)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                         help="precision the model's weights are loaded in")
     parser.add_argument("--seed", type=int_range(0), default=0, help="seed of every random draw, so a re-run repeats the result")
@@ -83,7 +84,9 @@ def _bind_work_dir(args: argparse.Namespace, inputs: dict[str, object]) -> None:
     from videomage.stages.common import content_hash
     from videomage.workdir import bind, lock, model_digest
 
-    if int(os.environ.get("RANK", "0")) != 0:  # data parallel: rank 0 owns the work folder
+    from videomage.parallel import is_main_process
+
+    if not is_main_process():  # data parallel: the main process owns the work folder
         return
     work = _work_dir(args)
     lock(work)
@@ -131,7 +134,9 @@ def _setup(args: argparse.Namespace, inputs: dict[str, object] | None = None):
 
 
 def _save(artifact, out: Path) -> int:
-    if int(os.environ.get("RANK", "0")) != 0:  # data parallel: every rank holds the same weights
+    from videomage.parallel import is_main_process
+
+    if not is_main_process():  # data parallel: every process holds the same weights
         return 0
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

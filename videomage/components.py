@@ -229,7 +229,15 @@ class Backbone(ABC):
 
     @abstractmethod
     def token_embedding_weight(self) -> torch.nn.Parameter:
-        """The text encoder's input embedding matrix (rows are token ids), for textual inversion."""
+        """The text encoder's frozen input embedding matrix (the base vocabulary's rows, by id)."""
+
+    @abstractmethod
+    def token_parameters(self, tokens: Sequence[str]) -> dict[str, torch.nn.Parameter]:
+        """The trainable row of each learned token, by token: float32, whatever the model's dtype.
+
+        Textual inversion and subject learning train these alone, never the whole embedding
+        matrix, so optimizer state and checkpoints do not grow with the vocabulary.
+        """
 
     @abstractmethod
     def token_ids(self, tokens: Sequence[str]) -> list[int]:

@@ -71,6 +71,7 @@ def _non_empty_str(inst: Any, attr: attrs.Attribute, value: Any) -> None:
 #: A learned token: a word in angle brackets. Tokens name files (``subjects/<name>.safetensors``),
 #: so no path characters; and no ``|``, which would let ``<|endoftext|>`` and the like take over a
 #: text encoder's special tokens.
+#: No ':' in a subject token: '<motion:...>' is the motion stage's namespace (videomage.stages.motion.ENTITY_PREFIX).
 TOKEN_PATTERN = re.compile(r"<\w[\w-]*>")
 
 

@@ -74,10 +74,12 @@ def hide_library_progress() -> None:
 
 def load_backbone(model: str, *, backbone: str | None = None, device: str = "cpu", dtype: str = "float32") -> Backbone:
     """Load ``model`` (a Hub id or local folder) with the named or detected backbone family."""
+    from videomage.parallel import process_device
+
     check_model_exists(model)
     name = backbone or detect_backbone(model)
     cls = get_registry().get("backbone", name)
-    return cls.from_pretrained(model, device=device, dtype=dtype)
+    return cls.from_pretrained(model, device=process_device(device), dtype=dtype)  # under a launcher: this process's GPU
 
 
 def make_adapter(name: str = DEFAULT_ADAPTER) -> Adapter:

@@ -2,13 +2,16 @@
 embedding matrix (CLIP, T5 and the like from ``transformers``).
 
 A learned token (``<toy>``) is added to the tokenizer whole (never split, never lower-cased)
-and gets a row of the encoder's input embedding matrix, initialised to the mean of its init
-word's pieces. The matrix only grows when a new token's id falls past its end (some checkpoints
-carry spare rows). The rest of the encoder stays frozen; textual inversion and subject learning
-train the new rows through :meth:`TokenTable.weight`.
+and gets **its own float32 row**, a :class:`torch.nn.Parameter` of the encoder's width,
+initialised to the mean of its init word's pieces. The encoder's input embedding matrix is
+never trained, never resized and never copied: its lookup is wrapped so that positions holding
+a learned token's id read that token's row instead (cast to the encoder's dtype). So textual
+inversion and subject learning train, and checkpoint, a few thousand numbers, whether the
+vocabulary has 49 thousand rows (CLIP) or 256 thousand (UMT5), and an update of 1e-5 is kept
+even when the encoder runs in bfloat16 (where it would round away on a row stored in bf16).
 
-Prompt encodings are cached while the embedding matrix is not being trained. The cache key holds
-the matrix's in-place version counter, so an optimizer step or :meth:`TokenTable.set_embeddings`
+Prompt encodings are cached while no learned row is being trained. The cache key holds the
+rows' in-place version counters, so an optimizer step or :meth:`TokenTable.set_embeddings`
 makes older entries unreachable, and samplers may encode every step for free.
 
 A backbone subclasses :class:`TokenTable` for its encoder's conventions (:meth:`~TokenTable.run`,
@@ -39,12 +42,15 @@ class TokenTable(ABC):
     def __init__(self, tokenizer: Any, encoder: torch.nn.Module) -> None:
         self.tokenizer = tokenizer
         self.encoder = encoder
+        self.rows: dict[str, torch.nn.Parameter] = {}  # learned token -> its float32 row
+        self._row_ids: dict[str, int] = {}
         self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._wrapped = False
 
     # -- what a backbone defines -----------------------------------------------------------
     @abstractmethod
     def run(self, prompts: Sequence[str]) -> torch.Tensor:
-        """Run the encoder: hidden states ``[B, L, D]`` with gradients to the embedding rows."""
+        """Run the encoder: hidden states ``[B, L, D]`` with gradients to the learned rows."""
 
     @abstractmethod
     def positions(self, prompt: str, word: str, occurrence: int = 0) -> list[int]:
@@ -56,38 +62,70 @@ class TokenTable(ABC):
 
     # -- the vocabulary --------------------------------------------------------------------
     def weight(self) -> torch.nn.Parameter:
+        """The encoder's frozen input embedding matrix (the vocabulary's rows; learned tokens are not in it)."""
         return self.encoder.get_input_embeddings().weight
 
     def add(self, tokens: Sequence[str], init_words: Sequence[str]) -> list[int]:
         if len(tokens) != len(init_words):
             raise ConfigError(f"add_tokens: {len(tokens)} tokens but {len(init_words)} init words; give one word per token")
         vocab = self.tokenizer.get_vocab()
-        inits: dict[str, list[int]] = {}
+        inits: dict[str, torch.Tensor] = {}
+        weight = self.weight()
         for token, word in zip(tokens, init_words):
             if token in vocab or token in inits:
                 continue  # an existing token keeps its embedding
             if not token.strip() or re.search(r"\s", token):
                 raise ConfigError(f"learned token {token!r} must be one word without spaces, such as '<toy>'")
-            inits[token] = self.pieces(word)
-            if not inits[token]:
+            ids = self.pieces(word)
+            if not ids:
                 raise ConfigError(f"init word {word!r} of token {token!r} is unknown to the tokenizer; choose a "
                                   f"common word (the subject's class, such as 'dog')")
-        self._grow(inits)
+            inits[token] = weight[ids].detach().float().mean(0)
+        self._learn(inits)
         return self.ids(tokens)
 
-    def _grow(self, inits: Mapping[str, Sequence[int]]) -> None:
-        """Add ``inits``' tokens, each row set to the mean of the rows of its init ids."""
-        if not inits:
+    def _learn(self, rows: Mapping[str, torch.Tensor]) -> None:
+        """Add ``rows``' tokens to the tokenizer, each with its own float32 row."""
+        if not rows:
             return
-        self.tokenizer.add_tokens(list(inits), special_tokens=True)  # special: kept whole
-        rows = max(self.tokenizer.convert_tokens_to_ids(list(inits))) + 1
-        if rows > self.weight().shape[0]:
-            self.encoder.resize_token_embeddings(rows, mean_resizing=False)
-        self.encoder.get_input_embeddings().requires_grad_(False)
+        self.tokenizer.add_tokens(list(rows), special_tokens=True)  # special: kept whole
+        device = self.weight().device
+        for token, row in rows.items():
+            self.rows[token] = torch.nn.Parameter(row.detach().to(device, torch.float32).clone(), requires_grad=False)
+            self._row_ids[token] = self.tokenizer.convert_tokens_to_ids(token)
+        self._wrap()
+
+    def _wrap(self) -> None:
+        """Make every embedding module that reads the input matrix read learned rows at their ids.
+
+        Some encoders read the matrix through more than one module (UMT5: ``shared`` and
+        ``encoder.embed_tokens`` share one weight), so every module holding it is wrapped. The
+        wrapper shadows ``forward`` with an instance attribute, which leaves hooks and the
+        module's class untouched.
+        """
+        if self._wrapped:
+            return
         weight = self.weight()
-        with torch.no_grad():
-            for token, ids in inits.items():
-                weight[self.tokenizer.convert_tokens_to_ids(token)] = weight[list(ids)].mean(0)
+        for module in self.encoder.modules():
+            if isinstance(module, torch.nn.Embedding) and module.weight is weight:
+                module.forward = self._lookup(module)
+        self._wrapped = True
+
+    def _lookup(self, module: torch.nn.Embedding):
+        lookup = type(module).forward.__get__(module)
+
+        def forward(ids: torch.Tensor) -> torch.Tensor:
+            if not self.rows:
+                return lookup(ids)
+            known = torch.tensor(list(self._row_ids.values()), device=ids.device)
+            match = ids[..., None] == known  # [..., n]: which learned token, if any
+            hit = match.any(-1)
+            # A learned id may lie past the matrix's end: look up row 0 there, then replace it.
+            base = lookup(torch.where(hit, torch.zeros_like(ids), ids))
+            table = torch.stack([self.rows[t] for t in self._row_ids]).to(base.device, base.dtype)
+            return torch.where(hit[..., None], table[match.int().argmax(-1)], base)
+
+        return forward
 
     def ids(self, tokens: Sequence[str]) -> list[int]:
         vocab = self.tokenizer.get_vocab()
@@ -96,9 +134,18 @@ class TokenTable(ABC):
             raise ConfigError(f"token {unknown[0]!r} was never added to this backbone; add it (or install its artifact) first")
         return [vocab[t] for t in tokens]
 
+    def parameters(self, tokens: Sequence[str]) -> dict[str, torch.nn.Parameter]:
+        """The trainable float32 row of each learned token (not the vocabulary's)."""
+        self.ids(tokens)
+        missing = [t for t in tokens if t not in self.rows]
+        if missing:
+            raise ConfigError(f"token {missing[0]!r} is a word of the base vocabulary, not a learned token; "
+                              f"learned tokens are added with add_tokens (choose a new token such as '<my-toy>')")
+        return {t: self.rows[t] for t in tokens}
+
     def embeddings(self, tokens: Sequence[str]) -> dict[str, torch.Tensor]:
-        weight = self.weight()
-        return {t: weight[i].detach().clone() for t, i in zip(tokens, self.ids(tokens))}
+        ids, weight = self.ids(tokens), self.weight()
+        return {t: (self.rows[t] if t in self.rows else weight[i]).detach().float().clone() for t, i in zip(tokens, ids)}
 
     def set_embeddings(self, embeddings: Mapping[str, torch.Tensor]) -> None:
         width = self.weight().shape[1]
@@ -108,23 +155,21 @@ class TokenTable(ABC):
                     f"embedding of token {token!r} has shape {tuple(vector.shape)}, this text encoder needs ({width},); "
                     f"the artifact was made for another text encoder"
                 )
-        vocab = self.tokenizer.get_vocab()
-        self._grow({t: [0] for t in embeddings if t not in vocab})  # placeholder rows, overwritten below
-        weight = self.weight()
+        self._learn({t: v for t, v in embeddings.items() if t not in self.rows})
         with torch.no_grad():
-            for token, i in zip(embeddings, self.ids(list(embeddings))):
-                weight[i] = embeddings[token].to(weight)
+            for token, vector in embeddings.items():
+                self.rows[token].copy_(vector.float())
 
     # -- prompts ---------------------------------------------------------------------------
     def encode(self, prompts: Sequence[str]) -> torch.Tensor:
-        """:meth:`run`, cached while the embedding matrix is not being trained."""
-        weight = self.weight()
-        key = (tuple(prompts), id(weight), weight._version)
-        if not weight.requires_grad and key in self._cache:
+        """:meth:`run`, cached while no learned row is being trained."""
+        training = any(row.requires_grad for row in self.rows.values())
+        key = (tuple(prompts), tuple((t, id(r), r._version) for t, r in self.rows.items()))
+        if not training and key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         hidden = self.run(prompts)
-        if not weight.requires_grad:
+        if not training:
             self._cache[key] = hidden.detach()
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
@@ -151,6 +196,9 @@ class TextMethods:
 
     def token_embedding_weight(self) -> torch.nn.Parameter:
         return self.text.weight()
+
+    def token_parameters(self, tokens: Sequence[str]) -> dict[str, torch.nn.Parameter]:
+        return self.text.parameters(tokens)
 
     def token_ids(self, tokens: Sequence[str]) -> list[int]:
         return self.text.ids(tokens)

@@ -3,21 +3,30 @@ accumulation, optional mixed precision, periodic atomic checkpoints and exact re
 
 The trainer knows nothing about the method: a stage hands it parameter groups and a
 ``step_loss(step, generator)`` function returning an :class:`~videomage.ObjectiveOutput`.
-All randomness of a step must come from ``generator``; its state is checkpointed, so a run
-resumed from step ``k`` computes the same steps as an uninterrupted one.
+All randomness of a step must come from ``generator``, seeded from ``(seed, stream, rank)``;
+its state is checkpointed, so a run resumed from step ``k`` computes the same steps as an
+uninterrupted one.
 
-Data parallel: when started by ``accelerate launch`` or ``torchrun`` (``WORLD_SIZE`` > 1), the
-trainer joins the process group, gives each rank its own data stream (seed + rank), averages
-gradients across ranks before each optimizer step, and writes checkpoints from rank 0 only, so
-every rank ends with the same weights.
+Precision. A trained tensor held in half precision (a LoRA of a bf16 model) gets a float32
+*master* copy: the optimizer steps the master, its state is float32, and the model's tensor
+is the master rounded after each step. An update far below the half-precision spacing (the
+paper's text learning rate of 1e-5 on a bf16 row) therefore accumulates instead of rounding
+away. Gradients that pass through float16 compute are loss-scaled (``torch.amp.GradScaler``):
+a step whose gradients overflow is skipped and the scale lowered.
+
+Checkpoints key each tensor by its group and its name (``ParamGroup.names``, e.g. a learned
+token), so state is restored to the tensor it belongs to, not to a position.
+
+Data parallel: see :mod:`videomage.parallel`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
+from contextvars import ContextVar
 from pathlib import Path
 
 import attrs
@@ -25,23 +34,58 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from videomage import parallel
 from videomage.artifact import atomic_write
 from videomage.components import ObjectiveOutput
 from videomage.errors import ConfigError, TrainingError
 
-__all__ = ["ParamGroup", "Trainer", "TrainerConfig"]
+__all__ = ["ParamGroup", "Trainer", "TrainerConfig", "backward_scope", "stream_seed"]
 
 CHECKPOINT = "checkpoint.safetensors"
+FORMAT = "2"  # checkpoint layout: tensors keyed by group and name
+HALF = (torch.float16, torch.bfloat16)
+
+_BACKWARD_SCOPE: ContextVar[ExitStack | None] = ContextVar("videomage_backward_scope", default=None)
+
+
+def backward_scope() -> ExitStack | None:
+    """Where an objective keeps a context open until the trainer has backpropagated its loss.
+
+    Inside a trainer's ``step_loss`` this is an :class:`~contextlib.ExitStack` closed right after
+    the step's backward pass; elsewhere it is ``None``. An attention capture needs it: with
+    gradient checkpointing the backward pass runs the captured layers again, and they must run
+    with the capturing processors, as in the forward pass, to save the same tensors::
+
+        with ExitStack() as local:
+            store = (backward_scope() or local).enter_context(backbone.capture_attention(...))
+    """
+    return _BACKWARD_SCOPE.get()
+
+
+def _names(value) -> tuple[str, ...] | None:
+    return None if value is None else tuple(str(v) for v in value)
 
 
 @attrs.frozen(kw_only=True)
 class ParamGroup:
-    """Parameters trained at one learning rate (e.g. the LoRA at 1e-4, the token at 1e-5)."""
+    """Parameters trained at one learning rate (e.g. the LoRA at 1e-4, the token at 1e-5).
+
+    ``names`` (one per parameter) key the checkpoint; without them the position in ``params`` does.
+    """
 
     name: str
     params: Sequence[torch.nn.Parameter] = attrs.field(converter=tuple)
     lr: float
     weight_decay: float = 0.0
+    names: tuple[str, ...] | None = attrs.field(default=None, converter=_names)
+
+    @names.validator
+    def _check_names(self, attr, value) -> None:
+        if value is not None and (len(value) != len(self.params) or len(set(value)) != len(value)):
+            raise ConfigError(f"ParamGroup {self.name!r}: expected {len(self.params)} distinct names, got {list(value)}")
+
+    def keys(self) -> tuple[str, ...]:
+        return self.names if self.names is not None else tuple(str(i) for i in range(len(self.params)))
 
 
 def _mixed(inst, attr, value):
@@ -49,17 +93,35 @@ def _mixed(inst, attr, value):
         raise ConfigError(f"TrainerConfig.mixed_precision: expected 'no', 'bf16' or 'fp16', got {value!r}")
 
 
+def stream_seed(seed: int, stream: str, rank: int = 0) -> int:
+    """The seed of random stream ``stream`` (a stage and a concept, ``"subject/<toy>"``) of ``seed``.
+
+    Streams of one seed are unrelated to each other. The empty stream keeps the historical
+    ``seed * 1_000_003 + rank``, so runs that name no stream reproduce earlier results.
+    """
+    if not stream:
+        return seed * 1_000_003 + rank
+    digest = hashlib.sha256(f"{seed}\x00{stream}\x00{rank}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
 @attrs.frozen(kw_only=True)
 class TrainerConfig:
-    """How to train: steps, accumulation, precision, checkpoints, validation."""
+    """How to train: steps, accumulation, precision, checkpoints, validation.
+
+    ``loss_scaling``: scale the loss for float16 gradients; ``None`` decides alone (on with
+    ``mixed_precision="fp16"`` or a float16 trained tensor). A stage sets it for a float16 model.
+    """
 
     steps: int
     grad_accum: int = 1
     mixed_precision: str = attrs.field(default="no", validator=_mixed)
+    loss_scaling: bool | None = None
     max_grad_norm: float | None = 1.0
     checkpoint_every: int = 50
     validate_every: int | None = None
     seed: int = 0
+    stream: str = ""  # which random stream of ``seed`` this run draws (see ``stream_seed``)
     progress: bool = True
     description: str = "training"
 
@@ -81,14 +143,30 @@ class Trainer:
         self.step_loss = step_loss
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.validate = validate
-        self.rank, self.world = _init_distributed()
-        self.generator = torch.Generator().manual_seed(config.seed * 1_000_003 + self.rank)
+        self.rank, self.world = parallel.rank_and_world()
+        self.generator = torch.Generator().manual_seed(stream_seed(config.seed, config.stream, self.rank))
+        # The optimizer steps float32 tensors: the trained ones themselves, or masters of half ones.
+        self.masters: dict[torch.nn.Parameter, torch.Tensor] = {
+            p: p.detach().float().clone() for g in self.groups for p in g.params if p.dtype in HALF
+        }
         self.optimizer = torch.optim.AdamW(
-            [{"params": list(g.params), "lr": g.lr, "weight_decay": g.weight_decay} for g in self.groups]
+            [{"params": [self._stepped(p) for p in g.params], "lr": g.lr, "weight_decay": g.weight_decay}
+             for g in self.groups]
         )
+        params = [p for g in self.groups for p in g.params]
+        scaling = config.loss_scaling
+        if scaling is None:
+            scaling = config.mixed_precision == "fp16" or any(p.dtype == torch.float16 for p in params)
+        self.scaler = torch.amp.GradScaler(self._device()) if scaling else None
         self.step = 0
         self.checkpoint_step: int | None = None  # the step the checkpoint on disk holds (always finite)
         self.history: list[dict[str, float]] = []
+
+    def _stepped(self, p: torch.nn.Parameter) -> torch.Tensor:
+        return self.masters.get(p, p)
+
+    def _device(self) -> str:
+        return self.groups[0].params[0].device.type if self.groups and self.groups[0].params else "cpu"
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> list[dict[str, float]]:
@@ -103,28 +181,46 @@ class Trainer:
             disable=not self.config.progress or self.rank != 0,
         )
         params = [p for g in self.groups for p in g.params]
+        stepped = [self._stepped(p) for p in params]
         while self.step < self.config.steps:
             self.optimizer.zero_grad(set_to_none=True)
+            for p in params:
+                p.grad = None
             logs: dict[str, float] = {}
             total = 0.0
             for _ in range(self.config.grad_accum):
-                with self._autocast():
-                    out = self.step_loss(self.step, self.generator)
-                if not torch.isfinite(out.loss):
-                    raise TrainingError(
-                        f"{self.config.description}: the loss became {float(out.loss)} at step {self.step + 1} "
-                        f"(parts: {dict(out.logs)}). Lower the learning rate, disable mixed precision, or "
-                        f"check the inputs; {self._checkpoint_note()}"
-                    )
-                (out.loss / self.config.grad_accum).backward()
+                with ExitStack() as scope:  # what the objective keeps open through the backward pass
+                    token = _BACKWARD_SCOPE.set(scope)
+                    try:
+                        with self._autocast():
+                            out = self.step_loss(self.step, self.generator)
+                    finally:
+                        _BACKWARD_SCOPE.reset(token)
+                    if not torch.isfinite(out.loss):
+                        raise TrainingError(
+                            f"{self.config.description}: the loss became {float(out.loss.detach())} at step "
+                            f"{self.step + 1} (parts: {dict(out.logs)}). Lower the learning rate, disable mixed "
+                            f"precision, or check the inputs; {self._checkpoint_note()}"
+                        )
+                    loss = out.loss / self.config.grad_accum
+                    (self.scaler.scale(loss) if self.scaler else loss).backward()
                 total += out.loss.detach().item() / self.config.grad_accum
                 for k, v in out.logs.items():
                     logs[k] = logs.get(k, 0.0) + float(v) / self.config.grad_accum
             logs["loss"] = total
-            self._sync_gradients(params)
+            for p, master in self.masters.items():
+                master.grad = None if p.grad is None else p.grad.float()
+            parallel.average_gradients(stepped)
+            if self.scaler:
+                self.scaler.unscale_(self.optimizer)
             if self.config.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
-            self.optimizer.step()
+                torch.nn.utils.clip_grad_norm_(stepped, self.config.max_grad_norm)
+            if self.scaler:
+                self.scaler.step(self.optimizer)  # skipped when the scaled gradients overflowed
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self._write_masters()
             self.step += 1
             self.history.append(logs)
             bar.update(1)
@@ -137,45 +233,46 @@ class Trainer:
         bar.close()
         return self.history
 
+    def _write_masters(self) -> None:
+        with torch.no_grad():
+            for p, master in self.masters.items():
+                p.copy_(master)
+
     def _autocast(self):
         if self.config.mixed_precision == "no":
             return nullcontext()
-        device = self.groups[0].params[0].device.type
         dtype = torch.bfloat16 if self.config.mixed_precision == "bf16" else torch.float16
-        return torch.autocast(device_type=device, dtype=dtype)
-
-    def _sync_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        if self.world == 1:
-            return
-        import torch.distributed as dist
-
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad)
-            p.grad /= self.world
+        return torch.autocast(device_type=self._device(), dtype=dtype)
 
     # -- checkpoints -----------------------------------------------------------------------
+    def _layout(self) -> list:
+        return [[g.name, list(g.keys())] for g in self.groups]
+
     def _tensors(self) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {"rng.generator": self.generator.get_state(), "rng.torch": torch.get_rng_state()}
-        for gi, group in enumerate(self.groups):
-            for pi, p in enumerate(group.params):
-                key = f"{gi}.{pi}"
-                out[f"param.{key}"] = p.detach().cpu().contiguous()
-                state = self.optimizer.state.get(p, {})
-                for name in ("exp_avg", "exp_avg_sq", "step"):
-                    if name in state:
-                        value = state[name]
+        if self.scaler:
+            state = self.scaler.state_dict()
+            out["scaler.scale"] = torch.tensor(float(state["scale"]))
+            out["scaler.growth_tracker"] = torch.tensor(int(state["_growth_tracker"]))
+        for group in self.groups:
+            for name, p in zip(group.keys(), group.params):
+                key = f"{group.name}.{name}"
+                stepped = self._stepped(p)
+                out[f"param.{key}"] = stepped.detach().cpu().contiguous()
+                state = self.optimizer.state.get(stepped, {})
+                for part in ("exp_avg", "exp_avg_sq", "step"):
+                    if part in state:
+                        value = state[part]
                         value = value if torch.is_tensor(value) else torch.tensor(float(value))
-                        out[f"optim.{key}.{name}"] = value.detach().cpu().contiguous()
+                        out[f"optim.{key}.{part}"] = value.detach().cpu().contiguous()
         return out
 
     def save_checkpoint(self) -> None:
-        """Write params, optimizer state and RNG states atomically (rank 0 only)."""
+        """Write params (float32 masters where kept), optimizer state and RNG states atomically (rank 0 only)."""
         if self.rank != 0 or self.checkpoint_dir is None:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        meta = {"step": str(self.step), "layout": json.dumps([[g.name, len(g.params)] for g in self.groups])}
+        meta = {"step": str(self.step), "format": FORMAT, "layout": json.dumps(self._layout())}
         tensors = self._tensors()
         # A diverged step can leave weights NaN while its loss was still finite: never let such
         # weights replace the last good checkpoint, or every re-run resumes into NaN.
@@ -212,42 +309,43 @@ class Trainer:
             raise TrainingError(
                 f"checkpoint {str(path)!r} is damaged ({exc}); delete it to restart this stage from step 0"
             ) from None
+        if meta.get("format") != FORMAT:
+            raise TrainingError(
+                f"checkpoint {str(path)!r} was written by an older videomage (tensors kept by position, not by name); "
+                f"delete it to restart this stage from step 0"
+            )
         if any(v.is_floating_point() and not bool(torch.isfinite(v).all()) for k, v in tensors.items() if k.startswith("param.")):
             raise TrainingError(f"checkpoint {str(path)!r} holds NaN or infinite weights (it was written by a run that "
                                 f"diverged); delete it and re-run with a lower learning rate")
-        expected = [[g.name, len(g.params)] for g in self.groups]
+        expected = self._layout()
         if layout != expected:
             raise TrainingError(
                 f"checkpoint {str(path)!r} holds parameter groups {layout}, this run trains {expected}; "
                 f"it belongs to another job. Delete it or choose another output folder."
             )
         with torch.no_grad():
-            for gi, group in enumerate(self.groups):
-                for pi, p in enumerate(group.params):
-                    key = f"{gi}.{pi}"
+            for group in self.groups:
+                for name, p in zip(group.keys(), group.params):
+                    key = f"{group.name}.{name}"
+                    stepped = self._stepped(p)
                     if tensors[f"param.{key}"].shape != p.shape:
-                        raise TrainingError(f"checkpoint {str(path)!r} does not match this job's parameter shapes")
-                    p.copy_(tensors[f"param.{key}"])
+                        raise TrainingError(
+                            f"checkpoint {str(path)!r}: {key} has shape {tuple(tensors[f'param.{key}'].shape)}, this job "
+                            f"trains {tuple(p.shape)}; it belongs to another model or settings. Delete it to restart."
+                        )
+                    stepped.copy_(tensors[f"param.{key}"])
                     if f"optim.{key}.exp_avg" in tensors:
-                        self.optimizer.state[p] = {
+                        self.optimizer.state[stepped] = {
                             "step": tensors[f"optim.{key}.step"],
                             "exp_avg": tensors[f"optim.{key}.exp_avg"].to(p.device),
                             "exp_avg_sq": tensors[f"optim.{key}.exp_avg_sq"].to(p.device),
                         }
+        self._write_masters()
+        if self.scaler and "scaler.scale" in tensors:
+            state = self.scaler.state_dict()
+            state.update(scale=float(tensors["scaler.scale"]), _growth_tracker=int(tensors["scaler.growth_tracker"]))
+            self.scaler.load_state_dict(state)
         self.generator.set_state(tensors["rng.generator"])
         torch.set_rng_state(tensors["rng.torch"])
         self.step = int(meta["step"])
         self.checkpoint_step = self.step
-
-
-def _init_distributed() -> tuple[int, int]:
-    """Join the process group when a launcher (accelerate, torchrun) started several processes."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-

@@ -13,11 +13,13 @@ scaled to a maximum of one) should match subject ``i``'s mask.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import torch
 
 from videomage.components import Objective, ObjectiveOutput, TrainingContext
+from videomage.trainer import backward_scope
 from videomage_objectives.denoise import mse, noised
 
 
@@ -81,7 +83,10 @@ class AttentionRegularization(Objective):
         groups = [list(g) for g in batch["token_positions"]]
         x_t, t, _ = noised(ctx, batch["latents"], batch)
         embeds = backbone.encode_prompt(batch["prompts"])
-        with backbone.capture_attention(cross_tokens=[p for g in groups for p in g]) as store:
+        with ExitStack() as local:
+            # Inside a trainer step the capture stays open until the loss is backpropagated: with
+            # gradient checkpointing the backward pass runs the captured layers again.
+            store = (backward_scope() or local).enter_context(backbone.capture_attention(cross_tokens=[p for g in groups for p in g]))
             backbone.predict(x_t, t, embeds)
         frames, h, w = x_t.shape[-3:]
         maps = store.cross_maps((h, w))

@@ -45,7 +45,7 @@ import attrs
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from videomage.checkpointing import recomputing
+from videomage.checkpointing import recomputing, replays
 from videomage.components import AttentionStore
 from videomage.errors import ConfigError
 
@@ -134,6 +134,8 @@ class CaptureProcessor:
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None, **kwargs):
         out = self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
+        if recomputing() and not replays(self.state):
+            return out  # recomputing a forward pass that ran outside this capture: as it ran
         # Computed in either case (a checkpointed recomputation must save what the forward pass
         # saved), kept only once: in the backward pass a checkpointed block runs again.
         if self.kind == "cross":

@@ -157,7 +157,8 @@ class WanBackbone(TextMethods, Backbone):
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute block activations in the backward pass: much less memory, about a third more compute."""
-        self.denoiser.enable_gradient_checkpointing()
+        # Our checkpoint function: a recomputation knows which attention capture was open.
+        self.denoiser.enable_gradient_checkpointing(lambda block, *args: checkpointing.checkpoint_call(block.__call__, *args))
 
     @contextmanager
     def activation_checkpointing(self) -> Iterator[bool]:
@@ -273,7 +274,7 @@ class WanBackbone(TextMethods, Backbone):
             except IndexError:
                 raise ConfigError(f"capture_blocks {list(self.capture_blocks)} names a block past the last ({len(every) - 1})") from None
         with attention.capture(blocks, cross_tokens=cross_tokens, temporal=temporal,
-                               chunk_elements=self.attention_chunk_elements) as (store, state):
+                               chunk_elements=self.attention_chunk_elements) as (store, state), checkpointing.capturing(state):
             self._state = state
             try:
                 yield store

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import attrs
 import torch
 
-from videomage.checkpointing import recomputing
+from videomage.checkpointing import recomputing, replays
 from videomage.components import AttentionStore
 
 
@@ -29,13 +29,17 @@ class CaptureProcessor:
     (the forward pass sets them), because an attention layer cannot see them itself.
     """
 
-    def __init__(self, kind: str, store: AttentionStore, capture: _Capture, tokens: Sequence[int] = ()) -> None:
+    def __init__(self, kind: str, store: AttentionStore, capture: _Capture, tokens: Sequence[int] = (), inner=None) -> None:
         self.kind = kind
         self.store = store
         self.capture = capture
         self.tokens = list(tokens)
+        self.inner = inner  # the layer's own processor
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+        if self.inner is not None and recomputing() and not replays(self.capture):
+            # Recomputing a forward pass that ran outside this capture: run it as it ran.
+            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         if hidden_states.ndim != 3 or attn.spatial_norm is not None or attn.group_norm is not None:
             raise NotImplementedError("videomage attention capture expects the UNet3D transformer blocks' attention")
         residual = hidden_states
@@ -108,13 +112,13 @@ def capture(
     """
     store, state = AttentionStore(), _Capture()
     wanted: dict[str, CaptureProcessor] = {}
+    modules = dict(unet.named_modules())
     if cross_tokens:
         for name in cross_layers:
-            wanted[name] = CaptureProcessor("cross", store, state, cross_tokens)
+            wanted[name] = CaptureProcessor("cross", store, state, cross_tokens, inner=modules[name].processor)
     if temporal:
         for name in temporal_layers:
-            wanted[name] = CaptureProcessor("temporal", store, state)
-    modules = dict(unet.named_modules())
+            wanted[name] = CaptureProcessor("temporal", store, state, inner=modules[name].processor)
     originals = {name: modules[name].processor for name in wanted}
     try:
         for name, processor in wanted.items():

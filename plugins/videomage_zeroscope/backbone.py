@@ -30,7 +30,7 @@ from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from videomage.checkpointing import checkpointed
+from videomage.checkpointing import capturing, checkpoint_call, checkpointed
 from videomage.components import AttentionStore, Backbone, VideoSpec
 from videomage.errors import ConfigError
 from videomage.modelfiles import check_model_request, config_fingerprint
@@ -140,7 +140,8 @@ class ZeroScopeBackbone(TextMethods, Backbone):
         """
         for module in self.denoiser.modules():
             if isinstance(module, Transformer2DModel):
-                module.enable_gradient_checkpointing()
+                # Our checkpoint function: a recomputation knows which attention capture was open.
+                module.enable_gradient_checkpointing(lambda block, *args: checkpoint_call(block.__call__, *args))
 
     @contextmanager
     def activation_checkpointing(self) -> Iterator[bool]:
@@ -197,7 +198,9 @@ class ZeroScopeBackbone(TextMethods, Backbone):
             prompt_embeds = prompt_embeds.expand(b, *prompt_embeds.shape[1:])
         if self._capture is not None:
             self._capture.batch, self._capture.frames, self._capture.size = b, latents.shape[2], tuple(latents.shape[-2:])
-        return self.denoiser(latents, timesteps, encoder_hidden_states=prompt_embeds).sample
+        # Callers may hold float32 latents on a half-precision model (samplers do; fusion's teacher
+        # videos are sampled): the UNet takes its own dtype.
+        return self.denoiser(latents.to(self.dtype), timesteps, encoder_hidden_states=prompt_embeds.to(self.dtype)).sample
 
     def make_scheduler(self, name: str | None = None) -> Any:
         name = name or self.default_scheduler or self.scheduler_config.get("_class_name", "DDIMScheduler")
@@ -230,7 +233,7 @@ class ZeroScopeBackbone(TextMethods, Backbone):
         if self._capture is not None:
             raise RuntimeError("attention captures cannot be nested; close the outer capture first")
         with attention.capture(self.denoiser, self._cross_layers, self._temporal_layers,
-                               cross_tokens=cross_tokens, temporal=temporal) as (store, state):
+                               cross_tokens=cross_tokens, temporal=temporal) as (store, state), capturing(state):
             self._capture = state
             try:
                 yield store

@@ -89,3 +89,65 @@ def test_nan_loss_is_a_clear_error_and_keeps_the_checkpoint(tmp_path):
     with pytest.raises(TrainingError, match="nan at step 4.*Lower the learning rate"):
         trainer.fit()
     assert (tmp_path / CHECKPOINT).exists()
+
+
+def test_half_precision_parameters_step_through_float32_masters(tmp_path):
+    # A bf16 tensor near 1 has a spacing of 2**-7: 20 Adam steps at 1e-5 (2e-4 in all) round away in bf16.
+    p = torch.nn.Parameter(torch.ones(64, dtype=torch.bfloat16))
+    direction = torch.randn(64, generator=torch.Generator().manual_seed(0))
+
+    def step_loss(step, generator):
+        return ObjectiveOutput(loss=(p.float() * direction).sum())
+
+    trainer = Trainer(TrainerConfig(steps=20, progress=False, checkpoint_every=20),
+                      [ParamGroup(name="p", params=[p], lr=1e-5)], step_loss, checkpoint_dir=tmp_path)
+    trainer.fit()
+    master = trainer.optimizer.param_groups[0]["params"][0]
+    assert master.dtype == torch.float32 and trainer.optimizer.state[master]["exp_avg"].dtype == torch.float32
+    assert (master != 1.0).float().mean() >= 0.95  # every entry moved by about 2e-4
+    assert torch.equal(p.detach(), master.to(torch.bfloat16))  # the model holds the rounded master
+    from safetensors.torch import load_file
+
+    assert load_file(str(tmp_path / CHECKPOINT))["param.p.0"].dtype == torch.float32  # resume keeps the precision
+
+
+def test_float16_gradients_are_loss_scaled():
+    # d(loss)/dy = 1e-9 is below float16's smallest number: without a scaler the gradient is zero.
+    w = torch.nn.Parameter(torch.ones(8))
+    x = torch.rand(4, 8, generator=torch.Generator().manual_seed(0)) + 0.5
+
+    def step_loss(step, generator):
+        return ObjectiveOutput(loss=(x @ w).float().sum() * 1e-9)
+
+    trainer = Trainer(TrainerConfig(steps=3, progress=False, mixed_precision="fp16", max_grad_norm=None),
+                      [ParamGroup(name="w", params=[w], lr=1e-3)], step_loss)
+    trainer.fit()
+    assert trainer.scaler is not None
+    assert (w.detach() < 1.0).all()  # every entry stepped against its (tiny) gradient
+
+
+def test_checkpoint_state_follows_names_not_positions(tmp_path):
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    target = {"<a>": 1.0, "<b>": -1.0}
+
+    def trainer_for(names, params, steps):
+        def step_loss(step, generator):
+            return ObjectiveOutput(loss=sum(((q - target[n]) ** 2).sum() for n, q in zip(names, params)))
+
+        return Trainer(TrainerConfig(steps=steps, progress=False, checkpoint_every=1),
+                       [ParamGroup(name="tokens", params=params, names=names, lr=0.1)], step_loss, checkpoint_dir=tmp_path)
+
+    trainer_for(["<b>"], [b], 3).fit()
+    resumed = torch.nn.Parameter(torch.zeros(2))
+    trainer_for(["<b>"], [resumed], 5).fit()
+    assert torch.all(resumed < -0.3)  # <b>'s own state came back and went on towards -1
+    with pytest.raises(TrainingError, match="another job"):
+        trainer_for(["<a>"], [torch.nn.Parameter(torch.zeros(2))], 5).fit()
+
+
+def test_streams_of_one_seed_differ_and_the_default_stream_is_unchanged():
+    from videomage.trainer import stream_seed
+
+    assert stream_seed(7, "") == 7 * 1_000_003
+    seeds = {stream_seed(7, s) for s in ("subject/<a>", "subject/<b>", "motion/inversion", "motion/adapter")}
+    assert len(seeds) == 4 and stream_seed(7, "subject/<a>") != stream_seed(8, "subject/<a>")

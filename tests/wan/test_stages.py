@@ -72,15 +72,16 @@ def test_learning_stages_touch_only_their_role_and_token_rows(learned):
         assert all(k.rsplit(".lora_", 1)[0] in spatial for k in art.adapter_tensors)
     assert motion.roles == ("temporal",)
     assert all(k.rsplit(".lora_", 1)[0] in temporal for k in motion.adapter_tensors)
-    assert motion.info["motion_prompt"] == "a <person> is riding a <horse>"
+    assert motion.info["motion_prompt"] == "a <motion:person> is riding a <motion:horse>"
     for key, value in backbone.denoiser.state_dict().items():
         if "lora_" not in key:  # every base weight is bit-exact
             assert torch.equal(value, learned["base"][key.replace(".base_layer", "")]), key
     weight = backbone.token_embedding_weight().detach()
     old = learned["rows"]
-    assert torch.equal(weight[:old - 1], learned["weights_before"][:old - 1])  # the vocabulary is untouched
-    learned_ids = set(backbone.token_ids(["<toy>", "<pup>", "<person>", "<horse>"]))
-    assert learned_ids == set(range(old - 1, weight.shape[0]))  # the spare row, then new rows
+    assert torch.equal(weight, learned["weights_before"])  # the vocabulary is untouched, never resized
+    learned_ids = set(backbone.token_ids(["<toy>", "<pup>", "<motion:person>", "<motion:horse>"]))
+    assert learned_ids == set(range(old - 1, old + 3))  # the spare row's id, then ids past the matrix
+    assert set(backbone.text.rows) == {"<toy>", "<pup>", "<motion:person>", "<motion:horse>"}  # each its own row
 
 
 def test_fusion_and_both_samplers_run(learned, tmp_path):

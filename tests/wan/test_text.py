@@ -11,22 +11,25 @@ from videomage.stages.common import TokenRows
 
 def test_new_token_starts_from_its_init_word(backbone):
     weight = backbone.token_embedding_weight()
-    rows = weight.shape[0]
+    rows, before = weight.shape[0], weight.detach().clone()
     first, second = backbone.add_tokens(["<toy>", "<pup>"], ["toy", "dog"])
-    # The tiny UMT5 has one spare row past the tokenizer, as the published one has many:
-    # the first token lands there, the second grows the matrix.
+    # The tiny UMT5 has one spare row past the tokenizer, as the published one has many: the
+    # first token's id lands there, the second's past the end. The matrix is never resized nor
+    # written: each learned token has its own row.
     assert first == rows - 1 and second == rows
-    weight = backbone.token_embedding_weight()
-    assert weight.shape[0] == rows + 1
+    assert backbone.token_embedding_weight() is weight and torch.equal(weight, before)
     text = backbone.text
     assert text.encoder.shared.weight is text.encoder.encoder.embed_tokens.weight  # still tied
     toy = text.tokenizer("toy", add_special_tokens=False).input_ids
-    assert torch.equal(weight[first], weight[toy].mean(0))
+    learned = backbone.token_embeddings(["<toy>"])["<toy>"]
+    assert learned.dtype == torch.float32 and torch.equal(learned, weight[toy].mean(0))
+    # The encoder reads the learned row where the token stands (through ``encoder.embed_tokens``).
+    ids = text.tokenize(["a <pup>"]).input_ids
+    assert torch.equal(text.encoder.encoder.embed_tokens(ids)[0, 1], backbone.token_embeddings(["<pup>"])["<pup>"])
     # A token is one piece, never split; adding it again keeps its embedding.
     assert backbone.word_positions("a <toy> riding a <pup>", "<toy>") == [1]
-    before = backbone.token_embeddings(["<toy>"])["<toy>"]
     backbone.add_tokens(["<toy>"], ["cat"])
-    assert torch.equal(backbone.token_embeddings(["<toy>"])["<toy>"], before)
+    assert torch.equal(backbone.token_embeddings(["<toy>"])["<toy>"], learned)
 
 
 def test_prompts_encode_to_a_fixed_length_with_zero_padding(backbone):
@@ -49,19 +52,15 @@ def test_textual_inversion_trains_only_the_new_row(backbone):
     rows = TokenRows(backbone, ["<toy>"], lr=1e-2)
     try:
         weight = backbone.token_embedding_weight()
-        before = weight.detach().clone()
+        (row,) = rows.group.params
         embeds = backbone.encode_prompt(["a <toy> video"])
         # (Not a squared norm: UMT5 ends in an RMS norm, which makes that constant.)
         loss = (embeds * torch.randn(embeds.shape, generator=torch.Generator().manual_seed(0))).sum()
         loss.backward()
-        (token,) = backbone.token_ids(["<toy>"])
-        assert weight.grad[token].abs().sum() > 0
-        others = torch.ones(weight.shape[0], dtype=torch.bool)
-        others[token] = False
-        assert weight.grad[others].abs().sum() == 0
+        assert row.grad.abs().sum() > 0 and rows.group.names == ("<toy>",)
+        assert weight.grad is None and not weight.requires_grad  # the vocabulary is not trained
         with torch.no_grad():
-            weight -= weight.grad
-        assert torch.equal(weight[others], before[others])
+            row -= row.grad
     finally:
         rows.close()
     # Without gradients encodings are cached; the cache must not serve the old encoding after
@@ -69,7 +68,7 @@ def test_textual_inversion_trains_only_the_new_row(backbone):
     cached = backbone.encode_prompt(["a <toy> video"])
     assert torch.equal(backbone.encode_prompt(["a <toy> video"]), cached)
     with torch.no_grad():
-        backbone.token_embedding_weight()[token] += 1.0
+        row += 1.0
     assert not torch.equal(backbone.encode_prompt(["a <toy> video"]), cached)
 
 

@@ -16,9 +16,10 @@ from safetensors.torch import load_file, save_file
 
 import attrs
 
-from videomage.artifact import atomic_write
+from videomage.artifact import Artifact, atomic_write
 from videomage.components import Adapter, Backbone
-from videomage.trainer import ParamGroup, TrainerConfig
+from videomage.errors import ArtifactError
+from videomage.trainer import ParamGroup, TrainerConfig, stream_seed
 
 
 @contextmanager
@@ -54,10 +55,13 @@ class StageOptions:
     def path(self, name: str) -> Path | None:
         return None if self.work_dir is None else Path(self.work_dir) / name
 
-    def trainer_config(self, steps: int, description: str) -> TrainerConfig:
-        return TrainerConfig(steps=steps, seed=self.seed, progress=self.progress, grad_accum=self.grad_accum,
+    def trainer_config(self, steps: int, description: str, *, stream: str, backbone: Backbone) -> TrainerConfig:
+        """The trainer's settings for a stage drawing random stream ``stream`` ("subject/<toy>")."""
+        return TrainerConfig(steps=steps, seed=self.seed, stream=stream, progress=self.progress, grad_accum=self.grad_accum,
                              mixed_precision=self.mixed_precision, checkpoint_every=self.checkpoint_every,
-                             validate_every=self.validate_every, description=description)
+                             validate_every=self.validate_every, description=description,
+                             # a float16 model's gradients underflow unscaled, with or without autocast
+                             loss_scaling=True if backbone.dtype == torch.float16 else None)
 
     def prepare(self, backbone: Backbone) -> None:
         """Apply the options that change the backbone itself (gradient checkpointing)."""
@@ -70,7 +74,8 @@ def validation(backbone: Backbone, adapter: Adapter, opts: StageOptions, *, name
     """A callback that samples ``prompt`` with ``adapters`` and writes ``validation/<name>-stepN.mp4``.
 
     The adapters active before the sample are active again after it, so training goes on as
-    if nothing happened; the sample's seed is fixed so samples of successive steps compare.
+    if nothing happened; the sample's seed (from the stage's seed and ``name``) is the same at
+    every step, so samples of successive steps compare.
     """
     folder = opts.path("validation")
     if not opts.validate_every or folder is None:
@@ -82,8 +87,9 @@ def validation(backbone: Backbone, adapter: Adapter, opts: StageOptions, *, name
         from videomage.media import write_mp4
         from videomage.plugins import get_registry
 
-        request = {"prompt": prompt, "steps": opts.prior_steps, "seed": opts.seed, "frames": opts.frames,
-                   "adapters": adapters, "progress": False, "timestep_spacing": "trailing"}  # few steps: start at pure noise
+        request = {"prompt": prompt, "steps": opts.prior_steps, "seed": stream_seed(opts.seed, f"validation/{name}"),
+                   "frames": opts.frames, "adapters": adapters, "progress": False,
+                   "timestep_spacing": "trailing"}  # few steps: start at pure noise
         if opts.progress:  # the training bar stands still meanwhile; say why
             tqdm.write(f"sampling a validation video at step {step} ({opts.prior_steps} steps)")
         with torch.no_grad(), adapter.disabled(backbone):  # disabled() restores the training state on exit
@@ -94,6 +100,43 @@ def validation(backbone: Backbone, adapter: Adapter, opts: StageOptions, *, name
         tqdm.write(f"validation sample: {out}")
 
     return validate
+
+
+def weights_digest(backbone: Backbone) -> str:
+    """A digest of the base model's weights (denoiser, VAE, text encoder), adapters excluded.
+
+    Caches of generated videos (prior preservation, fusion teachers) are keyed on it, so a
+    fine-tuned checkpoint of the same architecture never reuses another model's videos. It
+    hashes every weight once per loaded model (SHA-256 on one CPU core; 0.2 GB/s measured on a
+    busy two-core machine, so a model of tens of gigabytes takes a minute or more) and is kept on
+    the backbone, whose base weights do not change while it is loaded (adapters are separate tensors).
+    """
+    cached = backbone.__dict__.get("_videomage_weights_digest")
+    if cached is not None:
+        return cached
+    h = hashlib.sha256()
+    for part in ("denoiser", "vae", "text"):
+        module = getattr(backbone, part, None)
+        module = getattr(module, "encoder", module)  # the text side is a TokenTable
+        if not isinstance(module, torch.nn.Module):
+            continue
+        for name, tensor in sorted(module.state_dict().items()):
+            if ".lora_" in name:  # peft's adapter tensors, not the model's
+                continue
+            name = name.replace(".base_layer", "")
+            data = tensor.detach().contiguous().cpu()
+            h.update(f"{part}.{name}:{data.dtype}:{tuple(data.shape)}".encode())
+            if data.numel():
+                h.update(memoryview(data.reshape(-1).view(torch.uint8).numpy()))
+    digest = h.hexdigest()[:16]
+    backbone.__dict__["_videomage_weights_digest"] = digest
+    return digest
+
+
+def sampling_settings(backbone: Backbone) -> dict[str, Any]:
+    """What, beside the weights and the request, decides a video the stages generate."""
+    return {"backbone": backbone.name, "fingerprint": backbone.fingerprint(), "dtype": str(backbone.dtype),
+            "scheduler": getattr(backbone, "default_scheduler", None), "sampler": "cfg"}
 
 
 def content_hash(*parts: Any) -> str:
@@ -112,25 +155,41 @@ def content_hash(*parts: Any) -> str:
 
 
 class TokenRows:
-    """Train only the embedding rows of ``tokens``: the rest of the vocabulary stays bit-exact.
+    """Train the learned rows of ``tokens``: one float32 row per token, nothing of the vocabulary.
 
-    The whole embedding matrix is handed to the optimizer with a gradient mask, because text
-    encoders read their input embeddings from one matrix. With zero gradient and no weight
-    decay, AdamW leaves a row exactly unchanged.
+    The rows are the backbone's :meth:`~videomage.Backbone.token_parameters`, keyed by token in
+    the trainer's checkpoint, so a resumed stage restores each token's row by name.
     """
 
     def __init__(self, backbone: Backbone, tokens: Sequence[str], lr: float) -> None:
-        self.weight = backbone.token_embedding_weight()
-        mask = torch.zeros(self.weight.shape[0], 1, dtype=self.weight.dtype, device=self.weight.device)
-        mask[backbone.token_ids(tokens)] = 1.0
-        self.weight.requires_grad_(True)
-        self._hook = self.weight.register_hook(lambda g: g * mask)
-        self.group = ParamGroup(name="tokens", params=[self.weight], lr=lr, weight_decay=0.0)
+        self.rows = backbone.token_parameters(list(tokens))
+        for row in self.rows.values():
+            row.requires_grad_(True)
+        self.group = ParamGroup(name="tokens", params=list(self.rows.values()), names=list(self.rows), lr=lr,
+                                weight_decay=0.0)
 
     def close(self) -> None:
-        self._hook.remove()
-        self.weight.requires_grad_(False)
-        self.weight.grad = None
+        for row in self.rows.values():
+            row.requires_grad_(False)
+            row.grad = None
+
+
+def refuse_token_collisions(artifacts: Sequence[tuple[str, Artifact]]) -> None:
+    """Refuse to install ``artifacts`` (``(source, artifact)`` pairs) together when two learn the same token.
+
+    Installed together, the second artifact's embedding would silently replace the first's.
+    """
+    seen: dict[str, str] = {}
+    for source, art in artifacts:
+        for token in art.tokens:
+            if token in seen:
+                raise ArtifactError(
+                    f"token {token!r} is learned by both {seen[token]!r} and {source!r}: installed together, the "
+                    f"second would overwrite the first's embedding. Retrain one of them with another token "
+                    f"(motion entity tokens are '<motion:word>'; a motion artifact from an older videomage "
+                    f"that uses '{token}' needs retraining)"
+                )
+            seen[token] = source
 
 
 def cached_tensors(path: Path | None, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

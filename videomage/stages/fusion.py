@@ -22,23 +22,29 @@ from videomage.config import FusionConfig
 from videomage.experts import experts_of_roles
 from videomage.errors import ArtifactError, ConfigError
 from videomage.plugins import get_registry
-from videomage.stages.common import StageOptions, cached_tensors, content_hash, encode_batched, pick, validation
+from videomage.stages.common import (
+    StageOptions,
+    cached_tensors,
+    content_hash,
+    encode_batched,
+    pick,
+    refuse_token_collisions,
+    sampling_settings,
+    validation,
+    weights_digest,
+)
 from videomage.stages.subject import _jsonable
-from videomage.trainer import ParamGroup, Trainer
+from videomage.trainer import ParamGroup, Trainer, stream_seed
 
 
 def load_subjects(paths: Sequence[str | Path]) -> list[Artifact]:
     arts = [Artifact.load(p) for p in paths]
     if len(arts) < 2:
         raise ConfigError(f"fusion needs at least two subject artifacts, got {len(arts)}")
-    seen: dict[str, str] = {}
     for path, art in zip(paths, arts):
         if art.kind != "subject":
             raise ArtifactError(f"{str(path)!r} holds a {art.kind!r} concept; fusion takes subject artifacts")
-        for token in art.tokens:
-            if token in seen:
-                raise ConfigError(f"subjects {seen[token]!r} and {str(path)!r} both use token {token!r}; retrain one with another token")
-            seen[token] = str(path)
+    refuse_token_collisions([(str(p), a) for p, a in zip(paths, arts)])
     return arts
 
 
@@ -85,17 +91,18 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
     data = []
     for i, (path, name) in enumerate(zip(subjects, teachers)):
         prompt = f"A {tokens[i]}"
-        key = content_hash("teacher", Path(path), prompt, opts.seed, config.videos_per_subject, opts.prior_steps, frames, config.mask_source,
-                           "trailing")
+        # Each teacher draws its own videos: seeds from (seed, "teacher", token).
+        seeds = [stream_seed(opts.seed, f"teacher/{tokens[i]}", k) for k in range(config.videos_per_subject)]
+        key = content_hash("teacher", weights_digest(backbone), sampling_settings(backbone), Path(path), prompt, seeds,
+                           opts.prior_steps, frames, config.mask_source, "trailing")
 
-        def generate(name=name, prompt=prompt, word=words[i]):
+        def generate(name=name, prompt=prompt, word=words[i], seeds=seeds):
             from tqdm.auto import tqdm  # minutes on a real model: show them
 
             lat = []
-            for k in tqdm(range(config.videos_per_subject), desc=f"teacher videos ({prompt})", unit="video",
-                          disable=not opts.progress):
+            for seed in tqdm(seeds, desc=f"teacher videos ({prompt})", unit="video", disable=not opts.progress):
                 adapter.activate(backbone, {name: 1.0})
-                request = {"prompt": prompt, "steps": opts.prior_steps, "seed": opts.seed * 1000 + k, "frames": frames,
+                request = {"prompt": prompt, "steps": opts.prior_steps, "seed": seed, "frames": frames,
                            "progress": False, "adapters": {name: 1.0}, "timestep_spacing": "trailing"}
                 lat.append(sampler.sample(backbone, adapter, request))
             lat = torch.cat(lat)
@@ -146,7 +153,7 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
 
     opts.prepare(backbone)
     history = Trainer(
-        opts.trainer_config(config.steps, "fusion"),
+        opts.trainer_config(config.steps, "fusion", stream="fusion/" + "+".join(tokens), backbone=backbone),
         [ParamGroup(name="lora", params=adapter.parameters(backbone, name), lr=config.lr)],
         step_loss, checkpoint_dir=opts.path("ckpt-fusion"),
         validate=validation(backbone, adapter, opts, name="fusion", prompt=composite_prompt, adapters={name: 1.0}),

@@ -21,22 +21,30 @@ from videomage.components import Adapter, Backbone
 from videomage.errors import ArtifactError, ConfigError, SamplingError
 from videomage.media import write_contact_sheet, write_gif, write_mp4
 from videomage.plugins import get_registry
-from videomage.stages.common import content_hash
+from videomage.stages.common import content_hash, refuse_token_collisions
 
 
 def install_concepts(backbone: Backbone, adapter: Adapter, subjects: str | Path | None, motion: str | Path | None) -> dict[str, Any]:
-    """Install the subject (fused or single) and motion artifacts as adapters ``subjects``/``motion``."""
+    """Install the subject (fused or single) and motion artifacts as adapters ``subjects``/``motion``.
+
+    Both are read and checked before either is installed: a token both of them learn is refused
+    (naming both files), since the second install would overwrite the first's embedding.
+    """
     out: dict[str, Any] = {"tokens": {}, "hashes": {}}
+    loaded: dict[str, tuple[str, Artifact]] = {}
     for role, path, kinds in (("subjects", subjects, ("fused", "subject")), ("motion", motion, ("motion",))):
         if path is None:
             continue
         art = Artifact.load(path)
         if art.kind not in kinds:
             raise ArtifactError(f"{str(path)!r} holds a {art.kind!r} concept, expected one of {kinds} for --{role}")
+        loaded[str(path)] = (role, art)
+    refuse_token_collisions([(source, art) for source, (_, art) in loaded.items()])
+    for source, (role, art) in loaded.items():
         if role in adapter.adapter_names(backbone):
             adapter.remove(backbone, role)
-        art.install(backbone, adapter, role, source=str(path))
-        out["hashes"][str(path)] = content_hash(Path(path))
+        art.install(backbone, adapter, role, source=source)
+        out["hashes"][source] = content_hash(Path(source))
         if role == "subjects":
             out["tokens"] = dict(art.tokens)
     return out

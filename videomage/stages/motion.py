@@ -1,14 +1,18 @@
 """Appearance-agnostic motion learning (VideoMage §3.2).
 
-1. **Textual inversion**: one token per entity (``person`` -> ``<person>``) learned on one frame
+1. **Textual inversion**: one token per entity (``person`` -> ``<motion:person>``) learned on one frame
    (the middle one) of the reference clip, base model frozen, no adapter, prompt ``c_ap``.
 2. **Motion adapter** on the temporal roles, trained with ``negative_cfg_motion``: the target
    ``(1 + omega) * eps - omega * eps_base(x_t, c_ap, t)`` removes what the base model explains
    by the actors' appearance, so the adapter keeps the motion only.
 
-``c_ap`` = the appearance template with the entity tokens ("A static video of <person> and
-<horse>"); ``c_m`` = the motion prompt with each entity word replaced by its token
-("a <person> is riding a <horse>").
+``c_ap`` = the appearance template with the entity tokens ("A static video of <motion:person>
+and <motion:horse>"); ``c_m`` = the motion prompt with each entity word replaced by its token
+("a <motion:person> is riding a <motion:horse>").
+
+Entity tokens live in their own namespace (``<motion:...>``; subject tokens may not start so):
+the reference clip "a lady is walking a dog" learns ``<motion:dog>``, which can never overwrite
+the embedding of a subject called ``<dog>`` when both artifacts are installed to generate.
 """
 
 from __future__ import annotations
@@ -29,8 +33,13 @@ from videomage.stages.subject import _jsonable
 from videomage.trainer import ParamGroup, Trainer
 
 
+#: How every entity token begins; subject tokens are refused when they begin so.
+ENTITY_PREFIX = "<motion:"
+
+
 def entity_token(word: str) -> str:
-    return f"<{word.strip().replace(' ', '-')}>"
+    """The motion stage's token for an entity word: ``person`` -> ``<motion:person>``."""
+    return f"{ENTITY_PREFIX}{word.strip().replace(' ', '-')}>"
 
 
 def motion_prompts(config: MotionConfig) -> tuple[str, str, dict[str, str]]:
@@ -75,7 +84,9 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
         try:
             with adapter.disabled(backbone):
                 # No validation samples here: the adapters are off, there is nothing to look at yet.
-                inversion = attrs.evolve(opts.trainer_config(config.inversion_steps, "textual inversion"), validate_every=None)
+                inversion = opts.trainer_config(config.inversion_steps, "textual inversion", backbone=backbone,
+                                                stream=f"motion-inversion/{c_m}")
+                inversion = attrs.evolve(inversion, validate_every=None)
                 Trainer(inversion, [rows.group], inversion_loss, checkpoint_dir=opts.path("ckpt-motion-inversion")).fit()
         finally:
             rows.close()
@@ -97,7 +108,7 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
         return objective.loss(ctx, {"latents": latents, "prompts": [c_m], "appearance_prompts": [c_ap]})
 
     history = Trainer(
-        opts.trainer_config(config.steps, "motion"),
+        opts.trainer_config(config.steps, "motion", stream=f"motion/{c_m}", backbone=backbone),
         [ParamGroup(name="lora", params=adapter.parameters(backbone, name), lr=config.lr)],
         motion_loss, checkpoint_dir=opts.path("ckpt-motion"),
         validate=validation(backbone, adapter, opts, name="motion", prompt=c_m, adapters={name: 1.0}),

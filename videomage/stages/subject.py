@@ -29,10 +29,12 @@ from videomage.stages.common import (
     content_hash,
     encode_batched,
     pick,
+    sampling_settings,
     seeded,
     validation,
+    weights_digest,
 )
-from videomage.trainer import ParamGroup, Trainer
+from videomage.trainer import ParamGroup, Trainer, stream_seed
 
 __all__ = ["StageOptions", "learn_subject", "prior_latents"]
 
@@ -56,15 +58,18 @@ def prior_latents(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
         return encode_batched(backbone, videos), captions
 
     prompt = config.prompt_template.format(token=config.class_word)
-    key = content_hash("prior", backbone.fingerprint(), prompt, opts.seed, opts.prior_count, opts.prior_steps, frames, "trailing")
+    # Each subject draws its own videos: seeds from (seed, "prior", token), never the raw --seed.
+    seeds = [stream_seed(opts.seed, f"prior/{config.token}", i) for i in range(opts.prior_count)]
+    key = content_hash("prior", weights_digest(backbone), sampling_settings(backbone), prompt, seeds, opts.prior_steps, frames,
+                       "trailing")
     sampler = get_registry().create("sampler", "cfg")
 
     def generate() -> dict[str, torch.Tensor]:
         from tqdm.auto import tqdm  # minutes on a real model: show them
 
         out = []
-        for i in tqdm(range(opts.prior_count), desc="prior videos", unit="video", disable=not opts.progress):
-            request = {"prompt": prompt, "steps": opts.prior_steps, "seed": opts.seed * 1000 + i, "frames": frames, "progress": False,
+        for seed in tqdm(seeds, desc="prior videos", unit="video", disable=not opts.progress):
+            request = {"prompt": prompt, "steps": opts.prior_steps, "seed": seed, "frames": frames, "progress": False,
                        "timestep_spacing": "trailing"}  # few steps: start at pure noise
             with adapter.disabled(backbone):
                 out.append(sampler.sample(backbone, adapter, request))
@@ -112,7 +117,9 @@ def learn_subject(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
     slug = config.token.strip("<>")
     validate = validation(backbone, adapter, opts, name=f"subject-{slug}", prompt=prompt, adapters={name: 1.0})
     try:
-        history = Trainer(opts.trainer_config(config.steps, f"subject {config.token}"), groups, step_loss,
+        trainer_config = opts.trainer_config(config.steps, f"subject {config.token}", stream=f"subject/{config.token}",
+                                             backbone=backbone)
+        history = Trainer(trainer_config, groups, step_loss,
                           checkpoint_dir=opts.path(f"ckpt-subject-{slug}"), validate=validate).fit()
     finally:
         tokens.close()

@@ -171,6 +171,9 @@ class BackboneContract:
         backbone.set_token_embeddings({"<contract>": vec})
         assert torch.equal(backbone.token_embeddings(["<contract>"])["<contract>"], vec)
         assert backbone.word_positions("a <contract> video", "<contract>")
+        # The trainable row is the token's own, in float32 whatever the model's dtype.
+        (row,) = backbone.token_parameters(["<contract>"]).values()
+        assert row.dtype == torch.float32 and torch.equal(row.detach(), vec.float())
 
     def test_word_positions_by_occurrence(self, backbone):
         import inspect
