@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from safetensors.torch import save_file
 from videomage._version import __version__
 from videomage.components import Adapter, Backbone
 from videomage.errors import ArtifactError
+from videomage.experts import check_experts
 from videomage.paths import check_input_file
 
 FORMAT_VERSION = "1"
@@ -242,9 +243,13 @@ class Artifact:
                 f"{backbone.model_ref!r}); load that model, or retrain the concept on this one"
             )
 
-    def install(self, backbone: Backbone, adapter: Adapter, adapter_name: str, *, source: str = "artifact") -> None:
-        """Add the tokens to ``backbone`` and attach this artifact's adapter as ``adapter_name``."""
+    def install(self, backbone: Backbone, adapter: Adapter, adapter_name: str, *, source: str = "artifact",
+                experts: Sequence[str] | None = None) -> None:
+        """Add the tokens to ``backbone`` and attach this artifact's adapter as ``adapter_name``.
+
+        ``experts``, when given, are the experts the caller expects the adapter in; others are refused."""
         self.check_compatible(backbone, source=source)
+        check_experts(backbone, self.roles, source=source, requested=experts)
         if self.adapter != adapter.name:
             raise ArtifactError(f"{source} holds a {self.adapter!r} adapter, not {adapter.name!r}")
         if self.embeddings:

@@ -84,7 +84,9 @@ def _bind_work_dir(args: argparse.Namespace, inputs: dict[str, object]) -> None:
     from videomage.stages.common import content_hash
     from videomage.workdir import bind, lock, model_digest
 
-    if int(os.environ.get("RANK", "0")) != 0:  # data parallel: rank 0 owns the work folder
+    from videomage.parallel import is_main_process
+
+    if not is_main_process():  # data parallel: the main process owns the work folder
         return
     work = _work_dir(args)
     lock(work)
@@ -166,6 +168,8 @@ class LearnSubject(Command):
         parser.add_argument("--rank", type=int_range(1), default=4, help="LoRA rank")
         parser.add_argument("--lambda-reg", type=finite_float(), default=0.25,
                             help="weight of the prior-preservation loss (0 turns it off)")
+        parser.add_argument("--experts", default="", help="comma-separated experts of a two-expert model the LoRA lives in, "
+                            "e.g. high_noise,low_noise (default: the backbone's choice for subjects: low_noise on Wan 2.2)")
         _train_args(parser, steps=300)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -173,7 +177,8 @@ class LearnSubject(Command):
         from videomage.stages.subject import learn_subject
 
         config = SubjectConfig(token=args.token, class_word=args.class_word, images=args.images, prior_videos=args.prior_videos,
-                               steps=args.steps, lr=args.lr, text_lr=args.text_lr, rank=args.rank, lambda_reg=args.lambda_reg)
+                               steps=args.steps, lr=args.lr, text_lr=args.text_lr, rank=args.rank, lambda_reg=args.lambda_reg,
+                               experts=_words(args.experts))
         check_images(args.images)
         check_prior_videos(args.prior_videos)
         _check_job(args, inputs=[args.images] + ([args.prior_videos] if args.prior_videos else []), suffix=".safetensors")
@@ -182,6 +187,11 @@ class LearnSubject(Command):
             return _save(learn_subject(backbone, adapter, config, opts), args.out)
         finally:
             _release(args)
+
+
+def _words(text: str) -> list[str]:
+    """A comma-separated flag's words."""
+    return [w.strip() for w in text.split(",") if w.strip()]
 
 
 class LearnMotion(Command):
@@ -201,6 +211,8 @@ class LearnMotion(Command):
                             help="textual-inversion steps for the actors' tokens (0 skips it)")
         parser.add_argument("--lr", type=finite_float(positive=True), default=1e-4, help="LoRA learning rate")
         parser.add_argument("--rank", type=int_range(1), default=4, help="LoRA rank")
+        parser.add_argument("--experts", default="", help="comma-separated experts of a two-expert model the LoRA lives in, "
+                            "e.g. high_noise,low_noise (default: the backbone's choice for motion: high_noise on Wan 2.2)")
         _train_args(parser, steps=300)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -209,7 +221,8 @@ class LearnMotion(Command):
         from videomage.stages.motion import learn_motion
 
         config = MotionConfig(video=args.video, prompt=args.prompt, entities=[e.strip() for e in args.entities.split(",") if e.strip()],
-                              steps=args.steps, inversion_steps=args.inversion_steps, lr=args.lr, rank=args.rank, omega=args.omega)
+                              steps=args.steps, inversion_steps=args.inversion_steps, lr=args.lr, rank=args.rank, omega=args.omega,
+                              experts=_words(args.experts))
         check_entities(config.prompt, config.entities)
         check_video(args.video)
         _check_job(args, inputs=[args.video], suffix=".safetensors")

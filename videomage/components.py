@@ -111,6 +111,11 @@ class Backbone(ABC):
     #: diffusers' ``load_textual_inversion`` reads from a ``{token: vector}`` file.
     textual_inversion: ClassVar[bool] = False
 
+    #: Experts (optional): the names of the denoisers a mixture-of-experts family routes
+    #: timesteps to, highest noise first; empty for a family with one denoiser. Module names
+    #: of an expert start with ``"<expert>."`` and its roles are also offered as ``"<expert>.<role>"``.
+    experts: tuple[str, ...] = ()
+
     denoiser: torch.nn.Module
     video_spec: VideoSpec
     model_ref: str
@@ -195,6 +200,28 @@ class Backbone(ABC):
 
         Raises [`ConfigError`][videomage.errors.ConfigError] for a role the backbone does not declare.
         """
+
+    def default_experts(self, role: str) -> tuple[str, ...]:
+        """Experts (optional): the experts an adapter of ``role`` lives in unless told otherwise.
+
+        The default is every expert (none for a family with one denoiser).
+        """
+        return self.experts
+
+    def expert_at(self, timestep: float) -> str | None:
+        """Experts (optional): the expert that denoises at ``timestep``; ``None`` without experts."""
+        return None
+
+    def sample_expert_timesteps(self, batch: int, experts: Sequence[str],
+                                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Experts (optional): training timesteps drawn from the part of the schedule ``experts``
+        denoise, with the distribution of [`sample_timesteps`][videomage.components.Backbone.sample_timesteps]
+        restricted to it. With no experts named this is ``sample_timesteps``."""
+        if not experts:
+            return self.sample_timesteps(batch, generator)
+        from videomage.errors import ConfigError
+
+        raise ConfigError(f"backbone {self.name!r} has one denoiser, no experts; got experts {list(experts)}")
 
     # -- text ------------------------------------------------------------------------------
     @abstractmethod
@@ -390,6 +417,9 @@ class TrainingContext:
     backbone: Backbone
     adapter: Adapter
     trained: tuple[str, ...] = ()
+    #: The experts the trained adapters live in (``()``: the backbone has one denoiser, or all);
+    #: objectives draw training timesteps from their part of the schedule.
+    experts: tuple[str, ...] = ()
     generator: torch.Generator | None = None
     extras: dict[str, Any] = attrs.field(factory=dict)
 

@@ -71,6 +71,7 @@ def _non_empty_str(inst: Any, attr: attrs.Attribute, value: Any) -> None:
 #: A learned token: a word in angle brackets. Tokens name files (``subjects/<name>.safetensors``),
 #: so no path characters; and no ``|``, which would let ``<|endoftext|>`` and the like take over a
 #: text encoder's special tokens.
+#: No ':' in a subject token: '<motion:...>' is the motion stage's namespace (videomage.stages.motion.ENTITY_PREFIX).
 TOKEN_PATTERN = re.compile(r"<\w[\w-]*>")
 
 
@@ -80,11 +81,6 @@ def _token(inst: Any, attr: attrs.Attribute, value: Any) -> None:
         raise ConfigError(
             f"{type(inst).__name__}.{attr.name}: expected a new word in angle brackets (letters, digits, '_' "
             f"or '-'), such as '<toy>', got {value!r}"
-        )
-    if value.startswith("<motion:"):  # the motion stage's entity tokens (videomage.stages.motion.ENTITY_PREFIX)
-        raise ConfigError(
-            f"{type(inst).__name__}.{attr.name}: tokens starting with '<motion:' belong to the motion stage's "
-            f"entities; choose another subject token, such as {'<' + value[len('<motion:'):]!r}, got {value!r}"
         )
 
 
@@ -116,6 +112,12 @@ def _str_list(inst: Any, attr: attrs.Attribute, value: Any) -> None:
                               f"spaces, '-' or apostrophes)")
 
 
+def _expert_list(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{type(inst).__name__}.{attr.name}: expected a list of expert names such as "
+                          f"['high_noise'] (empty: the backbone's default), got {value!r}")
+
+
 def _opt_path(value: Any) -> Path | None:
     return None if value is None else Path(value)
 
@@ -145,6 +147,8 @@ class SubjectConfig:
     rank: int = attrs.field(default=4, validator=_int_ge(1))
     lambda_reg: float = attrs.field(default=0.25, validator=_non_negative)
     prompt_template: str = attrs.field(default="A {token}", validator=_non_empty_str)
+    #: Experts of a mixture-of-experts backbone the subject adapter lives in (empty: the backbone's default).
+    experts: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_expert_list)
 
 
 @attrs.frozen(kw_only=True)
@@ -161,6 +165,8 @@ class MotionConfig:
     rank: int = attrs.field(default=4, validator=_int_ge(1))
     omega: float = attrs.field(default=0.5, validator=_non_negative)
     appearance_template: str = attrs.field(default="A static video of {entities}", validator=_non_empty_str)
+    #: Experts of a mixture-of-experts backbone the motion adapter lives in (empty: the backbone's default).
+    experts: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_expert_list)
 
 
 @attrs.frozen(kw_only=True)

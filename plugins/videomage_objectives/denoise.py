@@ -29,7 +29,7 @@ def noised(ctx: TrainingContext, latents: torch.Tensor, batch: Mapping[str, Any]
         noise = torch.randn(latents.shape, generator=ctx.generator, dtype=torch.float32).to(latents)
     t = batch.get(prefix + "timesteps")
     if t is None:
-        t = backbone.sample_timesteps(latents.shape[0], ctx.generator)
+        t = backbone.sample_expert_timesteps(latents.shape[0], ctx.experts, ctx.generator)
     t = t.to(latents.device)
     return backbone.add_noise(latents, noise, t), t, backbone.training_target(latents, noise, t)
 

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from videomage.components import Adapter, AttentionStore, Backbone, Sampler
 from videomage.errors import ConfigError
+from videomage_samplers.boundary import guided_steps
 from videomage_samplers.cfg import DEFAULTS, guided, initial_latents, make_scheduler, predict, resolve, scale_input, scheduler_step
 from videomage_samplers.matching import matched_positions, motion_prompt_for
 from videomage_samplers.stepping import keep_refinement, require_survival
@@ -134,6 +135,7 @@ class SCSSampler(Sampler):
         mixture = req["step_from"] == "mixture"
 
         scheduler = make_scheduler(backbone, req)
+        tau = guided_steps(backbone, scheduler.timesteps, tau)  # within the first expert (boundary.py)
         if tau > 0 and mixture:
             require_survival(scheduler, tau)
         latents, generator = initial_latents(backbone, req, scheduler)

@@ -35,7 +35,7 @@ from transformers import AutoTokenizer, UMT5EncoderModel
 from videomage import checkpointing
 from videomage.components import AttentionStore, Backbone
 from videomage.errors import ConfigError
-from videomage.modelfiles import check_model_request, config_fingerprint
+from videomage.modelfiles import check_model_request, config_fingerprint, read_config
 from videomage.weightfiles import use_safetensors
 from videomage.text import TextMethods
 from videomage_wan import attention, flow, names
@@ -48,6 +48,36 @@ ROLE_LAYERS: dict[str, tuple[str, ...]] = {
     "spatial": ("attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0", "ffn.net.0.proj", "ffn.net.2"),
     "temporal": ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0"),
 }
+
+
+def load_parts(model: str, torch_dtype: torch.dtype, transformers: Sequence[str]) -> dict[str, Any]:
+    """Every component of a Wan folder or Hub id, the transformers named by subfolder."""
+    try:
+        parts: dict[str, Any] = {
+            sub: WanTransformer3DModel.from_pretrained(model, subfolder=sub, torch_dtype=torch_dtype,
+                                                       use_safetensors=use_safetensors(model, sub))
+            for sub in transformers
+        }
+        # The VAE stays in float32 whatever the dtype: Wan's VAE loses detail in half precision.
+        parts["vae"] = AutoencoderKLWan.from_pretrained(model, subfolder="vae", torch_dtype=torch.float32,
+                                                        use_safetensors=use_safetensors(model, "vae"))
+        parts["text_encoder"] = UMT5EncoderModel.from_pretrained(model, subfolder="text_encoder", dtype=torch_dtype,
+                                                                 use_safetensors=use_safetensors(model, "text_encoder"))
+        parts["tokenizer"] = AutoTokenizer.from_pretrained(model, subfolder="tokenizer")
+        parts["scheduler_config"] = UniPCMultistepScheduler.load_config(model, subfolder="scheduler")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"could not load Wan model {model!r}: {exc}. Pass a local folder in the diffusers layout "
+            f"({'/, '.join((*transformers, 'vae', 'text_encoder', 'tokenizer', 'scheduler'))}/), or download the "
+            f"model once with `hf download {model}`"
+        ) from None
+    return parts
+
+
+def _shared(parts: dict[str, Any], device: str) -> dict[str, Any]:
+    """The constructor arguments every Wan backbone takes, moved to ``device``."""
+    return {"vae": parts["vae"].to(device), "text_encoder": parts["text_encoder"].to(device),
+            "tokenizer": parts["tokenizer"], "scheduler_config": parts["scheduler_config"]}
 
 
 class WanBackbone(TextMethods, Backbone):
@@ -64,7 +94,8 @@ class WanBackbone(TextMethods, Backbone):
     attention_chunk_elements: int = attention.CHUNK_ELEMENTS
 
     def __init__(self, *, transformer: WanTransformer3DModel, vae: AutoencoderKLWan, text_encoder: UMT5EncoderModel,
-                 tokenizer: Any, scheduler_config: Mapping[str, Any], model_ref: str, spec) -> None:
+                 tokenizer: Any, scheduler_config: Mapping[str, Any], model_ref: str, spec,
+                 expand_timesteps: bool = False) -> None:
         for module in (transformer, vae, text_encoder):
             module.requires_grad_(False).eval()
         self.denoiser = transformer
@@ -73,8 +104,12 @@ class WanBackbone(TextMethods, Backbone):
         self.scheduler_config = dict(scheduler_config)
         self.model_ref = model_ref
         self.video_spec = spec
-        self.time_scale = 2 ** sum(bool(x) for x in vae.config.temperal_downsample)
-        self.space_scale = 2 ** len(vae.config.temperal_downsample)
+        # Wan 2.1's VAE is 8x in space; Wan 2.2's (TI2V-5B) adds a 2x2 pixel patchify: 16x.
+        self.time_scale = int(vae.config.get("scale_factor_temporal") or 2 ** sum(bool(x) for x in vae.config.temperal_downsample))
+        self.space_scale = int(vae.config.get("scale_factor_spatial") or 2 ** len(vae.config.temperal_downsample))
+        # TI2V-5B embeds the timestep per token (diffusers' ``expand_timesteps``); text-to-video
+        # gives every token the same one, as the pipeline does with no image.
+        self.expand_timesteps = bool(expand_timesteps)
         self.default_scheduler: str | None = None
         self._state: attention.CaptureState | None = None
         self._roles = {role: [f"blocks.{i}.{layer}" for i in range(len(transformer.blocks)) for layer in layers]
@@ -89,28 +124,18 @@ class WanBackbone(TextMethods, Backbone):
     def from_pretrained(cls, model: str, *, device: str = "cpu", dtype: str = "float32",
                         scheduler: str | None = None) -> WanBackbone:
         torch_dtype = check_model_request(model, dtype, check_folder)
-        try:
-            transformer = WanTransformer3DModel.from_pretrained(model, subfolder="transformer", torch_dtype=torch_dtype,
-                                                                use_safetensors=use_safetensors(model, "transformer"))
-            # The VAE stays in float32 whatever the dtype: Wan's VAE loses detail in half precision.
-            vae = AutoencoderKLWan.from_pretrained(model, subfolder="vae", torch_dtype=torch.float32,
-                                                   use_safetensors=use_safetensors(model, "vae"))
-            text_encoder = UMT5EncoderModel.from_pretrained(model, subfolder="text_encoder", dtype=torch_dtype,
-                                                            use_safetensors=use_safetensors(model, "text_encoder"))
-            tokenizer = AutoTokenizer.from_pretrained(model, subfolder="tokenizer")
-            scheduler_config = UniPCMultistepScheduler.load_config(model, subfolder="scheduler")
-        except (OSError, ValueError) as exc:
-            raise ConfigError(
-                f"could not load Wan model {model!r}: {exc}. Pass a local folder in the diffusers layout "
-                f"(transformer/, vae/, text_encoder/, tokenizer/, scheduler/), or download the model once with "
-                f"`hf download {model}`"
-            ) from None
-        backbone = cls(transformer=transformer.to(device), vae=vae.to(device), text_encoder=text_encoder.to(device),
-                       tokenizer=tokenizer, scheduler_config=scheduler_config, model_ref=model, spec=video_spec(model))
+        parts = load_parts(model, torch_dtype, ("transformer",))
+        index = read_config(model, "model_index.json") or {}
+        backbone = cls(transformer=parts.pop("transformer").to(device), **_shared(parts, device), model_ref=model,
+                       spec=video_spec(model), expand_timesteps=bool(index.get("expand_timesteps")))
+        return backbone.with_scheduler(scheduler)
+
+    def with_scheduler(self, scheduler: str | None):
+        """Make ``scheduler`` (a class name) the default, refused now rather than after training."""
         if scheduler is not None:
-            backbone.make_scheduler(scheduler)  # refuse now, not after training
-            backbone.default_scheduler = scheduler
-        return backbone
+            self.make_scheduler(scheduler)
+            self.default_scheduler = scheduler
+        return self
 
     @classmethod
     def on_meta(cls, model: str, *, dtype: str = "bfloat16") -> WanBackbone:
@@ -121,6 +146,10 @@ class WanBackbone(TextMethods, Backbone):
 
     def fingerprint(self) -> str:
         return config_fingerprint(self.denoiser.config, text_width=self.text.encoder.config.d_model)
+
+    def transformers(self) -> list[WanTransformer3DModel]:
+        """The transformers of the denoiser: one here, one per expert for Wan 2.2 A14B."""
+        return [self.denoiser]
 
     @classmethod
     def original_layer_name(cls, name: str) -> str | None:
@@ -142,7 +171,7 @@ class WanBackbone(TextMethods, Backbone):
     def activation_checkpointing(self) -> Iterator[bool]:
         """Checkpoint (non-reentrant) each transformer block inside the block: SCS guidance then
         holds the blocks' inputs, and one block's activations at a time in the backward pass."""
-        with checkpointing.checkpointed(self.denoiser.blocks):
+        with checkpointing.checkpointed([b for blocks in self.transformers() for b in blocks.blocks]):
             yield True
 
     # -- roles -----------------------------------------------------------------------------
@@ -163,7 +192,7 @@ class WanBackbone(TextMethods, Backbone):
         return 1 + (frames - 1) // self.time_scale
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        step = self.space_scale * self.denoiser.config.patch_size[1]
+        step = self.space_scale * self.transformers()[0].config.patch_size[1]
         if height % step or width % step:
             raise ConfigError(f"Wan needs height and width in multiples of {step} (VAE x patch), got {height}x{width}")
         return self.vae.config.z_dim, self.latent_frames(frames), height // self.space_scale, width // self.space_scale
@@ -196,18 +225,31 @@ class WanBackbone(TextMethods, Backbone):
 
     # -- diffusion -------------------------------------------------------------------------
     def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
-        b, _, f, h, w = latents.shape
+        timesteps, prompt_embeds = self._per_sample(latents, timesteps, prompt_embeds)
+        return self._forward(self.denoiser, latents, timesteps, prompt_embeds)
+
+    @staticmethod
+    def _per_sample(latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: torch.Tensor):
+        """One timestep and one prompt per sample (a single one is repeated for the batch)."""
+        b = latents.shape[0]
         timesteps = torch.as_tensor(timesteps, device=latents.device)
         if timesteps.numel() == 1:
             timesteps = timesteps.reshape(1).expand(b)
         if prompt_embeds.shape[0] == 1 and b > 1:
             prompt_embeds = prompt_embeds.expand(b, *prompt_embeds.shape[1:])
+        return timesteps, prompt_embeds
+
+    def _forward(self, transformer: WanTransformer3DModel, latents: torch.Tensor, timesteps: torch.Tensor,
+                 prompt_embeds: torch.Tensor) -> torch.Tensor:
+        b, _, f, h, w = latents.shape
+        pt, ph, pw = transformer.config.patch_size
         if self._state is not None:
-            pt, ph, pw = self.denoiser.config.patch_size
             self._state.grid = (b, f // pt, h // ph, w // pw)
-        out = self.denoiser(hidden_states=latents.to(self.dtype), timestep=timesteps,
-                            encoder_hidden_states=prompt_embeds.to(self.dtype), return_dict=False)[0]
-        return out
+        if self.expand_timesteps:  # one timestep per token, [B, tokens], as WanPipeline does for TI2V
+            timesteps = timesteps[:, None].expand(b, (f // pt) * (h // ph) * (w // pw))
+        dtype = transformer.patch_embedding.weight.dtype
+        return transformer(hidden_states=latents.to(dtype), timestep=timesteps,
+                           encoder_hidden_states=prompt_embeds.to(dtype), return_dict=False)[0]
 
     def make_scheduler(self, name: str | None = None) -> Any:
         return flow.make_scheduler(self.scheduler_config, name or self.default_scheduler)
@@ -231,12 +273,13 @@ class WanBackbone(TextMethods, Backbone):
             return
         if self._state is not None:
             raise RuntimeError("attention captures cannot be nested; close the outer capture first")
-        blocks = list(self.denoiser.blocks)
-        if self.capture_blocks is not None:
+        blocks = []
+        for transformer in self.transformers():  # of each expert, where there are several
+            every = list(transformer.blocks)
             try:
-                blocks = [blocks[i] for i in self.capture_blocks]
+                blocks += every if self.capture_blocks is None else [every[i] for i in self.capture_blocks]
             except IndexError:
-                raise ConfigError(f"capture_blocks {list(self.capture_blocks)} names a block past the last ({len(blocks) - 1})") from None
+                raise ConfigError(f"capture_blocks {list(self.capture_blocks)} names a block past the last ({len(every) - 1})") from None
         with attention.capture(blocks, cross_tokens=cross_tokens, temporal=temporal,
                                chunk_elements=self.attention_chunk_elements) as (store, state), checkpointing.capturing(state):
             self._state = state

@@ -55,10 +55,22 @@ def make_scheduler(config: Mapping[str, Any], name: str | None = None) -> Any:
     return cls.from_config(dict(config), **FLOW_SCHEDULERS[name], **extra)
 
 
-def sample_timesteps(batch: int, config: Mapping[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
-    """Float timesteps in ``[0, num_train_timesteps)``, shifted like the sampling schedule."""
+def sample_timesteps(batch: int, config: Mapping[str, Any], generator: torch.Generator | None = None,
+                     low: float = 0.0, high: float | None = None) -> torch.Tensor:
+    """Float timesteps in ``[0, num_train_timesteps)``, shifted like the sampling schedule.
+
+    ``low``/``high`` restrict the draw to ``[low, high)`` with the same distribution conditioned on
+    that range (an expert's part of the schedule): the uniform variable is drawn between the
+    inverses of the shift at both ends.
+    """
     u = torch.rand(batch, generator=generator)
     shift = shift_of(config)
+    if low > 0 or high is not None:
+        def inverse(t: float) -> float:  # u such that shift * u / (1 + (shift - 1) u) = t / n
+            s = t / train_steps(config)
+            return s / (shift - (shift - 1) * s)
+        lo, hi = inverse(low), inverse(train_steps(config) if high is None else high)
+        u = lo + (hi - lo) * u
     sigma = shift * u / (1 + (shift - 1) * u)
     return sigma * train_steps(config)
 

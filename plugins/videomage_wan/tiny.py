@@ -15,6 +15,13 @@ have the real classes and the real structure, only a few channels wide:
 
 With ``frames=5`` at 32x48 the latents are ``[B, 4, 2, 4, 6]`` and a forward pass takes a few
 milliseconds on a CPU.
+
+:func:`save_tiny_wan22` builds the two Wan 2.2 shapes the same way: ``kind="a14b"`` two such
+transformers as ``transformer`` (high noise) and ``transformer_2`` (low noise) with
+``boundary_ratio`` 0.875, like ``Wan-AI/Wan2.2-T2V-A14B-Diffusers``; ``kind="ti2v5b"`` one
+transformer on Wan 2.2's VAE (48 latent channels, a 2x2 patchify before the 8x encoder: 16x in
+space) with ``expand_timesteps``, like ``Wan-AI/Wan2.2-TI2V-5B-Diffusers`` (at 64x64, 5 frames,
+latents ``[B, 48, 2, 4, 4]``).
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ WORDS = (
 
 #: Native size of the tiny model (written to its ``videomage.json``): 5 frames make 2 latent frames.
 TINY_SPEC = VideoSpec(height=32, width=48, frames=5, fps=8)
+#: Native size of the tiny TI2V-5B-shaped model: sides in multiples of 32 (16x VAE, 2x2 patches).
+TINY_TI2V_SPEC = VideoSpec(height=64, width=64, frames=5, fps=24)
+#: The kinds :func:`save_tiny_wan22` builds.
+WAN22_KINDS = ("a14b", "ti2v5b")
 
 #: Text length of the tiny model (the real one reads 512 positions).
 TEXT_LENGTH = 24
@@ -77,6 +88,17 @@ def build_vae(latent_channels: int = 4) -> AutoencoderKLWan:
     )
 
 
+def build_vae22(latent_channels: int = 48) -> AutoencoderKLWan:
+    """Wan 2.2's VAE shape: residual blocks, 2x2 pixel patchify (12 input channels), 16x in space."""
+    return AutoencoderKLWan(
+        base_dim=8, z_dim=latent_channels, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+        temperal_downsample=[False, True, True], is_residual=True, in_channels=12, out_channels=12, patch_size=2,
+        scale_factor_spatial=16, scale_factor_temporal=4,
+        latents_mean=[0.05 * (i % 7 - 3) for i in range(latent_channels)],
+        latents_std=[1.0 + 0.1 * (i % 5) for i in range(latent_channels)],
+    )
+
+
 def build_scheduler() -> UniPCMultistepScheduler:
     return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0,
                                    num_train_timesteps=1000)
@@ -97,4 +119,31 @@ def save_tiny_wan(folder: str | Path, seed: int = 0) -> Path:
     folder = Path(folder)
     pipe.save_pretrained(folder)
     write_video_spec(folder, TINY_SPEC)
+    return folder
+
+
+def save_tiny_wan22(folder: str | Path, kind: str = "a14b", seed: int = 0) -> Path:
+    """Build a tiny random Wan 2.2 model of ``kind`` (``"a14b"`` or ``"ti2v5b"``) in the diffusers layout."""
+    import torch
+
+    if kind not in WAN22_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(WAN22_KINDS)}, got {kind!r}")
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    text_encoder = build_text_encoder(len(tokenizer) + 1)
+    if kind == "a14b":
+        pipe = WanPipeline(
+            tokenizer=tokenizer, text_encoder=text_encoder, transformer=build_transformer(),
+            transformer_2=build_transformer(), vae=build_vae(), scheduler=build_scheduler(), boundary_ratio=0.875,
+        )
+        spec = TINY_SPEC
+    else:
+        pipe = WanPipeline(
+            tokenizer=tokenizer, text_encoder=text_encoder, transformer=build_transformer(latent_channels=48),
+            vae=build_vae22(), scheduler=build_scheduler(), expand_timesteps=True,
+        )
+        spec = TINY_TI2V_SPEC
+    folder = Path(folder)
+    pipe.save_pretrained(folder)
+    write_video_spec(folder, spec)
     return folder

@@ -42,7 +42,7 @@ def test_an_install_whose_token_collides_is_refused_naming_both(backbone, adapte
 
 
 def test_subject_tokens_may_not_enter_the_entity_namespace(tmp_path):
-    with pytest.raises(ConfigError, match="belong to the motion stage"):
+    with pytest.raises(ConfigError, match="expected a new word in angle brackets"):
         SubjectConfig(token="<motion:dog>", class_word="dog", images=tmp_path)
 
 

@@ -19,6 +19,7 @@ import torch
 from videomage.artifact import Artifact
 from videomage.components import Adapter, Backbone, ObjectiveOutput, TrainingContext
 from videomage.config import FusionConfig
+from videomage.experts import experts_of_roles
 from videomage.errors import ArtifactError, ConfigError
 from videomage.plugins import get_registry
 from videomage.stages.common import (
@@ -130,7 +131,9 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
     adapter.activate(backbone, {name: 1.0})
     distill = registry.create("objective", "fusion_distill")
     attn = registry.create("objective", "attention_reg")
-    ctx = TrainingContext(backbone=backbone, adapter=adapter, trained=(name,))
+    # The student lives where its teachers live (in a two-expert model, the subjects' expert).
+    roles = list(dict.fromkeys(r for a in arts for r in a.roles))
+    ctx = TrainingContext(backbone=backbone, adapter=adapter, trained=(name,), experts=experts_of_roles(roles))
 
     def step_loss(step, generator):
         ctx.generator = generator
@@ -162,7 +165,7 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
         fingerprint=backbone.fingerprint(),
         adapter=adapter.name,
         adapter_config={"rank": rank},
-        roles=["spatial"],
+        roles=roles,
         tokens=dict(zip(tokens, words)),
         adapter_tensors=adapter.state_dict(backbone, name),
         embeddings=backbone.token_embeddings(tokens),

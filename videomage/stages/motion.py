@@ -24,6 +24,7 @@ import attrs
 from videomage.artifact import Artifact
 from videomage.components import Adapter, Backbone, TrainingContext
 from videomage.config import MotionConfig
+from videomage.experts import expert_roles, resolve as resolve_experts
 from videomage.errors import ConfigError
 from videomage.media import read_video
 from videomage.plugins import get_registry
@@ -94,11 +95,13 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
     name = "motion"
     if name in adapter.adapter_names(backbone):
         adapter.remove(backbone, name)
+    experts = resolve_experts(backbone, "temporal", config.experts)  # one expert of a two-expert model
+    roles = expert_roles("temporal", experts)
     with seeded(opts.seed, name):  # the adapter's initial weights: a function of the seed
-        adapter.attach(backbone, name, roles=["temporal"], rank=config.rank)
+        adapter.attach(backbone, name, roles=roles, rank=config.rank)
     adapter.activate(backbone, {name: 1.0})
     objective = registry.create("objective", "negative_cfg_motion", omega=config.omega)
-    ctx = TrainingContext(backbone=backbone, adapter=adapter, trained=(name,))
+    ctx = TrainingContext(backbone=backbone, adapter=adapter, trained=(name,), experts=experts)
 
     def motion_loss(step, generator):
         ctx.generator = generator
@@ -116,7 +119,7 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
         fingerprint=backbone.fingerprint(),
         adapter=adapter.name,
         adapter_config={"rank": config.rank},
-        roles=["temporal"],
+        roles=roles,
         tokens=tokens,
         adapter_tensors=adapter.state_dict(backbone, name),
         embeddings=backbone.token_embeddings(list(tokens)),

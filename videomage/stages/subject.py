@@ -18,6 +18,7 @@ import torch
 from videomage.artifact import Artifact
 from videomage.components import Adapter, Backbone, TrainingContext
 from videomage.config import SubjectConfig
+from videomage.experts import expert_roles, resolve as resolve_experts
 from videomage.errors import InputError
 from videomage.media import VIDEO_SUFFIXES, read_images, read_video
 from videomage.plugins import get_registry
@@ -86,8 +87,10 @@ def learn_subject(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
     backbone.add_tokens([config.token], [config.class_word])
     if name in adapter.adapter_names(backbone):
         adapter.remove(backbone, name)
+    experts = resolve_experts(backbone, "spatial", config.experts)  # one expert of a two-expert model
+    roles = expert_roles("spatial", experts)
     with seeded(opts.seed, config.token):  # the adapter's initial weights: a function of the seed
-        adapter.attach(backbone, name, roles=["spatial"], rank=config.rank)
+        adapter.attach(backbone, name, roles=roles, rank=config.rank)
     adapter.activate(backbone, {name: 1.0})
 
     image_latents = encode_batched(backbone, images)
@@ -97,7 +100,7 @@ def learn_subject(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
             prior, prior_prompts = prior_latents(backbone, adapter, config, opts)
     prompt = config.prompt_template.format(token=config.token)
     objective = get_registry().create("objective", "denoise", lambda_reg=config.lambda_reg)
-    ctx = TrainingContext(backbone=backbone, adapter=adapter, trained=(name,))
+    ctx = TrainingContext(backbone=backbone, adapter=adapter, trained=(name,), experts=experts)
 
     def step_loss(step: int, generator: torch.Generator):
         ctx.generator = generator
@@ -126,7 +129,7 @@ def learn_subject(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
         fingerprint=backbone.fingerprint(),
         adapter=adapter.name,
         adapter_config={"rank": config.rank},
-        roles=["spatial"],
+        roles=roles,
         tokens={config.token: config.class_word},
         adapter_tensors=adapter.state_dict(backbone, name),
         embeddings=backbone.token_embeddings([config.token]),

@@ -200,6 +200,23 @@ class BackboneContract:
             assert torch.allclose(m.sum(-1), torch.ones(()), atol=1e-4)
 
 
+    def test_experts_partition_roles_and_timesteps(self, backbone):
+        # A mixture-of-experts backbone: each expert's roles split the plain role, each expert
+        # draws training timesteps only where it denoises, and the defaults name real experts.
+        if not backbone.experts:
+            assert backbone.expert_at(500.0) is None
+            return
+        g = torch.Generator().manual_seed(0)
+        for role in backbone.roles:
+            parts = [set(backbone.role_modules(f"{e}.{role}")) for e in backbone.experts]
+            assert all(parts) and sum(map(len, parts)) == len(set().union(*parts))
+            assert set().union(*parts) == set(backbone.role_modules(role))
+            assert set(backbone.default_experts(role)) <= set(backbone.experts)
+        for expert in backbone.experts:
+            t = backbone.sample_expert_timesteps(64, [expert], g)
+            assert {backbone.expert_at(float(x)) for x in t} == {expert}
+
+
 class AdapterContract(ComponentContract):
     """Fixtures: ``component_class`` and ``backbone`` (a fresh tiny instance per test)."""
 
