@@ -69,7 +69,7 @@ def make_world(config: BenchConfig, folder: Path | None = None) -> World:
     if config.size == "small":
         model = folder / "model"
         if not (model / "model_index.json").exists():
-            save_small_model(model, frames=config.frames)
+            save_small_model(model, frames=config.frames, backbone=config.backbone)
         backbone = load_backbone(str(model), device=config.device, dtype=config.dtype)
     else:
         backbone = build_real_backbone(config, folder / "tokenizer")

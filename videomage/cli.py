@@ -15,7 +15,7 @@ from videomage._version import __version__
 from videomage.errors import PluginError, VideomageError
 from videomage.plugins import get_plugin_manager, get_registry, plugin_versions
 
-CORE_COMMANDS = ("plugins", "learn-subject", "learn-motion", "fuse", "generate", "run")
+CORE_COMMANDS = ("plugins", "learn-subject", "learn-motion", "fuse", "generate", "run", "plan")
 
 #: Exit statuses, as ``videomage --help`` and the docs' command-line page list them.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

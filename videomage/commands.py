@@ -362,4 +362,6 @@ class Run(Command):
         return 0
 
 
-STAGE_COMMANDS: tuple[type[Command], ...] = (LearnSubject, LearnMotion, Fuse, Generate, Run)
+from videomage.plan_command import Plan  # noqa: E402  (its own module: the planner is one idea)
+
+STAGE_COMMANDS: tuple[type[Command], ...] = (LearnSubject, LearnMotion, Fuse, Generate, Run, Plan)

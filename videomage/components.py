@@ -136,6 +136,18 @@ class Backbone(ABC):
     ) -> Backbone:
         """Load every component from a Hub id or a local folder in the diffusers layout."""
 
+    @classmethod
+    def on_meta(cls, model: str, *, dtype: str = "bfloat16") -> Backbone:
+        """This family's backbone for ``model`` with every module built from its configs on the
+        meta device: the real shapes and dtypes, no weights, nothing downloaded.
+
+        ``videomage plan`` runs a stage on it to count the memory the stage will need. The
+        default refuses; a family supports planning by overriding it.
+        """
+        from videomage.errors import ConfigError
+
+        raise ConfigError(f"backbone {cls.name!r} cannot be planned: it does not build itself on the meta device")
+
     @abstractmethod
     def fingerprint(self) -> str:
         """A short stable hash of the denoiser's architecture config.

@@ -97,8 +97,10 @@ class LoRA(Adapter):
         dtype = backbone.dtype  # peft creates float32 tensors; a half-precision model needs its own
         for _, layer in lora_layers(backbone):
             if adapter_name in layer.lora_A:
-                layer.lora_A[adapter_name].to(dtype)
-                layer.lora_B[adapter_name].to(dtype)
+                # On the base layer's device: peft leaves a second adapter of a meta-device model on the CPU.
+                device = layer.base_layer.weight.device
+                layer.lora_A[adapter_name].to(device, dtype)
+                layer.lora_B[adapter_name].to(device, dtype)
 
     def attach_average(self, backbone: Backbone, adapter_name: str, sources: Sequence[str]) -> None:
         """Rank-concatenate the sources: ``A = [A_1; ...; A_N]``, ``B = [B_1 c_1, ..., B_N c_N]``.

@@ -137,6 +137,13 @@ class WanBackbone(TextMethods, Backbone):
             self.default_scheduler = scheduler
         return self
 
+    @classmethod
+    def on_meta(cls, model: str, *, dtype: str = "bfloat16") -> WanBackbone:
+        """Built from the folder's configs, or a published model's (:mod:`videomage_wan.meta`), on the meta device."""
+        from videomage_wan.meta import build_on_meta
+
+        return build_on_meta(cls, model, dtype)
+
     def fingerprint(self) -> str:
         return config_fingerprint(self.denoiser.config, text_width=self.text.encoder.config.d_model)
 

@@ -128,6 +128,13 @@ class ZeroScopeBackbone(TextMethods, Backbone):
             backbone.default_scheduler = scheduler
         return backbone
 
+    @classmethod
+    def on_meta(cls, model: str, *, dtype: str = "bfloat16") -> ZeroScopeBackbone:
+        """Built from the folder's configs, or the published model's (:mod:`videomage_zeroscope.meta`), on the meta device."""
+        from videomage_zeroscope.meta import build_on_meta
+
+        return build_on_meta(cls, model, dtype)
+
     def fingerprint(self) -> str:
         return config_fingerprint(self.denoiser.config, text_width=self.text.encoder.config.hidden_size)
 

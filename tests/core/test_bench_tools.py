@@ -47,3 +47,11 @@ def test_the_real_size_model_builds_with_the_published_parameter_count(tmp_path)
     assert parameter_count(backbone.denoiser) == 1_411_233_860  # ZeroScope v2 / ModelScope 1.7B's UNet
     assert backbone.denoiser.dtype == torch.bfloat16
     assert backbone.role_modules("spatial") and backbone.role_modules("temporal")
+
+
+def test_the_real_size_wan_builds_with_the_published_parameter_count(tmp_path):
+    config = BenchConfig(size="real", backbone="wan", device="meta", dtype="bfloat16", frames=17, height=256, width=256)
+    backbone = build_real_backbone(config, tmp_path / "tok")
+    assert parameter_count(backbone.denoiser) == 1_418_996_800  # Wan 2.1 T2V 1.3B's transformer
+    assert backbone.latent_shape(17, 256, 256) == (16, 5, 32, 32)
+    assert backbone.role_modules("spatial") and backbone.role_modules("temporal")

@@ -52,7 +52,7 @@ def strip(video: torch.Tensor, mask: torch.Tensor, width: int) -> tuple[torch.Te
     """A full-height strip ``width`` wide centred on the mask's mean column (clamped to the frame)."""
     w = video.shape[-1]
     cols = mask.float().mean(dim=(0, 1))  # [W]
-    centre = int((cols * torch.arange(w)).sum() / cols.sum().clamp_min(1e-6)) if cols.sum() > 0 else w // 2
+    centre = int((cols * torch.arange(w, device=cols.device)).sum() / cols.sum().clamp_min(1e-6)) if cols.sum() > 0 else w // 2
     left = min(max(centre - width // 2, 0), w - width)
     return video[..., left : left + width], mask[..., left : left + width]
 
@@ -61,7 +61,7 @@ def cutmix(videos: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -> tup
     """Paste one strip per subject side by side: ``[F, 3, H, W]`` and masks ``[N, F, H, W]``."""
     n, w = len(videos), videos[0].shape[-1]
     widths = [w // n + (1 if i < w % n else 0) for i in range(n)]
-    parts, out_masks, left = [], torch.zeros(n, *masks[0].shape), 0
+    parts, out_masks, left = [], torch.zeros(n, *masks[0].shape, device=masks[0].device), 0
     for i, (video, mask) in enumerate(zip(videos, masks)):
         v, m = strip(video, mask, widths[i])
         parts.append(v)

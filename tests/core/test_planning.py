@@ -1,0 +1,142 @@
+"""``videomage plan``: estimates on the meta device against the same stages measured for real.
+
+A plan runs the stage code on a backbone built on the meta device; the measurement runs the
+same code on the loaded model (``plan(..., build=load)``) and counts live tensors the same way.
+The estimate must stay within 15% of the measured peak for tiny and mid-size configs of both
+backbones, and the meta-device attention kernel must be the one a real run uses.
+"""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+import pytest
+import torch
+
+from videomage.loading import load_backbone
+from videomage.memory import LiveBytes, meta_kernels
+from videomage.planning import PlanRequest, plan, suggest
+
+
+def _wan_folder(folder, *, heads: int, head_dim: int, layers: int):
+    """A Wan model in the diffusers layout whose transformer is ``layers`` blocks of ``heads x head_dim``."""
+    from diffusers import WanPipeline, WanTransformer3DModel
+    from videomage_wan import tiny
+
+    from videomage.modelfiles import write_video_spec
+
+    torch.manual_seed(0)
+    tokenizer = tiny.build_tokenizer()
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=head_dim, in_channels=4, out_channels=4,
+        text_dim=16, freq_dim=16, ffn_dim=4 * heads * head_dim, num_layers=layers, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
+    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=tiny.build_text_encoder(len(tokenizer) + 1),
+                       transformer=transformer, vae=tiny.build_vae(), scheduler=tiny.build_scheduler())
+    pipe.save_pretrained(folder)
+    write_video_spec(folder, tiny.TINY_SPEC)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from videomage_toyworld.model import MODEL_DIR
+    from videomage_wan.tiny import save_tiny_wan
+
+    from tests.conftest import save_tiny_model, tiny_configs
+
+    root = tmp_path_factory.mktemp("plan-models")
+    return {
+        "wan-tiny": str(save_tiny_wan(root / "wan-tiny")),
+        "wan-mid": _wan_folder(root / "wan-mid", heads=4, head_dim=32, layers=4),
+        "zeroscope-tiny": str(save_tiny_model(root / "zs-tiny", tiny_configs()["tiny"])),
+        "zeroscope-mid": str(MODEL_DIR),  # the toy world's model: 2.4 M parameters, 64 x 64 frames
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "stage", "dtype"), [
+    ("wan-tiny", "generate", "bfloat16"),
+    ("wan-mid", "subject", "float32"),
+    ("zeroscope-tiny", "fusion", "float32"),
+    ("zeroscope-mid", "motion", "float32"),
+])
+def test_the_plan_is_within_15_percent_of_the_measured_peak(models, model, stage, dtype):
+    path = models[model]
+    request = PlanRequest(model=path, dtype=dtype)
+    (estimate,) = plan(request, [stage])
+    (measured,) = plan(request, [stage], build=lambda: load_backbone(path, dtype=dtype))
+    assert estimate.weights_bytes == pytest.approx(measured.weights_bytes, rel=0.01)
+    assert measured.working_bytes > 0
+    assert estimate.device_bytes == pytest.approx(measured.device_bytes, rel=0.15)
+    assert estimate.step_flops == pytest.approx(measured.step_flops, rel=0.15)
+
+
+def test_meta_attention_costs_what_the_fused_kernel_costs():
+    """The meta device decomposes attention into the math path, which keeps the whole attention
+    matrix for backward; ``meta_kernels`` makes it keep what the fused kernel keeps."""
+    def step(device):
+        torch.manual_seed(0)
+        with torch.device(device):
+            proj = torch.nn.Linear(64, 64)
+            x = torch.randn(2, 4, 256, 16, requires_grad=True)
+        with LiveBytes() as live:
+            q = proj(x.transpose(1, 2).reshape(2, 256, 64)).reshape(2, 256, 4, 16).transpose(1, 2)
+            torch.nn.functional.scaled_dot_product_attention(q, x, x).square().mean().backward()
+        return live.peak
+
+    real = step("cpu")
+    with meta_kernels():
+        fused = step("meta")
+    assert fused == real
+    assert step("meta") > 2 * real  # without it, the estimate would be off by the attention matrices
+
+
+def test_published_configs_build_on_meta_with_their_parameter_counts():
+    from videomage_wan.backbone import WanBackbone
+    from videomage_zeroscope.backbone import ZeroScopeBackbone
+
+    def params(module):
+        return sum(p.numel() for p in module.parameters())
+
+    wan = WanBackbone.on_meta("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")
+    assert params(wan.denoiser) == 1_418_996_800
+    assert params(wan.text.encoder) == 5_680_910_336  # UMT5-XXL's encoder
+    assert wan.denoiser.patch_embedding.weight.dtype == torch.bfloat16
+    assert wan.denoiser.scale_shift_table.dtype == torch.float32  # kept in float32, as from_pretrained does
+    assert wan.text.length == 512 and wan.device.type == "meta"
+    assert params(WanBackbone.on_meta("Wan-AI/Wan2.1-T2V-14B-Diffusers").denoiser) == 14_288_491_584
+    zs = ZeroScopeBackbone.on_meta("cerspense/zeroscope_v2_576w", dtype="float16")
+    assert params(zs.denoiser) == 1_411_233_860  # ModelScope 1.7B's UNet
+    assert zs.video_spec.height == 320 and zs.video_spec.width == 576
+
+
+def test_an_unknown_model_is_refused_naming_what_plan_needs(tmp_path):
+    from videomage.errors import ConfigError
+    from videomage_wan.backbone import WanBackbone
+
+    with pytest.raises(ConfigError, match="transformer/config.json"):
+        WanBackbone.on_meta(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_plan_command_and_budget(models, capsys):
+    """The command prints the stages as JSON; a budget between the plain and the checkpointed
+    subject stage is met by activation checkpointing, which the planner proposes."""
+    from videomage.cli import main
+
+    path = models["wan-mid"]
+    assert main(["plan", "--model", path, "--stage", "subject", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (subject,) = out["stages"]
+    assert subject["stage"] == "subject" and subject["device_bytes"] > subject["weights_bytes"] > 0
+    assert subject["seconds_per_step"] > 0
+
+    request = PlanRequest(model=path)  # bfloat16: checkpointing is the one change left to propose
+    checkpointed = plan(attrs.evolve(request, gradient_checkpointing=True), ["subject"])[0]
+    assert checkpointed.device_bytes < subject["device_bytes"]
+    budget = (checkpointed.device_bytes + subject["device_bytes"]) // 2
+    fits = suggest(request, budget, ["subject"])
+    assert any("checkpointing" in what for what, _, _ in fits)
+    assert all(max(e.device_bytes for e in est) <= budget for _, _, est in fits)
