@@ -25,7 +25,8 @@ import torch
 from videomage.components import VideoSpec
 from videomage.errors import ConfigError
 
-__all__ = ["DTYPES", "SPEC_FILE", "cached_file", "check_model_request", "read_config", "read_video_spec", "write_video_spec"]
+__all__ = ["DTYPES", "SPEC_FILE", "cached_file", "check_model_request", "component_configs", "read_config",
+           "read_video_spec", "write_video_spec"]
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 SPEC_FILE = "videomage.json"
@@ -101,3 +102,20 @@ def config_fingerprint(config: Mapping[str, Any], **extra: Any) -> str:
     what a backbone's ``fingerprint()`` returns, so artifacts name the architecture they fit."""
     keys = {k: v for k, v in dict(config).items() if not k.startswith("_")}
     return hashlib.sha256(json.dumps({**keys, **extra}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def component_configs(model: str, components: tuple[str, ...], published: Mapping[str, Mapping[str, dict]],
+                      family: str) -> dict[str, dict]:
+    """Each component's ``config.json`` from a local folder or the cache, or else the configs a
+    plugin carries for a published id (what a backbone builds on the meta device from)."""
+    found = {c: read_config(model, f"{c}/config.json") for c in components}
+    if all(v is not None for v in found.values()):
+        return found
+    if model in published:
+        return dict(published[model])
+    missing = next(c for c, v in found.items() if v is None)
+    raise ConfigError(
+        f"cannot plan {family} model {model!r}: it has no readable {missing}/config.json. Pass a local folder in "
+        f"the diffusers layout, or one of the published ids: {', '.join(published)}"
+    )
+

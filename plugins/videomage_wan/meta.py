@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
 from videomage.errors import ConfigError
 from videomage.memory import cast_as_loaded
-from videomage.modelfiles import DTYPES, read_config
+from videomage.modelfiles import DTYPES, component_configs, read_config
 from videomage_wan.files import video_spec
 
 _WAN_BLOCK = {"_class_name": "WanTransformer3DModel", "added_kv_proj_dim": None, "attention_head_dim": 128,
@@ -47,16 +47,7 @@ _SCHEDULER = {"prediction_type": "flow_prediction", "use_flow_sigmas": True, "fl
 
 
 def _configs(model: str) -> dict[str, dict[str, Any]]:
-    found = {c: read_config(model, f"{c}/config.json") for c in ("transformer", "vae", "text_encoder")}
-    if all(v is not None for v in found.values()):
-        return found
-    if model in PUBLISHED:
-        return PUBLISHED[model]
-    missing = next(c for c, v in found.items() if v is None)
-    raise ConfigError(
-        f"cannot plan Wan model {model!r}: it has no readable {missing}/config.json. Pass a local folder in the "
-        f"diffusers layout, or one of the published ids: {', '.join(PUBLISHED)}"
-    )
+    return component_configs(model, ("transformer", "vae", "text_encoder"), PUBLISHED, "Wan")
 
 
 def _tokenizer(model: str):

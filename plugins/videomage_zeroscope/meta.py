@@ -17,7 +17,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from videomage.errors import ConfigError
 from videomage.memory import cast_as_loaded
-from videomage.modelfiles import DTYPES, read_config
+from videomage.modelfiles import DTYPES, component_configs, read_config
 from videomage_zeroscope.files import video_spec
 
 #: ``cerspense/zeroscope_v2_576w``: ModelScope 1.7B's UNet, Stable Diffusion's VAE, OpenCLIP-H's text tower.
@@ -46,16 +46,7 @@ _SCHEDULER = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.
 
 
 def _configs(model: str) -> dict[str, dict[str, Any]]:
-    found = {c: read_config(model, f"{c}/config.json") for c in ("unet", "vae", "text_encoder")}
-    if all(v is not None for v in found.values()):
-        return found
-    if model in PUBLISHED:
-        return PUBLISHED[model]
-    missing = next(c for c, v in found.items() if v is None)
-    raise ConfigError(
-        f"cannot plan ZeroScope model {model!r}: it has no readable {missing}/config.json. Pass a local folder in "
-        f"the diffusers layout, or one of the published ids: {', '.join(PUBLISHED)}"
-    )
+    return component_configs(model, ("unet", "vae", "text_encoder"), PUBLISHED, "ZeroScope")
 
 
 def _tokenizer(model: str, length: int):

@@ -19,37 +19,19 @@ from videomage.memory import LiveBytes, meta_kernels
 from videomage.planning import PlanRequest, plan, suggest
 
 
-def _wan_folder(folder, *, heads: int, head_dim: int, layers: int):
-    """A Wan model in the diffusers layout whose transformer is ``layers`` blocks of ``heads x head_dim``."""
-    from diffusers import WanPipeline, WanTransformer3DModel
-    from videomage_wan import tiny
-
-    from videomage.modelfiles import write_video_spec
-
-    torch.manual_seed(0)
-    tokenizer = tiny.build_tokenizer()
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=head_dim, in_channels=4, out_channels=4,
-        text_dim=16, freq_dim=16, ffn_dim=4 * heads * head_dim, num_layers=layers, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
-    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=tiny.build_text_encoder(len(tokenizer) + 1),
-                       transformer=transformer, vae=tiny.build_vae(), scheduler=tiny.build_scheduler())
-    pipe.save_pretrained(folder)
-    write_video_spec(folder, tiny.TINY_SPEC)
-    return str(folder)
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     from videomage_toyworld.model import MODEL_DIR
     from videomage_wan.tiny import save_tiny_wan
+
+    from benchmarks.models import save_small_wan
 
     from tests.conftest import save_tiny_model, tiny_configs
 
     root = tmp_path_factory.mktemp("plan-models")
     return {
         "wan-tiny": str(save_tiny_wan(root / "wan-tiny")),
-        "wan-mid": _wan_folder(root / "wan-mid", heads=4, head_dim=32, layers=4),
+        "wan-mid": str(save_small_wan(root / "wan-mid", frames=5)),  # 4 blocks of 4 heads x 32
         "zeroscope-tiny": str(save_tiny_model(root / "zs-tiny", tiny_configs()["tiny"])),
         "zeroscope-mid": str(MODEL_DIR),  # the toy world's model: 2.4 M parameters, 64 x 64 frames
     }
