@@ -33,6 +33,7 @@ from videomage.errors import ConfigError, PluginError, did_you_mean, format_choi
 __all__ = [
     "NEUTRAL",
     "build",
+    "build_describe",
     "choice",
     "construct",
     "describe",
@@ -218,9 +219,14 @@ def from_values(instance: Any, options: Any, values: Mapping[str, Any]) -> Any:
 
 
 def describe(cls: type) -> list[dict[str, Any]]:
-    """Each option of ``cls``: name, default, help and whether it is neutral (for listings and docs)."""
+    """Each option of component ``cls``: name, default, help and whether it is neutral (for listings and docs)."""
+    return build_describe(options_class(cls))
+
+
+def build_describe(record: type) -> list[dict[str, Any]]:
+    """Each field of options record ``record``: name, default, help and whether it is neutral."""
     out = []
-    for f in attrs.fields(options_class(cls)):
+    for f in attrs.fields(record):
         default = f.default.factory() if isinstance(f.default, attrs.Factory) else f.default  # type: ignore[attr-defined]
         out.append({"name": f.name, "default": None if default is attrs.NOTHING else default,
                     "help": f.metadata.get(HELP, ""), "neutral": bool(f.metadata.get(NEUTRAL, False))})
