@@ -201,7 +201,7 @@ class LearnSubject(Command):
         parser.add_argument("--text-lr", type=finite_float(positive=True), default=1e-5, help="learning rate of the token's embedding row")
         parser.add_argument("--rank", type=int_range(1), default=4, help="LoRA rank")
         parser.add_argument("--lambda-reg", type=finite_float(), default=None,
-                            help="deprecated: -o lambda_reg=0.25 (the denoise objective's prior-preservation weight)")
+                            help=argparse.SUPPRESS)  # deprecated: -o lambda_reg=0.25
         _component_args(parser, "objective", SubjectConfig, "objective", "the subject loss")
         parser.add_argument("--experts", default="", help="comma-separated experts of a two-expert model the LoRA lives in, "
                             "e.g. high_noise,low_noise (default: the backbone's choice for subjects: low_noise on Wan 2.2)")
@@ -242,7 +242,7 @@ class LearnMotion(Command):
         parser.add_argument("--prompt", required=True, help="what happens, e.g. 'a person is riding a horse'")
         parser.add_argument("--entities", required=True, help="comma-separated actor words of the prompt, e.g. person,horse")
         parser.add_argument("--omega", type=finite_float(), default=None,
-                            help="deprecated: -o omega=0.5 (the negative_cfg_motion objective's negative-guidance strength)")
+                            help=argparse.SUPPRESS)  # deprecated: -o omega=0.5
         _component_args(parser, "objective", MotionConfig, "objective", "the motion loss")
         parser.add_argument("--inversion-steps", type=int_range(0), default=200,
                             help="textual-inversion steps for the actors' tokens (0 skips it)")
@@ -329,9 +329,9 @@ class Generate(Command):
         # videomage 0.1's SCS flags: each maps to its -o option, with a warning.
         for flag, kind in (("alpha-cross", finite_float()), ("alpha-temporal", finite_float()), ("guidance-norm", str),
                            ("tau", int_range(0)), ("beta-s", finite_float()), ("beta-m", finite_float())):
-            parser.add_argument(f"--{flag}", type=kind, default=None, help=f"deprecated: -o {flag.replace('-', '_')}=VALUE")
+            parser.add_argument(f"--{flag}", type=kind, default=None, help=argparse.SUPPRESS)
         parser.add_argument("--guidance-checkpointing", action=argparse.BooleanOptionalAction, default=None,
-                            help="deprecated: -o guidance_checkpointing=true|false")
+                            help=argparse.SUPPRESS)
         parser.add_argument("--gif", action="store_true", help="also write a gif")
         parser.add_argument("--no-progress", action="store_true", help="hide progress bars, also those of model loading")
 
@@ -342,8 +342,6 @@ class Generate(Command):
 
         own = _options(args, {n: n for n in ("alpha_cross", "alpha_temporal", "guidance_norm", "tau", "beta_s", "beta_m",
                                             "guidance_checkpointing")})
-        check_options("sampler", args.sampler, own)
-        check_concepts(args.sampler, subjects=args.subjects is not None, motion=args.motion is not None)
         for path in (args.subjects, args.motion):
             if path is not None:
                 Artifact.load(path)
@@ -351,6 +349,8 @@ class Generate(Command):
         backbone, adapter, _ = _setup(args)
         # Loading is quick next to sampling; these checks come after it so that a missing model is
         # reported as such first.
+        check_options("sampler", args.sampler, own)
+        check_concepts(args.sampler, subjects=args.subjects is not None, motion=args.motion is not None)
         check_size(backbone, args.height, args.width)
         options = {"steps": args.steps, "guidance_scale": args.guidance_scale, "seed": args.seed, "frames": args.frames,
                    "height": args.height, "width": args.width, "negative_prompt": args.negative_prompt,

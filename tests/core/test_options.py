@@ -1,0 +1,142 @@
+"""Component options: records built from plain data, 0.1-style plugins, listings, deprecated aliases."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import attrs
+import pytest
+
+import videomage
+from videomage import cli, plugins
+from videomage.config import SamplingConfig, SubjectConfig
+from videomage.errors import ConfigError, PluginError, RegistryError
+from videomage.options import build, keyed, parse_assignments
+from videomage.registry import Registry
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    yield
+    plugins.reset()
+
+
+class OldStyle(videomage.Objective):
+    """A plugin written against videomage 0.1: options are constructor keywords with defaults."""
+
+    name = "old_style"
+
+    def __init__(self, scale: float = 1.0, steps: int = 3, mode: str = "a", on: bool = True) -> None:
+        self.scale, self.steps, self.mode, self.on = scale, steps, mode, on
+
+    def loss(self, ctx, batch):
+        raise NotImplementedError
+
+
+def registry_with(*classes) -> Registry:
+    registry = Registry()
+    for cls in classes:
+        registry.add(cls.kind if hasattr(cls, "kind") else "objective", cls, plugin="test")
+    return registry
+
+
+def test_unknown_option_gets_did_you_mean_and_the_valid_options():
+    registry = plugins.get_registry()
+    with pytest.raises(ConfigError) as err:
+        registry.build_options("sampler", "scs", {"taw": 10})
+    text = str(err.value)
+    assert "sampler 'scs'" in text and "unknown option 'taw'" in text and "Did you mean 'tau'?" in text
+    assert "'alpha_cross'" in text and "'beta_s'" in text  # the valid options are listed
+
+
+def test_wrong_value_names_field_expectation_and_value():
+    registry = plugins.get_registry()
+    with pytest.raises(ConfigError, match=r"sampler 'scs'.*tau: expected a whole number >= 0, got -1"):
+        registry.build_options("sampler", "scs", {"tau": -1})
+    with pytest.raises(ConfigError, match=r"objective 'denoise'.*lambda_reg: expected a finite number >= 0, got 'x'"):
+        registry.create("objective", "denoise", lambda_reg="x")
+    with pytest.raises(ConfigError, match=r"guidance_norm: expected one of 'none', 'rms', got 'rns'.*Did you mean 'rms'"):
+        registry.build_options("sampler", "scs", {"guidance_norm": "rns"})
+    record = registry.build_options("sampler", "scs", {"tau": 10, "alpha_cross": 5})  # an int where a float goes
+    assert record.tau == 10 and record.alpha_cross == 5.0 and isinstance(record.alpha_cross, float)
+    assert attrs.has(type(record)) and type(record).__setattr__ is not object.__setattr__  # frozen
+    with pytest.raises(TypeError):
+        type(record)(10)  # keyword-only
+
+
+def test_a_0_1_plugin_gets_a_record_derived_from_its_constructor():
+    registry = registry_with(OldStyle)
+    record = registry.build_options("objective", "old_style", {"scale": 2, "mode": "b"})
+    assert (record.scale, record.steps, record.mode, record.on) == (2.0, 3, "b", True)
+    made = registry.create("objective", "old_style", steps=5)
+    assert (made.scale, made.steps) == (1.0, 5)
+    with pytest.raises(ConfigError, match=r"unknown option 'scal'.*Did you mean 'scale'"):
+        registry.create("objective", "old_style", scal=2)
+    with pytest.raises(ConfigError, match=r"steps: expected a whole number, got 2.5"):
+        registry.create("objective", "old_style", steps=2.5)
+    with pytest.raises(ConfigError, match=r"on: expected true or false, got 'yes'"):
+        registry.create("objective", "old_style", on="yes")
+
+
+def test_a_constructor_argument_without_default_is_refused_at_registration():
+    class NoDefault(OldStyle):
+        name = "no_default"
+
+        def __init__(self, size) -> None:
+            self.size = size
+
+    with pytest.raises(PluginError, match=r"plugin 'test'.*'size' has no default"):
+        registry_with(NoDefault)
+
+
+def test_plugins_options_lists_every_component_with_defaults(capsys):
+    assert cli.main(["plugins", "--options", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    by_name = {c["name"]: c for kind in report["components"].values() for c in kind}
+    scs = {o["name"]: o for o in by_name["scs"]["options"]}
+    assert scs["tau"]["default"] == 15 and scs["guidance_norm"]["default"] == "rms" and scs["tau"]["help"]
+    assert scs["guidance_checkpointing"]["neutral"] is True
+    assert {o["name"]: o["default"] for o in by_name["denoise"]["options"]} == {"lambda_reg": 0.25}
+    assert {o["name"]: o["default"] for o in by_name["foreground"]["options"]} == {"threshold": 0.2}
+    assert all("options" in c for c in by_name.values())
+    assert cli.main(["plugins", "--options"]) == 0
+    assert "tau = 15" in capsys.readouterr().out
+
+
+def test_options_from_the_command_line_are_read_as_toml_values():
+    assert parse_assignments(["tau=10", "alpha_cross=5e3", "guidance_norm=none", "guidance_checkpointing=false",
+                              "motion_prompt=a dog"]) == {
+        "tau": 10, "alpha_cross": 5e3, "guidance_norm": "none", "guidance_checkpointing": False, "motion_prompt": "a dog"}
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_assignments(["tau"])
+
+
+def test_neutral_options_leave_result_keys():
+    record = build(plugins.get_registry().get("sampler", "scs"), {"guidance_checkpointing": False})
+    assert "guidance_checkpointing" not in keyed(record) and "tau" in keyed(record)
+
+
+def test_deprecated_config_fields_map_to_options_with_a_warning():
+    with pytest.warns(FutureWarning, match=r"tau, beta_s, beta_m: deprecated.*options = \{ tau = 3"):
+        s = SamplingConfig(prompt="x", tau=3, beta_s=0.25, beta_m=0.75)
+    assert s.options == {"tau": 3, "beta_s": 0.25, "beta_m": 0.75} and s.tau is None
+    with pytest.warns(FutureWarning, match="lambda_reg"):
+        sub = SubjectConfig(token="<a>", class_word="a", images=".", lambda_reg=0.0)
+    assert sub.objective == "denoise" and sub.objective_options == {"lambda_reg": 0.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SamplingConfig(prompt="x", options={"tau": 3})  # the new spelling warns nothing
+
+
+def test_deselected_plugin_is_named_as_the_provider(monkeypatch):
+    monkeypatch.setenv(plugins.ENV_VAR, "zeroscope,lora")
+    plugins.reset()
+    with pytest.raises(RegistryError) as err:
+        plugins.get_registry().get("sampler", "scs")
+    text = str(err.value)
+    assert "provided by plugin 'samplers'" in text and "not loaded" in text and "VIDEOMAGE_LOAD_PLUGINS" in text
+    with pytest.raises(RegistryError, match="provided by plugin 'objectives'"):
+        plugins.get_registry().create("objective", "denoise")
+    with pytest.raises(RegistryError, match=r"unknown sampler 'nope'"):  # nobody provides it: the usual message
+        plugins.get_registry().get("sampler", "nope")
