@@ -15,9 +15,9 @@ import torch
 from tqdm.auto import tqdm
 
 from videomage.components import Adapter, Backbone, Sampler
-from videomage.errors import ConfigError
-from videomage.options import build, from_values
-from videomage.sampling import SPACINGS, SamplingRequest, coerce
+from videomage.errors import ConfigError, did_you_mean, format_choices
+from videomage.options import as_dict, build, from_values
+from videomage.sampling import FIELDS, SPACINGS, SamplingRequest, coerce
 
 #: Request keys of videomage 0.1's request dicts, with their defaults (kept for old callers).
 DEFAULTS: dict[str, Any] = {
@@ -51,6 +51,19 @@ def resolve(request: Mapping[str, Any], defaults: Mapping[str, Any], sampler: st
     if unknown:
         raise ConfigError(f"sampler {sampler!r}: unknown request key {unknown[0]!r}; valid keys: {sorted(defaults)}")
     return {**defaults, **request}
+
+
+def with_request_options(sampler: Any, extra: Mapping[str, Any]) -> Any:
+    """The sampler's options with those a 0.1 request dict carried; a key that is neither a request
+    field nor an option is refused with the closest of both."""
+    if not extra:
+        return sampler.options
+    valid = [f.name for f in attrs.fields(type(sampler.options))]
+    for key in extra:
+        if key not in valid:
+            raise ConfigError(f"sampler {sampler.name!r}: unknown request key {key!r}.{did_you_mean(key, [*FIELDS, *valid])} "
+                              f"Request fields: {format_choices(FIELDS)}; options: {format_choices(valid)}.")
+    return build(type(sampler), {**as_dict(sampler.options), **extra}, where=f"sampler {sampler.name!r}")
 
 
 def make_scheduler(backbone: Backbone, req: SamplingRequest | Mapping[str, Any]) -> Any:
@@ -139,8 +152,7 @@ class CFGSampler(Sampler):
 
     def sample(self, backbone: Backbone, adapter: Adapter | None, request: SamplingRequest | Mapping[str, Any]) -> torch.Tensor:
         req, extra = coerce(request)
-        if extra:
-            build(type(self), extra, where=f"sampler {self.name!r}")  # refuses the unknown key by name
+        with_request_options(self, extra)  # refuses an unknown key by name
         weights = req.adapter_weights()
         if adapter is not None:
             adapter.activate(backbone, weights)

@@ -44,10 +44,10 @@ from tqdm.auto import tqdm
 
 from videomage.components import Adapter, AttentionStore, Backbone, Sampler
 from videomage.errors import ConfigError
-from videomage.options import as_dict, build, choice, flag, from_values, integer, number, text
+from videomage.options import choice, flag, from_values, integer, number, text
 from videomage.sampling import SamplingRequest, coerce
 from videomage_samplers.boundary import guided_steps
-from videomage_samplers.cfg import DEFAULTS, guided, initial_latents, make_scheduler, predict, scale_input, scheduler_step
+from videomage_samplers.cfg import DEFAULTS, guided, with_request_options, initial_latents, make_scheduler, predict, scale_input, scheduler_step
 from videomage_samplers.matching import matched_positions, motion_prompt_for
 from videomage_samplers.stepping import keep_refinement, require_survival
 
@@ -131,7 +131,7 @@ class SCSSampler(Sampler):
 
     def sample(self, backbone: Backbone, adapter: Adapter | None, request: SamplingRequest | Mapping[str, Any]) -> torch.Tensor:
         req, extra = coerce(request)
-        opts = build(type(self), {**as_dict(self.options), **extra}, where="sampler 'scs'") if extra else self.options
+        opts = with_request_options(self, extra)
         if adapter is None or not req.subjects or req.motion is None:
             raise ConfigError("sampler 'scs' needs an adapter plugin and both a subjects and a motion concept (generate "
                               "--subjects and --motion); use --sampler cfg to sample with only one of them")
