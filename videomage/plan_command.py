@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 
 from videomage.components import Command
+from videomage.config import SamplingConfig, default
 from videomage.errors import ConfigError
 from videomage.planning import GIB, STAGES, PlanRequest, StageEstimate, plan, suggest
 
@@ -59,7 +60,8 @@ def request_from_args(args: argparse.Namespace) -> tuple[PlanRequest, list[str]]
             size = {k: v if v is not None else getattr(s, k) for k, v in size.items()}
         request = PlanRequest(model=recipe.model.id, backbone=recipe.model.backbone, dtype=args.dtype or recipe.model.dtype,
                               gradient_checkpointing=args.gradient_checkpointing, subjects=max(len(recipe.subjects), 1),
-                              sampler=s.sampler if s else "scs", steps=s.steps if s else 50, tau=s.tau if s else 15, **size)
+                              sampler=s.sampler if s else default(SamplingConfig, "sampler"), steps=s.steps if s else 50,
+                              tau=_guided_steps(s) if s else 15, **size)
         return request, stages
     if not args.model:
         raise ConfigError("plan: pass --model (a Hub id or a local folder) or --recipe (a .toml recipe)")
@@ -67,6 +69,17 @@ def request_from_args(args: argparse.Namespace) -> tuple[PlanRequest, list[str]]
                           gradient_checkpointing=args.gradient_checkpointing, rank=args.rank, subjects=args.subjects,
                           sampler=args.sampler, steps=args.steps, tau=args.tau, **size)
     return request, stages
+
+
+def _guided_steps(s) -> int:
+    """The recipe's count of guided steps: its sampler's ``guided_steps_option`` in ``[sampling.options]``."""
+    from videomage.planning import guided_option
+    from videomage.plugins import get_registry
+
+    option = guided_option(s.sampler)
+    if option is None:
+        return 0
+    return int(getattr(get_registry().build_options("sampler", s.sampler, s.options), option))
 
 
 class Plan(Command):
@@ -91,7 +104,7 @@ class Plan(Command):
                             help="plan the training stages with activation checkpointing (default: off)")
         parser.add_argument("--rank", type=int, default=4, help="LoRA rank of subjects and motion (default: 4)")
         parser.add_argument("--subjects", type=int, default=2, help="subjects fused (default: 2)")
-        parser.add_argument("--sampler", default="scs", help="sampler of the final video (default: scs)")
+        parser.add_argument("--sampler", default=default(SamplingConfig, "sampler"), help="sampler of the final video")
         parser.add_argument("--steps", type=int, default=50, help="sampling steps (default: 50)")
         parser.add_argument("--tau", type=int, default=15, help="guided SCS steps (default: 15)")
         parser.add_argument("--budget", type=float,

@@ -35,6 +35,7 @@ import torch
 from videomage.components import Backbone, VideoSpec
 from videomage.errors import ConfigError
 from videomage.memory import LiveBytes, meta_kernels, storage_bytes
+from videomage.sampling import SamplingRequest
 
 __all__ = ["STAGES", "PlanRequest", "StageEstimate", "plan", "suggest"]
 
@@ -295,6 +296,14 @@ def _fusion(job: _Job):
     return lambda: fuse(bb, make_adapter(), subjects, config, job.options())
 
 
+def guided_option(sampler: str) -> str | None:
+    """The option of ``sampler`` that counts its guided (costlier) first steps, which a sampler
+    declares as ``guided_steps_option``; ``None`` for a sampler whose steps all cost the same."""
+    from videomage.plugins import get_registry
+
+    return getattr(get_registry().get("sampler", sampler), "guided_steps_option", None)
+
+
 def _generate(job: _Job, guided: int):
     """Sampling ``guided + 1`` steps (the last unguided) and decoding, marked at each scheduler step."""
     from videomage.loading import make_adapter
@@ -308,13 +317,12 @@ def _generate(job: _Job, guided: int):
     prompt = " and ".join(f"<subject{i}>" for i in range(job.request.subjects)) + " are riding"
 
     def run():
+        from videomage.stages.generate import concepts_of
+
         installed = install_concepts(bb, adapter, job.fused(), motion)
-        request: dict[str, Any] = {"prompt": prompt, "steps": guided + 1, "progress": False}
-        if sampler == "scs":
-            request.update(subject_adapter="subjects", motion_adapter="motion", tokens=installed["tokens"], tau=guided)
-        else:
-            request["adapters"] = {"subjects": 1.0, "motion": 1.0}
-        latents = get_registry().create("sampler", sampler).sample(bb, adapter, request)
+        request = SamplingRequest(prompt=prompt, steps=guided + 1, progress=False, **concepts_of(installed))
+        option = guided_option(sampler)  # the sampler's own count of guided steps, if it has one
+        latents = get_registry().create("sampler", sampler, **({option: guided} if option else {})).sample(bb, adapter, request)
         with torch.no_grad():
             return bb.decode_latents(latents)
 
@@ -376,14 +384,15 @@ def plan(request: PlanRequest, stages: Sequence[str] = STAGES, *, log: Callable[
             if log is not None:
                 log(f"planning {stage} ...")
             if stage == "generate":
-                guided = min(2, request.tau, request.steps) if request.sampler == "scs" else 1
+                guides = guided_option(request.sampler) is not None
+                guided = min(2, request.tau, request.steps) if guides else 1
                 run, marks = _generate(job, guided)
                 peak, m, _ = measure(run, marks)
                 # The last marks are the sampling steps (a sampler may step copies of its scheduler
                 # first): with two guided steps and one unguided, the second guided one is steady.
                 unguided = m[-1] - m[-2] if len(m) >= 2 else 0.0
-                steady = m[-2] - m[-3] if request.sampler == "scs" and guided >= 2 and len(m) >= 3 else unguided
-                tau = min(request.tau, request.steps) if request.sampler == "scs" else 0
+                steady = m[-2] - m[-3] if guides and guided >= 2 and len(m) >= 3 else unguided
+                tau = min(request.tau, request.steps) if guides else 0
                 out.append(StageEstimate(stage=stage, weights_bytes=weights, working_bytes=peak, step_flops=steady,
                                          unguided_step_flops=unguided, steps=request.steps, guided_steps=tau))
                 continue

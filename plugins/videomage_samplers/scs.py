@@ -125,6 +125,8 @@ class SCSSampler(Sampler):
     Options = SCSOptions
     #: The concepts a request must carry (checked before a model loads).
     requires_concepts = ("subjects", "motion")
+    #: The option counting the guided (costlier) first steps, which ``videomage plan`` measures apart.
+    guided_steps_option = "tau"
 
     def __init__(self, options: SCSOptions | None = None, **values: Any) -> None:
         self.options = from_values(self, options, values)
