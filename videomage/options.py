@@ -41,6 +41,7 @@ __all__ = [
     "from_values",
     "integer",
     "keyed",
+    "markdown",
     "number",
     "options_class",
     "parse_assignments",
@@ -262,3 +263,21 @@ def parse_assignments(items: Sequence[str] | None, *, flag_name: str = "-o") -> 
             value = raw.strip()
         out[key] = value
     return out
+
+
+def markdown(registry: Any, kinds: Sequence[str] = ("adapter", "objective", "sampler", "mask_source", "metric")) -> str:
+    """Markdown tables of every registered component's options (the docs render the bundled ones')."""
+    lines = []
+    for kind in kinds:
+        for entry in registry.entries(kind):
+            options = build_describe(registry.options_class(kind, entry.name))
+            lines += [f"#### {kind.replace('_', ' ')} `{entry.name}`", ""]
+            if not options:
+                lines += ["No options.", ""]
+                continue
+            lines += ["| option | default | what it does |", "|---|---|---|"]
+            for o in options:
+                note = o["help"] + (" (does not change the result)" if o["neutral"] else "")
+                lines.append(f"| `{o['name']}` | `{o['default']!r}` | {note.replace('|', '/')} |")
+            lines.append("")
+    return "\n".join(lines)
