@@ -435,8 +435,9 @@ class ObjectiveOutput:
 class Objective(ABC):
     """A training loss (or a guidance objective) computed on a batch.
 
-    Options are keyword arguments of the constructor; every option has a default, so
-    ``cls()`` is a valid objective.
+    Options are one frozen attrs record ``Options`` (see [`videomage.options`][videomage.options]),
+    or, as in videomage 0.1, keyword arguments of the constructor; every option has a default, so
+    ``cls()`` is a valid objective. Each stage documents the batch keys it hands its objective.
     """
 
     name: ClassVar[str]
@@ -452,8 +453,12 @@ class Sampler(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def sample(self, backbone: Backbone, adapter: Adapter | None, request: Mapping[str, Any]) -> torch.Tensor:
-        """Run the denoising loop and return the final latents ``[B, C, F, h, w]``."""
+    def sample(self, backbone: Backbone, adapter: Adapter | None, request: Any) -> torch.Tensor:
+        """Run the denoising loop for ``request`` (a [`SamplingRequest`][videomage.sampling.SamplingRequest]:
+        the shared settings and the concepts) and return the final latents ``[B, C, F, h, w]``.
+
+        The sampler's own settings are its ``Options`` record, not part of the request.
+        """
 
 
 class MaskSource(ABC):

@@ -140,3 +140,17 @@ def test_deselected_plugin_is_named_as_the_provider(monkeypatch):
         plugins.get_registry().create("objective", "denoise")
     with pytest.raises(RegistryError, match=r"unknown sampler 'nope'"):  # nobody provides it: the usual message
         plugins.get_registry().get("sampler", "nope")
+
+
+def test_docs_render_every_bundled_components_options():
+    from pathlib import Path
+
+    from videomage.options import markdown
+
+    text = markdown(plugins.get_registry())
+    for name in ("scs", "cfg", "denoise", "negative_cfg_motion", "fusion_distill", "attention_reg", "foreground", "lora"):
+        assert f"`{name}`" in text, name
+    assert "| `tau` | `15` |" in text and "| `lambda_reg` | `0.25` |" in text and "| `omega` | `0.5` |" in text
+    root = Path(__file__).resolve().parents[2]
+    assert "<!-- component-options -->" in (root / "docs" / "reference" / "components.md").read_text()
+    assert "docs/_hooks/component_options.py" in (root / "mkdocs.yml").read_text()
