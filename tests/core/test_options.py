@@ -154,3 +154,44 @@ def test_docs_render_every_bundled_components_options():
     root = Path(__file__).resolve().parents[2]
     assert "<!-- component-options -->" in (root / "docs" / "reference" / "components.md").read_text()
     assert "docs/_hooks/component_options.py" in (root / "mkdocs.yml").read_text()
+
+
+def test_a_recipe_names_its_components_and_the_workflow_uses_its_adapter(tmp_path, tiny_model_dir, monkeypatch):
+    import imageio.v3 as iio
+    import numpy as np
+
+    from videomage import workflow
+    from videomage.config import ModelConfig, Recipe
+
+    (tmp_path / "toy").mkdir()
+    iio.imwrite(tmp_path / "toy" / "0.png", np.zeros((16, 16, 3), np.uint8))
+
+    def recipe(**model):
+        return Recipe(model=ModelConfig(id=str(tiny_model_dir), **model),
+                      subjects=[SubjectConfig(token="<toy>", class_word="toy", images=tmp_path / "toy",
+                                              objective_options={"lambda_reg": 0.5})],
+                      sampling=SamplingConfig(prompt="a <toy>", sampler="cfg"))
+
+    with pytest.raises(RegistryError, match=r"\[model\] adapter: unknown adapter 'lorra'.*Did you mean 'lora'"):
+        workflow.check_components(recipe(adapter="lorra"))
+    with pytest.raises(ConfigError, match=r"\[model\] adapter: adapter 'lora': unknown option 'rank'"):
+        workflow.check_components(recipe(adapter_options={"rank": 4}))
+    bad = attrs.evolve(recipe(), subjects=[SubjectConfig(token="<toy>", class_word="toy", images=tmp_path / "toy",
+                                                         objective_options={"lambda_rg": 0.5})])
+    with pytest.raises(ConfigError, match=r"\[\[subjects\]\] 1 objective: objective 'denoise': unknown option "
+                                          r"'lambda_rg'. Did you mean 'lambda_reg'"):
+        workflow.check_components(bad)
+    made = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_make_adapter(name, options):
+        made.append((name, options))
+        raise Stop
+
+    monkeypatch.setattr(workflow, "load_backbone", lambda *a, **k: None)
+    monkeypatch.setattr(workflow, "make_adapter", fake_make_adapter)
+    with pytest.raises(Stop):
+        workflow._run(recipe(adapter="lora", adapter_options={}), progress=False, log=lambda _: None)
+    assert made == [("lora", {})]

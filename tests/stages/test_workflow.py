@@ -128,16 +128,21 @@ def test_stage_commands_end_to_end(tiny_model_dir, tmp_path, capsys):
     assert main(["fuse", *model, "--subjects", str(tmp_path / "toy.safetensors"), str(tmp_path / "dog.safetensors"),
                  "--videos-per-subject", "1", "--out", str(tmp_path / "pair.safetensors"), *common]) == 0
     assert main(["generate", *model, "--subjects", str(tmp_path / "pair.safetensors"), "--motion",
-                 str(tmp_path / "ride.safetensors"), "--prompt", "<toy> is riding <dog> in the snow", "--tau", "1",
+                 str(tmp_path / "ride.safetensors"), "--prompt", "<toy> is riding <dog> in the snow", "-o", "tau=1",
                  "--frames", "3", "--out", str(tmp_path / "out.mp4"), "--steps", "2", "--no-progress"]) == 0
     frames = iio.imread(tmp_path / "out.mp4", index=None, plugin="FFMPEG")
     assert frames.shape == (3, 32, 32, 3)
-    assert json.loads((tmp_path / "out.json").read_text())["request"]["guidance_checkpointing"] is True
+    record = json.loads((tmp_path / "out.json").read_text())
+    assert record["sampler"] == "scs" and record["options"]["guidance_checkpointing"] is True and record["options"]["tau"] == 1
+    assert [c["tokens"] for c in record["request"]["subjects"]] == [{"<toy>": "toy", "<dog>": "dog"}]
     assert main(["generate", *model, "--subjects", str(tmp_path / "pair.safetensors"), "--motion",
                  str(tmp_path / "ride.safetensors"), "--prompt", "<toy> is riding <dog> in the snow", "--tau", "1",
                  "--frames", "3", "--out", str(tmp_path / "fast.mp4"), "--steps", "2", "--no-progress",
-                 "--no-guidance-checkpointing"]) == 0
-    assert json.loads((tmp_path / "fast.json").read_text())["request"]["guidance_checkpointing"] is False
+                 "--no-guidance-checkpointing"]) == 0  # 0.1's flags: deprecated aliases of -o, with a warning
+    err = capsys.readouterr().err
+    assert "--guidance-checkpointing is deprecated; write -o guidance_checkpointing=false" in err
+    assert "--tau is deprecated; write -o tau=1" in err and "--lambda-reg is deprecated; write -o lambda_reg=0.0" in err
+    assert json.loads((tmp_path / "fast.json").read_text())["options"]["guidance_checkpointing"] is False
 
 
 def test_stage_command_errors_name_the_input(tiny_model_dir, tmp_path, capsys):
