@@ -31,8 +31,8 @@ from typing import Any
 import torch
 from diffusers import WanTransformer3DModel
 
-from videomage.errors import ConfigError
-from videomage.modelfiles import check_model_request, config_fingerprint, read_config
+from videomage import ConfigError
+from videomage.kit import check_model_request, config_fingerprint, read_config
 from videomage_wan import flow
 from videomage_wan.backbone import ROLE_LAYERS, WanBackbone, _shared, load_parts
 from videomage_wan.files import COMPONENTS, check_folder, is_expert_family, video_spec

@@ -11,7 +11,7 @@ import torch
 from videomage.errors import ConfigError, VideomageError
 from videomage.loading import detect_backbone
 from videomage.testing import BackboneContract
-from videomage_wan import WanBackbone
+from videomage_wan.backbone import WanBackbone
 from videomage_wan.files import is_family
 
 

@@ -20,8 +20,9 @@ from videomage.plugins import get_registry
 from videomage.stages.motion import learn_motion
 from videomage.stages.subject import StageOptions, learn_subject
 from videomage.testing import AdapterContract, BackboneContract
-from videomage_lora import LoRA
-from videomage_wan import Wan22Backbone, WanBackbone
+from videomage_lora.adapter import LoRA
+from videomage_wan.backbone import WanBackbone
+from videomage_wan.experts import Wan22Backbone
 from videomage_wan.tiny import save_tiny_wan22
 
 from test_stages import frame, images
