@@ -90,6 +90,19 @@ class Backbone(ABC):
 
         raise ConfigError(f"backbone {cls.name!r} cannot be planned: it does not build itself on the meta device")
 
+    @classmethod
+    def tiny(cls, folder: str) -> str:
+        """Testing (optional): build a tiny random model of this family from configs in the empty
+        or new folder ``folder`` and return what [`from_pretrained`][videomage.backbone.Backbone.from_pretrained] loads it from.
+
+        Nothing is downloaded; a forward pass should take milliseconds on a CPU. The contract
+        tests of `videomage.testing` run on every registered backbone that overrides this; the
+        default refuses.
+        """
+        from videomage.errors import ConfigError
+
+        raise ConfigError(f"backbone {cls.name!r} ships no tiny model builder (Backbone.tiny)")
+
     @abstractmethod
     def fingerprint(self) -> str:
         """A short stable hash of the denoiser's architecture config.

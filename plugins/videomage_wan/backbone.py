@@ -143,6 +143,13 @@ class WanBackbone(TextMethods, Backbone):
         return self
 
     @classmethod
+    def tiny(cls, folder: str) -> str:
+        """A tiny random Wan 2.1 model (:mod:`videomage_wan.tiny`)."""
+        from videomage_wan.tiny import save_tiny_wan
+
+        return str(save_tiny_wan(folder))
+
+    @classmethod
     def on_meta(cls, model: str, *, dtype: str = "bfloat16") -> WanBackbone:
         """Built from the folder's configs, or a published model's (:mod:`videomage_wan.meta`), on the meta device."""
         from videomage_wan.meta import build_on_meta

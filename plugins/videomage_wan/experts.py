@@ -110,6 +110,13 @@ class Wan22Backbone(WanBackbone):
         return [self.denoiser.high_noise, self.denoiser.low_noise]
 
     @classmethod
+    def tiny(cls, folder: str) -> str:
+        """A tiny random two-expert Wan 2.2 A14B-shaped model (:mod:`videomage_wan.tiny`)."""
+        from videomage_wan.tiny import save_tiny_wan22
+
+        return str(save_tiny_wan22(folder, kind="a14b"))
+
+    @classmethod
     def original_layer_name(cls, name: str) -> str | None:
         return None  # each expert has its own file in Wan's original layout; no one name fits both
 

@@ -133,6 +133,13 @@ class ZeroScopeBackbone(TextMethods, Backbone):
         return backbone
 
     @classmethod
+    def tiny(cls, folder: str) -> str:
+        """A tiny random ZeroScope model (:mod:`videomage_zeroscope.tiny`)."""
+        from videomage_zeroscope.tiny import save_tiny_zeroscope
+
+        return str(save_tiny_zeroscope(folder))
+
+    @classmethod
     def on_meta(cls, model: str, *, dtype: str = "bfloat16") -> ZeroScopeBackbone:
         """Built from the folder's configs, or the published model's (:mod:`videomage_zeroscope.meta`), on the meta device."""
         from videomage_zeroscope.meta import build_on_meta
