@@ -3,8 +3,8 @@
 The component interfaces and errors are exported by ``videomage`` itself; this module adds
 what implementing them takes. The bundled plugins import from ``videomage``, ``videomage.kit``
 and ``videomage.testing`` only, so a third-party plugin can do everything they do. Names here
-follow the deprecation policy of the [migration notes](../migrating.md): one that moves stays
-importable from here, with a warning, for at least one minor version.
+follow the deprecation policy of the docs' migration notes: one that moves stays importable
+from here, with a warning, for at least one minor version.
 
 Importing this module imports torch and safetensors, never diffusers, transformers or peft.
 

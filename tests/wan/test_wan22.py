@@ -40,10 +40,7 @@ def ti2v_dir(tmp_path_factory):
     return save_tiny_wan22(tmp_path_factory.mktemp("tiny-ti2v"), kind="ti2v5b")
 
 
-class TestA14BContract(BackboneContract):
-    @pytest.fixture
-    def backbone(self, a14b_dir):
-        return load_backbone(str(a14b_dir))
+# A14B meets the backbone contract through Wan22Backbone.tiny() (tests/contracts/test_backbones.py).
 
 
 class TestTI2VContract(BackboneContract):
