@@ -33,16 +33,8 @@ from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3
 from transformers import AutoTokenizer, UMT5EncoderModel
 
 from videomage import AttentionStore, Backbone, ConfigError
-from videomage.kit import (
-    TextMethods,
-    capturing,
-    check_model_request,
-    checkpoint_call,
-    checkpointed,
-    config_fingerprint,
-    read_config,
-    use_safetensors,
-)
+from videomage.kit import (TextMethods, capturing, check_model_request, checkpoint_call,
+                           checkpointed, config_fingerprint, read_config, use_safetensors)
 from videomage_wan import attention, flow, names
 from videomage_wan.files import check_folder, is_family, video_spec
 from videomage_wan.text import T5Text

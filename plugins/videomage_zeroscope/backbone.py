@@ -31,15 +31,8 @@ from diffusers.models.transformers.transformer_temporal import TransformerTempor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from videomage import AttentionStore, Backbone, ConfigError, VideoSpec
-from videomage.kit import (
-    TextMethods,
-    capturing,
-    check_model_request,
-    checkpoint_call,
-    checkpointed,
-    config_fingerprint,
-    use_safetensors,
-)
+from videomage.kit import (TextMethods, capturing, check_model_request,
+                           checkpoint_call, checkpointed, config_fingerprint, use_safetensors)
 from videomage_zeroscope import attention
 from videomage_zeroscope.files import check_folder, is_family, video_spec
 from videomage_zeroscope.tokens import CLIPText

@@ -67,20 +67,18 @@ def word_merges(words: list[str]) -> list[tuple[str, str]]:
 
 
 def build_tokenizer(folder: str | Path) -> CLIPTokenizer:
-    """Write a small CLIP tokenizer into ``folder`` and return it loaded."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write a small CLIP tokenizer into ``folder`` and return it loaded.
+
+    Raises ``ConfigError`` if a word of :data:`WORDS` does not come out as one token.
+    """
     merges = word_merges(WORDS)
-    tokens = [BOS, EOS]
-    for code in range(33, 127):  # printable ASCII is its own byte-level symbol in CLIP
-        tokens += [chr(code), chr(code) + "</w>"]
-    tokens += [a + b for a, b in merges]
-    vocab = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
+    symbols = [s for code in range(33, 127) for s in (chr(code), chr(code) + "</w>")]  # CLIP's printable bytes
+    vocab = {t: i for i, t in enumerate(dict.fromkeys([BOS, EOS, *symbols, *(a + b for a, b in merges)]))}
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=TEXT_LENGTH)
-    split = [w for w in WORDS if len(tokenizer.tokenize(w)) != 1]
-    if split:
-        raise ConfigError(f"tiny ZeroScope tokenizer: expected each of WORDS to be one token, but {split} split; "
-                          f"reorder or drop the words whose merges clash")
+    if split := [w for w in WORDS if tokenizer.tokenize(w) != [w + "</w>"]]:
+        raise ConfigError(f"tiny ZeroScope tokenizer: {split} did not come out whole; every word of WORDS must be "
+                          f"one token (reorder or drop the words whose merges clash)")
+    Path(folder).mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(folder)
     return tokenizer
 
