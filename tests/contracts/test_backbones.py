@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from videomage.kit import load_backbone
@@ -17,14 +19,14 @@ def test_every_bundled_family_ships_a_tiny_builder():
 
 
 @pytest.fixture(scope="module", params=tiny_backbones())
-def tiny_model(request, tmp_path_factory):
-    return request.param, tiny_backbone_dir(request.param, tmp_path_factory.mktemp(f"tiny-{request.param}"))
+def tiny_loaded(request, tmp_path_factory):
+    name = request.param
+    loaded = load_backbone(tiny_backbone_dir(name, tmp_path_factory.mktemp(f"tiny-{name}")), backbone=name)
+    assert loaded.name == name
+    return loaded
 
 
 class TestEveryTinyBackbone(BackboneContract):
     @pytest.fixture
-    def backbone(self, tiny_model):
-        name, folder = tiny_model
-        loaded = load_backbone(folder, backbone=name)
-        assert loaded.name == name
-        return loaded
+    def backbone(self, tiny_loaded):
+        return copy.deepcopy(tiny_loaded)  # each check gets its own, as if loaded afresh

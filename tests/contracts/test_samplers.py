@@ -15,7 +15,8 @@ COMMON = {"prompt": "a toy is riding a dog", "steps": 2, "guidance_scale": 3.0, 
 #: Sampler name -> its request on top of COMMON. A sampler registered without one fails below.
 REQUESTS = {
     "cfg": {"adapters": {"trained": 1.0, "motion": 1.0}},
-    "scs": {"subject_adapter": "trained", "motion_adapter": "motion", "tokens": {"toy": "toy", "dog": "dog"}, "tau": 1},
+    "scs": {"subject_adapter": "trained", "motion_adapter": "motion", "tokens": {"toy": "toy", "dog": "dog"}, "tau": 1,
+            "guidance_checkpointing": False, "frames": 2},
 }
 
 

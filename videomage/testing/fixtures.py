@@ -40,20 +40,30 @@ def tiny_zeroscope_dir(tmp_path_factory) -> str:
     return tiny_backbone_dir("zeroscope", tmp_path_factory.mktemp("tiny-zeroscope"))
 
 
+@pytest.fixture(scope="session")
+def _tiny_zeroscope_loaded(tiny_zeroscope_dir):
+    from videomage.loading import load_backbone
+
+    return load_backbone(tiny_zeroscope_dir)
+
+
 @pytest.fixture
-def tiny_backbone_with_lora(tiny_zeroscope_dir):
+def tiny_backbone_with_lora(_tiny_zeroscope_loaded):
     """A fresh tiny ZeroScope backbone with one fresh LoRA, ``"trained"``, on its spatial role.
 
     Returned as the [`TrainingContext`][videomage.objective.TrainingContext] an objective sees:
     the adapter is active, ``ctx.trained == ("trained",)`` and ``ctx.generator`` is seeded, so
     an objective case is this context and a batch of the keys the objective documents.
     """
+    import copy
+
     import torch
 
-    from videomage.loading import load_backbone, make_adapter
+    from videomage.loading import make_adapter
     from videomage.objective import TrainingContext
 
-    backbone = load_backbone(tiny_zeroscope_dir)
+    # A copy of one loaded model: as fresh as a load from disk, a fraction of its time.
+    backbone = copy.deepcopy(_tiny_zeroscope_loaded)
     adapter = make_adapter("lora")
     adapter.attach(backbone, "trained", roles=["spatial"])
     adapter.activate(backbone, {"trained": 1.0})
