@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-# The fixtures third-party plugin suites use too (tiny_backbone_with_lora, tiny_zeroscope_dir), and
+# The fixtures third-party plugin suites use too (tiny_backbone_with_lora, tiny_choice, ...), and
 # pytester, which runs the docs' contract-test example as a user's suite.
 pytest_plugins = ["videomage.testing.fixtures", "pytester"]
 
