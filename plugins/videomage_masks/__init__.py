@@ -13,9 +13,7 @@ from typing import Any
 import attrs
 import torch
 
-from videomage.components import MaskSource
-from videomage.errors import InputError
-from videomage.hookspecs import hookimpl
+from videomage import InputError, MaskSource, hookimpl
 from videomage.options import from_values, number
 
 

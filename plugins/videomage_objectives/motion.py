@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 import torch
 
-from videomage.components import Objective, ObjectiveOutput, TrainingContext
+from videomage import Objective, ObjectiveOutput, TrainingContext
 from videomage.options import from_values, number
 from videomage_objectives.denoise import mse, noised
 

@@ -14,8 +14,8 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
-from videomage.components import Adapter, Backbone, Sampler
-from videomage.errors import ConfigError, did_you_mean, format_choices
+from videomage import Adapter, Backbone, ConfigError, Sampler
+from videomage.errors import did_you_mean, format_choices
 from videomage.options import as_dict, build, from_values
 from videomage.sampling import FIELDS, SPACINGS, SamplingRequest, coerce
 

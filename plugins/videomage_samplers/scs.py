@@ -42,8 +42,7 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
-from videomage.components import Adapter, AttentionStore, Backbone, Sampler
-from videomage.errors import ConfigError
+from videomage import Adapter, AttentionStore, Backbone, ConfigError, Sampler
 from videomage.options import choice, flag, from_values, integer, number, text
 from videomage.sampling import SamplingRequest, coerce
 from videomage_samplers.boundary import guided_steps
