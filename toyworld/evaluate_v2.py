@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from videomage_samplers.cfg import guided, scheduler_step
 
+from toyworld.common import sample_batch
 from videomage_toyworld import alignment
 from videomage_toyworld.vocabulary import DIRECTIONS, PALETTE, SCENES, SHAPES, SPEEDS
 from videomage_toyworld.wan_model import MODEL_V2_DIR
@@ -48,20 +48,6 @@ def captions(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-@torch.no_grad()
-def sample(backbone, prompts: list[str], *, steps: int, guidance: float, seed: int) -> torch.Tensor:
-    """Clips ``[B, F, 3, H, W]``: the backbone's scheduler from pure noise, CFG against ``""``."""
-    spec = backbone.video_spec
-    scheduler = backbone.make_scheduler(None)
-    scheduler.set_timesteps(steps)
-    generator = torch.Generator().manual_seed(seed)
-    latents = torch.randn((len(prompts), *backbone.latent_shape(spec.frames, spec.height, spec.width)), generator=generator)
-    embeds = backbone.encode_prompt([""] * len(prompts) + list(prompts))
-    for t in scheduler.timesteps:
-        latents = scheduler_step(scheduler, guided(backbone, latents, t, embeds, guidance, scheduler), t, latents, generator)
-    return backbone.decode_latents(latents)
-
-
 def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20, guidance: float = 5.0, seed: int = 0,
              sheet: str | Path | None = None, progress: bool = True) -> dict[str, float]:
     from videomage.loading import load_backbone
@@ -71,7 +57,7 @@ def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20,
     scores, kept = [], []
     for start in tqdm(range(0, n, batch), desc="evaluating", disable=not progress):
         prompts = texts[start : start + batch]
-        videos = sample(backbone, prompts, steps=steps, guidance=guidance, seed=seed + start)
+        videos = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + start)
         scores += [alignment.score(v, p) for v, p in zip(videos, prompts)]
         kept += [videos] if sheet else []
     if sheet:
@@ -116,11 +102,18 @@ def ship(model: Path, result: dict, *, commit: bool) -> bool:
     if commit:
         repo = MODEL_V2_DIR.parents[2]
         rel = str(MODEL_V2_DIR.relative_to(repo))
-        subprocess.run(["git", "-C", str(repo), "add", "-A", "--", rel], check=True)
         parts = ", ".join(f"{p} {result.get(p, 0):.2f}" for p in alignment.PARTS)
-        subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m",
-                        f"Toy world v2 base model, step {step}: {parts} over {int(result['n'])} samples", "--", rel],
-                       check=True)
+        message = f"Toy world v2 base model, step {step}: {parts} over {int(result['n'])} samples"
+        # Someone else may hold the index lock for a moment: try a few times.
+        for attempt in range(10):
+            added = subprocess.run(["git", "-C", str(repo), "add", "-A", "--", rel])
+            done = added.returncode == 0 and subprocess.run(
+                ["git", "-C", str(repo), "commit", "-q", "-m", message, "--", rel]).returncode == 0
+            if done:
+                break
+            time.sleep(5 + 5 * attempt)
+        else:
+            print(f"shipped but not committed: commit {rel} by hand")
     return True
 
 

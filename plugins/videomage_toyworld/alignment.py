@@ -58,7 +58,8 @@ def textured_colour(video, masks: np.ndarray) -> str | None:
 
 
 def score(video, prompt: str) -> dict[str, float]:
-    """1.0 or 0.0 for each part of :data:`PARTS` the (single-object) prompt names."""
+    """1.0 or 0.0 for each part of :data:`PARTS` the prompt names, for single-object prompts (the
+    object is the largest blob; with two objects only ``background`` is meaningful)."""
     v = an.as_array(video)
     parsed = parse(prompt)
     masks = object_masks(v)
