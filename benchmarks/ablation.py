@@ -32,7 +32,7 @@ import attrs
 import numpy as np
 import torch
 from videomage_toyworld.model import MODEL_DIR
-from videomage_toyworld.recipe import CaseSettings, base_sample, metric_context, run_case, score
+from videomage_toyworld.recipe import CaseSettings, base_sample, case_of, metric_context, run_case, score
 
 from videomage.artifact import atomic_write
 
@@ -57,15 +57,16 @@ def run_seed(folder: Path, model: str, seed: int, base: CaseSettings, log, progr
         "w/o SCS": (attrs.evolve(s, sampler="cfg"), "no-scs"),
     }
     out: dict[str, dict[str, float]] = {}
+    case = case_of(model)  # v1's cases for the ZeroScope-architecture model, v2's for the Wan one
     for name in VARIANTS:
         if name == "base model":
             video = base_sample(s, model=model, out=seed_dir / "base.mp4", progress=progress, log=log)
             spec = video.shape
-            out[name] = score(video, metric_context(s, spec[-1], spec[0]))
+            out[name] = score(video, metric_context(s, spec[-1], spec[0], case=case))
         else:
             settings, sub = variants[name]
             out[name] = run_case(settings, folder, model=model, out=seed_dir / sub, progress=progress, log=log,
-                                 reuse=None if sub == "full" else full)["scores"]
+                                 reuse=None if sub == "full" else full, case=case)["scores"]
         log(f"seed {seed} {name}: " + ", ".join(f"{k}={out[name][k]:.3f}" for k, _, _ in COLUMNS))
     return out
 

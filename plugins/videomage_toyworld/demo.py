@@ -43,7 +43,7 @@ def run_demo(out: str | Path, *, model: str | None = None, settings=None, progre
     (:mod:`videomage_toyworld.recipe`); the base model's sample comes from the generate stage.
     """
     from videomage_toyworld.model import MODEL_DIR
-    from videomage_toyworld.recipe import CaseSettings, base_sample, metric_context, run_case, score
+    from videomage_toyworld.recipe import CaseSettings, base_sample, case_of, metric_context, run_case, score
 
     model = model or str(MODEL_DIR)
     if not (Path(model) / "model_index.json").is_file():
@@ -53,10 +53,11 @@ def run_demo(out: str | Path, *, model: str | None = None, settings=None, progre
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"demo --out {str(out)!r} is a file; name a folder for the demo's outputs (default: videomage-demo)")
-    result = run_case(settings, out, model=model, progress=progress, log=log)
+    case = case_of(model)
+    result = run_case(settings, out, model=model, progress=progress, log=log, case=case)
     video = result["video"]
     base = base_sample(settings, model=model, out=out / "base-model.mp4", progress=progress, log=log)
-    context = metric_context(settings, video.shape[-1], video.shape[0])
+    context = metric_context(settings, video.shape[-1], video.shape[0], case=case)
     rows = {"VideoMage (video.mp4)": result["scores"], "base model, class words (base-model.mp4)": score(base, context)}
     text = metrics_table(rows)
     atomic_write(out / "metrics.md", lambda tmp: Path(tmp).write_text(text))

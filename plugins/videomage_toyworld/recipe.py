@@ -62,18 +62,19 @@ def stage_options(settings: CaseSettings) -> StageOptions:
     return StageOptions(prior_count=settings.prior_count, prior_steps=settings.prior_steps, checkpoint_every=10_000)
 
 
-def case_recipe(settings: CaseSettings, inputs: dict[str, Path], *, model: str, out: Path,
-                prompt: str = cases.TARGET_PROMPT) -> Recipe:
-    """The recipe of the case: both subjects, the orbit motion, their fusion, and the target prompt."""
+def case_recipe(settings: CaseSettings, inputs: dict[str, Path], *, model: str, out: Path, case: Any = cases,
+                prompt: str | None = None) -> Recipe:
+    """The recipe of ``case`` (a cases module: :mod:`~videomage_toyworld.cases`, or v2's
+    :mod:`~videomage_toyworld.cases2`): both subjects, the motion, their fusion, the target prompt."""
     s = settings
     subjects = [SubjectConfig(token=c.token, class_word=c.class_word, images=inputs[c.token], steps=s.subject_steps,
-                              lr=s.subject_lr, text_lr=s.subject_lr / 10, rank=s.rank) for c in cases.SUBJECTS]
-    motion = MotionConfig(video=inputs["motion"], prompt=cases.MOTION_PROMPT, entities=cases.MOTION_ENTITIES,
+                              lr=s.subject_lr, text_lr=s.subject_lr / 10, rank=s.rank) for c in case.SUBJECTS]
+    motion = MotionConfig(video=inputs["motion"], prompt=case.MOTION_PROMPT, entities=case.MOTION_ENTITIES,
                           steps=s.motion_steps, inversion_steps=s.inversion_steps, lr=s.motion_lr, rank=s.rank,
                           omega=s.omega)
     fusion = FusionConfig(steps=s.fusion_steps, lr=s.fusion_lr, lambda_attn=s.lambda_attn,
                           videos_per_subject=s.videos_per_subject)
-    sampling: dict[str, Any] = {"prompt": prompt, "sampler": s.sampler, "steps": s.sampling_steps,
+    sampling: dict[str, Any] = {"prompt": prompt or case.TARGET_PROMPT, "sampler": s.sampler, "steps": s.sampling_steps,
                                 "guidance_scale": s.guidance, "seed": s.seed}
     if s.sampler == "scs":
         # The toy world's measurements were made with the paper's unnormalised rule.
@@ -82,24 +83,26 @@ def case_recipe(settings: CaseSettings, inputs: dict[str, Path], *, model: str, 
                   sampling=SamplingConfig(**sampling), output=OutputConfig(dir=out, contact_sheet=True), seed=s.seed)
 
 
-def write_inputs(folder: Path, *, size: int, frames: int, stills: int) -> dict[str, Path]:
+def write_inputs(folder: Path, *, size: int, frames: int, stills: int, case: Any = cases) -> dict[str, Path]:
     """The case files under ``folder/inputs-<size>x<frames>-<stills>``, written once.
 
     Written beside and renamed into place, and never rewritten: the workflow's keys hash the
     inputs' bytes, and an mp4 encoder need not write the same bytes twice.
     """
-    final = folder / f"inputs-{size}x{frames}-{stills}"
+    final = folder / f"inputs-{case.__name__.rsplit('.', 1)[-1]}-{size}x{frames}-{stills}"
     if not final.is_dir():
         staging = folder / f".{final.name}.staging"
         shutil.rmtree(staging, ignore_errors=True)
-        cases.write_case_files(staging, size=size, frames=frames, stills=stills)
+        case.write_case_files(staging, size=size, frames=frames, stills=stills)
         staging.rename(final)
-    paths = {c.token: final / c.token.strip("<>") for c in cases.SUBJECTS}
-    return {**paths, "motion": final / "orbit.mp4"}
+    paths = {c.token: final / c.token.strip("<>") for c in case.SUBJECTS}
+    (motion,) = final.glob("*.mp4")
+    return {**paths, "motion": motion}
 
 
 def run_case(settings: CaseSettings, folder: str | Path, *, model: str, out: str | Path | None = None,
-             progress: bool = False, log: Log = print, reuse: str | Path | None = None) -> dict[str, Any]:
+             progress: bool = False, log: Log = print, reuse: str | Path | None = None,
+             case: Any = cases) -> dict[str, Any]:
     """Write the case files into ``folder``, run the case's recipe into ``out`` (default ``folder``),
     and score its video. ``reuse``: another output folder of the same case whose finished products
     (subjects, motion, fusion) are copied in first; the workflow keeps those whose keys match.
@@ -109,17 +112,32 @@ def run_case(settings: CaseSettings, folder: str | Path, *, model: str, out: str
     folder = Path(folder)
     out = Path(out) if out is not None else folder
     spec = _spec(model)
-    inputs = write_inputs(folder, size=spec.height, frames=spec.frames, stills=settings.stills)
+    inputs = write_inputs(folder, size=spec.height, frames=spec.frames, stills=settings.stills, case=case)
     if reuse is not None:
         _copy_products(Path(reuse), out)
-    recipe = case_recipe(settings, inputs, model=model, out=out)
+    recipe = case_recipe(settings, inputs, model=model, out=out, case=case)
     produced = run_recipe(recipe, progress=progress, log=log, stage_options=stage_options(settings))
     video = read_sheet(out / "video-frames.png", spec.frames, spec.height)
-    return {"video": video, "scores": score(video, metric_context(settings, spec.height, spec.frames)),
+    return {"video": video, "scores": score(video, metric_context(settings, spec.height, spec.frames, case=case)),
             "files": produced}
 
 
-def base_sample(settings: CaseSettings, *, model: str, out: Path, prompt: str = "a circle is orbiting a square in the snow",
+def class_word_prompt(case: Any = cases) -> str:
+    """The target prompt with each subject's token replaced by its class word ("a circle is orbiting a square ...")."""
+    prompt = case.TARGET_PROMPT
+    for subject in case.SUBJECTS:
+        prompt = prompt.replace(subject.token, f"a {subject.class_word}")
+    return prompt
+
+
+def case_of(model: str) -> Any:
+    """The cases for a toy-world model: v2's (:mod:`~videomage_toyworld.cases2`) for the Wan-architecture one."""
+    from videomage_toyworld import cases2
+
+    return cases2 if (Path(model) / "transformer").is_dir() else cases
+
+
+def base_sample(settings: CaseSettings, *, model: str, out: Path, prompt: str | None = None,
                 progress: bool = False, log: Log = print) -> torch.Tensor:
     """The base model's sample of the class-word prompt (no adapters, CFG), through the generate stage."""
     import json
@@ -131,6 +149,7 @@ def base_sample(settings: CaseSettings, *, model: str, out: Path, prompt: str = 
     from videomage.workdir import model_digest
 
     spec = _spec(model)
+    prompt = prompt or class_word_prompt(case_of(model))
     sheet = out.with_name(out.stem + "-frames.png")
     stamp_path = out.with_name(out.stem + "-settings.json")
     stamp = json.dumps({"prompt": prompt, "steps": settings.sampling_steps, "guidance": settings.guidance,
@@ -167,15 +186,15 @@ def _copy_products(source: Path, out: Path) -> None:
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
 
 
-def metric_context(settings: CaseSettings, size: int = 64, frames: int = 8) -> dict[str, Any]:
-    """What the toy metrics need to score a sample of the target prompt."""
-    stills = [torch.stack([c.video()[0] for c in cases.subject_stills(case, settings.stills, size=size)])
-              for case in cases.SUBJECTS]
+def metric_context(settings: CaseSettings, size: int = 64, frames: int = 8, *, case: Any = cases) -> dict[str, Any]:
+    """What the toy metrics need to score a sample of ``case``'s target prompt."""
+    stills = [torch.stack([c.video()[0] for c in case.subject_stills(subject, settings.stills, size=size)])
+              for subject in case.SUBJECTS]
     return {
-        "prompt": cases.TARGET_PROMPT,
+        "prompt": case.TARGET_PROMPT,
         "subject_images": stills,
-        "reference_video": cases.motion_clip(frames, size=size).video(),
-        "reference_colours": [rgb(c) for c in cases.REFERENCE_COLOURS],
+        "reference_video": case.motion_clip(frames, size=size).video(),
+        "reference_colours": [rgb(c) for c in case.REFERENCE_COLOURS],
     }
 
 

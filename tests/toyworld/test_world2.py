@@ -69,3 +69,16 @@ def test_a_wrong_colour_or_a_reversed_clip_costs_only_its_part():
     assert wrong["colour"] == 0.0 and wrong["shape"] == wrong["background"] == wrong["direction"] == 1.0
     backwards = alignment.score(clip.frames[::-1], clip.caption)
     assert backwards["direction"] == 0.0 and backwards["colour"] == 1.0
+
+
+def test_v2_cases_hold_out_the_chase_and_pick_themselves_for_a_wan_model(tmp_path):
+    from videomage_toyworld import cases, cases2
+    from videomage_toyworld.recipe import case_of, class_word_prompt
+
+    clip = cases2.motion_clip()
+    chaser, lead = clip.centres[1], clip.centres[0]
+    assert clip.frames.shape[0] == world2.FRAMES and "chasing" in cases2.TARGET_PROMPT
+    assert (np.diff(lead[:, 0]) > 0).all() and (chaser[:, 0] < lead[:, 0]).all()  # rightwards, the chaser behind
+    assert class_word_prompt(cases2) == "a circle is chasing a square in the snow"
+    (tmp_path / "transformer").mkdir()
+    assert case_of(str(tmp_path)) is cases2 and case_of(str(tmp_path / "zeroscope")) is cases
