@@ -63,7 +63,7 @@ def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20,
     if sheet:
         from videomage.media import write_contact_sheet
 
-        write_contact_sheet(torch.cat(kept)[:16], str(sheet), columns=kept[0].shape[1])
+        write_contact_sheet(torch.cat(kept)[:16].flatten(0, 1), str(sheet), columns=kept[0].shape[1])
     out = alignment.summary(scores)
     out.update(steps=float(steps), guidance=float(guidance))
     return out
