@@ -6,8 +6,29 @@ clips; ``diagnose`` needs the encoder ``train`` trains with).
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
 from videomage_samplers.cfg import guided, scheduler_step
+
+
+def write_folder(folder: str | Path, write: Callable[[Path], None]) -> Path:
+    """Replace ``folder`` atomically by what ``write(staging)`` puts in a staging folder beside it,
+    so a reader (an evaluation, a demo) never sees half a model."""
+    folder = Path(folder)
+    staging = folder.with_name(folder.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    write(staging)
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(staging, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
 
 
 def encode_clips(vae, video: torch.Tensor) -> torch.Tensor:

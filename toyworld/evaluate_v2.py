@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from toyworld.common import sample_batch
+from toyworld.common import sample_batch, write_folder
 from videomage_toyworld import alignment
 from videomage_toyworld.vocabulary import DIRECTIONS, PALETTE, SCENES, SHAPES, SPEEDS
 from videomage_toyworld.wan_model import MODEL_V2_DIR
@@ -82,21 +82,17 @@ def ship(model: Path, result: dict, *, commit: bool) -> bool:
         return False
     from diffusers import WanPipeline
 
-    staging = MODEL_V2_DIR.with_name(MODEL_V2_DIR.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
     pipe = WanPipeline.from_pretrained(str(model))
     pipe.transformer.to(torch.float16), pipe.text_encoder.to(torch.float16)  # the VAE stays float32
-    pipe.save_pretrained(staging)
-    for name in ("videomage.json", "training.json"):
-        if (model / name).exists():
-            shutil.copy(model / name, staging / name)
-    (staging / EVALUATION).write_text(json.dumps(result, indent=1) + "\n")
-    old = MODEL_V2_DIR.with_name(MODEL_V2_DIR.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if MODEL_V2_DIR.exists():
-        MODEL_V2_DIR.rename(old)
-    staging.rename(MODEL_V2_DIR)
-    shutil.rmtree(old, ignore_errors=True)
+
+    def write(staging: Path) -> None:
+        pipe.save_pretrained(staging)
+        for name in ("videomage.json", "training.json"):
+            if (model / name).exists():
+                shutil.copy(model / name, staging / name)
+        (staging / EVALUATION).write_text(json.dumps(result, indent=1) + "\n")
+
+    write_folder(MODEL_V2_DIR, write)
     step = json.loads((MODEL_V2_DIR / "training.json").read_text()).get("step") if (MODEL_V2_DIR / "training.json").exists() else "?"
     print(f"shipped step {step} to {MODEL_V2_DIR}: {json.dumps(result)}")
     if commit:

@@ -28,8 +28,6 @@ import argparse
 import functools
 import json
 import math
-import os
-import shutil
 from pathlib import Path
 
 import attrs
@@ -40,7 +38,7 @@ import torch.nn.functional as F
 from videomage.components import ObjectiveOutput
 from videomage.trainer import ParamGroup, Trainer, TrainerConfig
 from toyworld import diagnose
-from toyworld.common import encode_clips
+from toyworld.common import encode_clips, write_folder
 from videomage_toyworld import world
 from videomage_toyworld.model import (
     MODEL_DIR,
@@ -334,17 +332,7 @@ def train_motion(components: dict, plan: TrainPlan, size: int, out: Path, device
 
 def export_model(components: dict, folder: Path, *, dtype: torch.dtype = torch.float32) -> Path:
     """Write the model into ``folder`` atomically: build it beside, then swap it in."""
-    folder = Path(folder)
-    staging = folder.with_name(folder.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    save_model(components, staging, dtype=dtype)
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(staging, folder)
-    shutil.rmtree(old, ignore_errors=True)
-    return folder
+    return write_folder(folder, lambda staging: save_model(components, staging, dtype=dtype))
 
 
 def train(out: str | Path, plan: TrainPlan, config: ToyModelConfig, *, device: str = "cpu", workers: int = 0) -> dict:

@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,6 +36,7 @@ import torch.nn.functional as F
 
 from videomage.components import ObjectiveOutput
 from videomage.trainer import ParamGroup, Trainer, TrainerConfig
+from toyworld.common import write_folder
 from videomage_toyworld import wan_model, world2
 from videomage_wan.backbone import WanBackbone
 
@@ -154,24 +153,18 @@ def fix_latent_stats(pipe, plan: Plan) -> None:
 
 def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32) -> Path:
     """Write the model into ``folder`` atomically: build it beside, then swap it in."""
-    folder = Path(folder)
-    staging = folder.with_name(folder.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
     if dtype != torch.float32:
         # Cast copies, so the training weights stay float32.
         import copy
 
         pipe = copy.deepcopy(pipe)
         pipe.transformer.to(dtype), pipe.text_encoder.to(dtype)
-    wan_model.save_pipeline(pipe, staging)
-    (staging / TRAINING_RECORD).write_text(json.dumps({"step": step}) + "\n")
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(staging, folder)
-    shutil.rmtree(old, ignore_errors=True)
-    return folder
+
+    def write(staging: Path) -> None:
+        wan_model.save_pipeline(pipe, staging)
+        (staging / TRAINING_RECORD).write_text(json.dumps({"step": step}) + "\n")
+
+    return write_folder(folder, write)
 
 
 def load_weights(pipe, folder: Path) -> int:

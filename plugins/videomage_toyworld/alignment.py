@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from videomage_toyworld import analysis as an
-from videomage_toyworld.vocabulary import DIRECTIONS, NOVEL_COLOURS, PALETTE, SCENES, SHAPES
+from videomage_toyworld.metrics import parse_prompt
+from videomage_toyworld.vocabulary import NOVEL_COLOURS, PALETTE
 from videomage_toyworld.world2 import FAMILIES, SHADE
 
 PARTS = ("colour", "shape", "background", "direction")
@@ -24,19 +25,8 @@ COLOURS = {**PALETTE, **NOVEL_COLOURS}
 
 
 def parse(prompt: str) -> dict[str, Any]:
-    """``nouns`` [(colour or None, shape)], ``scene``, ``direction`` (after a motion verb) of a v2 prompt."""
-    words = prompt.lower().replace(",", " ").split()
-    nouns, colour = [], None
-    for word in words:
-        if word in COLOURS:
-            colour = word
-        elif word in SHAPES:
-            nouns.append((colour, word))
-            colour = None
-    verbs = set(FAMILIES.values())
-    direction = next((words[i + 1] for i, w in enumerate(words[:-1]) if w in verbs and words[i + 1] in DIRECTIONS), None)
-    scene = next((s for s in SCENES if s in " ".join(words)), None)
-    return {"nouns": nouns, "scene": scene, "direction": direction}
+    """``nouns`` [(colour or None, shape)], ``scene``, ``direction`` (after a v2 motion verb) of a prompt."""
+    return parse_prompt(prompt, colours=COLOURS, verbs=tuple(FAMILIES.values()))
 
 
 def object_masks(video) -> np.ndarray:

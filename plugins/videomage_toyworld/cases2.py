@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videomage_toyworld.cases import SUBJECTS, subject_stills
+from videomage_toyworld.cases import SUBJECTS, subject_stills, write_subject_stills
 from videomage_toyworld.vocabulary import rgb
 from videomage_toyworld.world import Actor, Clip
 from videomage_toyworld.world2 import FRAMES, HELD_OUT_MOTION, _render_textured
@@ -61,15 +61,8 @@ def reference_colours() -> list[np.ndarray]:
 
 def write_case_files(folder: str | Path, *, size: int = 64, frames: int = FRAMES, stills: int = 4) -> dict[str, Path]:
     """Each subject's stills (PNG) and the chase clip (mp4), as a user would supply them."""
-    from videomage.media import write_contact_sheet, write_mp4
+    from videomage.media import write_mp4
 
-    folder = Path(folder)
-    paths: dict[str, Path] = {}
-    for case in SUBJECTS:
-        sub = folder / case.token.strip("<>")
-        sub.mkdir(parents=True, exist_ok=True)
-        for i, clip in enumerate(subject_stills(case, stills, size=size)):
-            write_contact_sheet(clip.video(), sub / f"{i}.png", columns=1)
-        paths[case.token] = sub
-    paths["motion"] = write_mp4(motion_clip(frames, size=size).video(), folder / "chase.mp4", fps=8)
+    paths = write_subject_stills(Path(folder), size=size, stills=stills)
+    paths["motion"] = write_mp4(motion_clip(frames, size=size).video(), Path(folder) / "chase.mp4", fps=8)
     return paths
