@@ -6,7 +6,7 @@ through the ordinary ``wan`` backbone and the ``cfg`` sampler's batched guided s
 colour, shape, background and direction of each (:mod:`videomage_toyworld.alignment`). The
 targets are 0.9 for each.
 
-``--ship`` copies the model, as float16, into the package (where the demo finds it) and commits
+``--ship`` copies the model (its transformer in float16) into the package (where the demo finds it) and commits
 it, but only when its evaluation beats the one recorded beside the shipped weights
 (``evaluation.json``): the score is the lowest of the four parts, ties broken by their mean.
 """
@@ -80,10 +80,12 @@ def ship(model: Path, result: dict, *, commit: bool) -> bool:
     if recorded.exists() and rank(result) <= rank(json.loads(recorded.read_text())):
         print(f"not shipped: {rank(result)} does not beat the shipped model's {rank(json.loads(recorded.read_text()))}")
         return False
-    from diffusers import WanPipeline
+    from diffusers import WanPipeline, WanTransformer3DModel
 
-    pipe = WanPipeline.from_pretrained(str(model))
-    pipe.transformer.to(torch.float16), pipe.text_encoder.to(torch.float16)  # the VAE stays float32
+    # The transformer in float16, loaded so that diffusers keeps the modules Wan needs in float32
+    # (RoPE, time embedder, norms, modulation table); the VAE and the small text encoder stay float32.
+    transformer = WanTransformer3DModel.from_pretrained(str(model), subfolder="transformer", torch_dtype=torch.float16)
+    pipe = WanPipeline.from_pretrained(str(model), transformer=transformer)
 
     def write(staging: Path) -> None:
         pipe.save_pretrained(staging)
