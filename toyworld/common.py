@@ -41,7 +41,7 @@ def encode_clips(vae, video: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def sample_batch(backbone, prompts: list[str], *, steps: int, guidance: float, seed: int,
                  offset: torch.Tensor | None = None) -> torch.Tensor:
-    """Clips ``[B, F, 3, H, W]`` for ``prompts``, DDIM with CFG against the empty prompt.
+    """Clips ``[B, F, 3, H, W]`` for ``prompts``: the backbone's scheduler, CFG against the empty prompt.
 
     ``offset`` (broadcast to the latents) is added to the initial noise; probes such as
     ``toyworld/mean_leak.py`` use it.
@@ -54,6 +54,7 @@ def sample_batch(backbone, prompts: list[str], *, steps: int, guidance: float, s
     latents = torch.randn(shape, generator=generator) * scheduler.init_noise_sigma
     if offset is not None:
         latents = latents + offset
+    latents = latents.to(backbone.device)  # drawn on the CPU, so a seed gives the same noise on any device
     embeds = backbone.encode_prompt([""] * len(prompts) + list(prompts))
     for t in scheduler.timesteps:
         latents = scheduler_step(scheduler, guided(backbone, latents, t, embeds, guidance, scheduler), t, latents, generator)

@@ -49,17 +49,17 @@ def captions(n: int, seed: int = 0) -> list[str]:
 
 
 def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20, guidance: float = 5.0, seed: int = 0,
-             sheet: str | Path | None = None, progress: bool = True) -> dict[str, float]:
+             sheet: str | Path | None = None, progress: bool = True, device: str = "cpu") -> dict[str, float]:
     from videomage.loading import load_backbone
 
-    backbone = load_backbone(str(model))
+    backbone = load_backbone(str(model), device=device)
     texts = captions(n, seed)
     scores, kept = [], []
     for start in tqdm(range(0, n, batch), desc="evaluating", disable=not progress):
         prompts = texts[start : start + batch]
         videos = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + start)
         scores += [alignment.score(v, p) for v, p in zip(videos, prompts)]
-        kept += [videos] if sheet else []
+        kept += [videos.cpu()] if sheet else []
     if sheet:
         from videomage.media import write_contact_sheet
 
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--sheet", default=None, help="write the first 16 samples as a contact sheet PNG here")
     parser.add_argument("--ship", action="store_true", help="ship (and commit) the model if it beats the shipped one")
     parser.add_argument("--no-commit", action="store_true", help="with --ship: copy into the package, do not commit")
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         snapshot = args.model
     result = evaluate(snapshot, n=args.n, batch=args.batch, steps=args.steps, guidance=args.guidance, seed=args.seed,
-                      sheet=args.sheet)
+                      sheet=args.sheet, device=args.device)
     record = snapshot / "training.json"
     result["step"] = float(json.loads(record.read_text())["step"]) if record.exists() else -1.0
     print(json.dumps(result))

@@ -63,6 +63,7 @@ class Plan:
     export_every: int = 100
     log_every: int = 10
     tiny: bool = False
+    device: str = "cpu"
     mixed_precision: str = "no"
 
 
@@ -118,7 +119,7 @@ def train_vae(pipe, plan: Plan, out: Path) -> None:
     def step_loss(step: int, generator: torch.Generator) -> ObjectiveOutput:
         for group in trainer.optimizer.param_groups:
             group["lr"] = plan.vae_lr * min(1.0, (step + 1) / 30)
-        x = vae_frames(data_rng(plan, 1, step), plan.vae_batch, size)
+        x = vae_frames(data_rng(plan, 1, step), plan.vae_batch, size).to(plan.device)
         z = vae.encode(x).latent_dist.mean
         vae.clear_cache()
         vae._conv_idx = [0]
@@ -135,7 +136,7 @@ def train_vae(pipe, plan: Plan, out: Path) -> None:
     vae.eval().requires_grad_(False)
     if history:
         with torch.no_grad():
-            x = world2.batch(data_rng(plan, 0, 1), 4, size=size)["video"].permute(0, 2, 1, 3, 4) * 2 - 1
+            x = world2.batch(data_rng(plan, 0, 1), 4, size=size)["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1
             error = float(((vae.decode(vae.encode(x).latent_dist.mode()).sample - x) / 2).abs().mean())
         print(json.dumps({"phase": "vae", "final_mse": round(sum(h["mse"] for h in history[-20:]) / len(history[-20:]), 5),
                           "world_clip_mean_abs_error": round(error, 4)}), flush=True)
@@ -144,7 +145,7 @@ def train_vae(pipe, plan: Plan, out: Path) -> None:
 @torch.no_grad()
 def fix_latent_stats(pipe, plan: Plan) -> None:
     """Per-channel mean and std of world latents into the VAE config (the backbone normalises by them)."""
-    clips = world2.batch(data_rng(plan, 0, 0), 8, size=size_of(plan))["video"]
+    clips = world2.batch(data_rng(plan, 0, 0), 8, size=size_of(plan))["video"].to(plan.device)
     z = encode_frames(pipe.vae, clips.permute(0, 2, 1, 3, 4) * 2 - 1)
     mean = z.mean(dim=(0, 2, 3, 4)).tolist()
     std = z.std(dim=(0, 2, 3, 4)).clamp_min(1e-3).tolist()
@@ -190,7 +191,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int) -> None:
     started = [time.time(), 0]
     window: list[float] = []
     cache: dict[int, tuple[torch.Tensor, list[str]]] = {}
-    mean, std = backbone._stats(torch.zeros(1))
+    mean, std = backbone._stats(torch.zeros(1, device=plan.device))
 
     @torch.no_grad()
     def block(index: int) -> tuple[torch.Tensor, list[str]]:
@@ -198,7 +199,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int) -> None:
         if index not in cache:
             cache.clear()
             data = world2.batch(data_rng(plan, 2, index), plan.batch, size=size)
-            z = encode_frames(pipe.vae, data["video"].permute(0, 2, 1, 3, 4) * 2 - 1)
+            z = encode_frames(pipe.vae, data["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1)
             cache[index] = ((z - mean) / std, data["captions"])
         return cache[index]
 
@@ -209,7 +210,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int) -> None:
         latents, captions = block(global_step // plan.reuse)
         rng = data_rng(plan, 3, global_step)
         captions = ["" if rng.random() < plan.caption_dropout else c for c in captions]
-        noise = torch.randn(latents.shape, generator=generator)
+        noise = torch.randn(latents.shape, generator=generator).to(plan.device)
         t = backbone.sample_timesteps(latents.shape[0], generator)
         noisy = backbone.add_noise(latents, noise, t)
         pred = backbone.predict(noisy, t, backbone.text.run(captions))
@@ -247,7 +248,7 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").write_text(json.dumps(attrs.asdict(plan), indent=1) + "\n")
     # The same seed builds the same initial weights on every run; checkpoints restore the trained ones.
-    pipe = wan_model.build_pipeline(plan.seed, tiny=plan.tiny)
+    pipe = wan_model.build_pipeline(plan.seed, tiny=plan.tiny).to(plan.device)
     offset_file = out / "denoiser" / "offset.json"
     has_checkpoint = (out / "denoiser" / "checkpoint.safetensors").exists()
     if has_checkpoint or warm is None:
@@ -283,13 +284,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warm", type=Path, default=None,
                         help="when OUT holds no denoiser checkpoint, start from this saved model (e.g. the shipped one)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (train on a GPU where there is one)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPUs)")
     parser.add_argument("--tiny", action="store_true", help="unit-test sizes (32x32 frames, tiny model)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     plan = Plan(steps=args.steps, decay_steps=args.decay_steps, vae_steps=args.vae_steps, batch=args.batch, lr=args.lr, reuse=args.reuse,
                 seed=args.seed, checkpoint_every=args.checkpoint_every, export_every=args.export_every,
-                log_every=args.log_every, tiny=args.tiny, mixed_precision="bf16" if args.bf16 else "no")
+                log_every=args.log_every, tiny=args.tiny, device=args.device, mixed_precision="bf16" if args.bf16 else "no")
     warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None
     if args.warm is not None and warm is None:
         print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)
