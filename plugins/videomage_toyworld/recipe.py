@@ -78,7 +78,9 @@ def case_recipe(settings: CaseSettings, inputs: dict[str, Path], *, model: str, 
                                 "guidance_scale": s.guidance, "seed": s.seed}
     if s.sampler == "scs":
         # The toy world's measurements were made with the paper's unnormalised rule.
-        sampling.update(tau=s.tau, alpha_cross=s.alpha, alpha_temporal=s.alpha, guidance_norm="none")
+        scs = {"tau": s.tau, "alpha_cross": s.alpha, "alpha_temporal": s.alpha, "guidance_norm": "none"}
+        # Where the sampler's own options have their own table, they go there.
+        sampling.update({"options": scs} if "options" in attrs.fields_dict(SamplingConfig) else scs)
     return Recipe(model=ModelConfig(id=model), subjects=subjects, motion=motion, fusion=fusion,
                   sampling=SamplingConfig(**sampling), output=OutputConfig(dir=out, contact_sheet=True), seed=s.seed)
 
