@@ -81,7 +81,7 @@ def motion_clip(frames: int = 8, *, size: int = 64, colours: tuple[str, str] = R
 
 def write_case_files(folder: str | Path, *, size: int = 64, frames: int = 8, stills: int = 4) -> dict[str, Path]:
     """Write each subject's stills (PNG) and the motion clip (mp4) as a user would supply them."""
-    from videomage.media import write_mp4
+    from videomage.kit import write_mp4
 
     folder = Path(folder)
     paths = write_subject_stills(folder, size=size, stills=stills)
@@ -91,7 +91,7 @@ def write_case_files(folder: str | Path, *, size: int = 64, frames: int = 8, sti
 
 def write_subject_stills(folder: Path, *, size: int = 64, stills: int = 4) -> dict[str, Path]:
     """Each subject's stills as PNGs in ``folder/<name>/``; returns token -> folder."""
-    from videomage.media import write_contact_sheet
+    from videomage.kit import write_contact_sheet
 
     paths: dict[str, Path] = {}
     for case in SUBJECTS:

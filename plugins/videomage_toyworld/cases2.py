@@ -61,7 +61,7 @@ def reference_colours() -> list[np.ndarray]:
 
 def write_case_files(folder: str | Path, *, size: int = 64, frames: int = FRAMES, stills: int = 4) -> dict[str, Path]:
     """Each subject's stills (PNG) and the chase clip (mp4), as a user would supply them."""
-    from videomage.media import write_mp4
+    from videomage.kit import write_mp4
 
     paths = write_subject_stills(Path(folder), size=size, stills=stills)
     paths["motion"] = write_mp4(motion_clip(frames, size=size).video(), Path(folder) / "chase.mp4", fps=8)

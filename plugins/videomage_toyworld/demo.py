@@ -18,9 +18,8 @@ from pathlib import Path
 import attrs
 import torch
 
-from videomage.artifact import atomic_write
-from videomage.components import Command
-from videomage.errors import InputError
+from videomage import Command, InputError
+from videomage.kit import atomic_write
 
 #: Metric keys shown in the table, with whether higher is better.
 SHOWN = (("subject_fidelity", True), ("motion_fidelity", True), ("appearance_leakage", False),

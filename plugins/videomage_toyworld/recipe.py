@@ -20,8 +20,16 @@ import attrs
 import numpy as np
 import torch
 
-from videomage.config import FusionConfig, ModelConfig, MotionConfig, OutputConfig, Recipe, SamplingConfig, SubjectConfig
-from videomage.stages.common import StageOptions
+from videomage.kit import (
+    FusionConfig,
+    ModelConfig,
+    MotionConfig,
+    OutputConfig,
+    Recipe,
+    SamplingConfig,
+    StageOptions,
+    SubjectConfig,
+)
 from videomage_toyworld import cases
 from videomage_toyworld.metrics import METRICS
 from videomage_toyworld.vocabulary import rgb
@@ -109,7 +117,7 @@ def run_case(settings: CaseSettings, folder: str | Path, *, model: str, out: str
     and score its video. ``reuse``: another output folder of the same case whose finished products
     (subjects, motion, fusion) are copied in first; the workflow keeps those whose keys match.
     Returns ``{"video": frames, "scores": ..., "files": ...}``."""
-    from videomage.workflow import run_recipe
+    from videomage.kit import run_recipe
 
     folder = Path(folder)
     out = Path(out) if out is not None else folder
@@ -144,18 +152,14 @@ def base_sample(settings: CaseSettings, *, model: str, out: Path, prompt: str | 
     """The base model's sample of the class-word prompt (no adapters, CFG), through the generate stage."""
     import json
 
-    from videomage.artifact import atomic_write
-    from videomage.loading import load_backbone, make_adapter
-    from videomage.stages.common import content_hash
-    from videomage.stages.generate import generate
-    from videomage.workdir import model_digest
+    from videomage.kit import atomic_write, content_hash, generate, load_backbone, make_adapter
 
     spec = _spec(model)
     prompt = prompt or class_word_prompt(case_of(model))
     sheet = out.with_name(out.stem + "-frames.png")
     stamp_path = out.with_name(out.stem + "-settings.json")
     stamp = json.dumps({"prompt": prompt, "steps": settings.sampling_steps, "guidance": settings.guidance,
-                        "seed": settings.seed, "model": model_digest(model)}, sort_keys=True)
+                        "seed": settings.seed, "model": content_hash(Path(model))}, sort_keys=True)
     if sheet.exists() and stamp_path.exists() and stamp_path.read_text() == stamp:
         log(f"base model: up to date ({out})")
     else:
@@ -169,11 +173,11 @@ def base_sample(settings: CaseSettings, *, model: str, out: Path, prompt: str | 
 
 
 def _spec(model: str):
-    from videomage.modelfiles import read_video_spec
+    from videomage.kit import read_video_spec
 
     spec = read_video_spec(model)
     if spec is None:
-        from videomage.loading import load_backbone
+        from videomage.kit import load_backbone
 
         spec = load_backbone(model).video_spec
     return spec

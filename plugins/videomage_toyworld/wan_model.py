@@ -25,8 +25,8 @@ from pathlib import Path
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
 from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
 
-from videomage.components import VideoSpec
-from videomage.modelfiles import write_video_spec
+from videomage import VideoSpec
+from videomage.kit import write_video_spec
 from videomage_toyworld.vocabulary import words
 
 MODEL_V2_DIR = Path(__file__).resolve().parent / "model_v2"

@@ -17,12 +17,13 @@ MICRO = CaseSettings(subject_steps=1, motion_steps=1, inversion_steps=1, fusion_
 
 
 def test_the_whole_method_runs_on_a_tiny_model_and_writes_every_output(monkeypatch, tiny_model_dir, tmp_path):
-    from videomage import workflow
+    from videomage import kit, workflow
 
     # No second orchestrator: the case is one Recipe handed to the ordinary workflow.
+    assert kit.run_recipe is workflow.run_recipe
     seen = []
     real = workflow.run_recipe
-    monkeypatch.setattr(workflow, "run_recipe", lambda recipe, **kw: seen.append(recipe) or real(recipe, **kw))
+    monkeypatch.setattr(kit, "run_recipe", lambda recipe, **kw: seen.append(recipe) or real(recipe, **kw))
     result = run_demo(tmp_path / "out", model=str(tiny_model_dir), settings=MICRO, progress=False, log=lambda m: None)
     (recipe,) = seen
     assert [s.token for s in recipe.subjects] == ["<pet>", "<toy>"] and recipe.motion is not None
