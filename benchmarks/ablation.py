@@ -14,8 +14,10 @@ Variants, each on the same learned subjects per seed (only what a variant change
 
 Every variant samples the target prompt "<pet> is orbiting <toy> in the snow" and is scored by
 the toy metrics. The table (mean and standard deviation over seeds) is written as Markdown and
-JSON; the samples' contact sheets stay under ``--out/samples``. Products are reused when present,
-so an interrupted run continues.
+JSON; each variant is the case's recipe run by the ordinary workflow into
+``--out/s<seed>/<variant>/`` (its ``video-frames.png`` is the sample's contact sheet), started
+from the full method's products, so only what a variant changes is retrained and an interrupted
+run continues.
 """
 
 from __future__ import annotations
@@ -30,10 +32,9 @@ import attrs
 import numpy as np
 import torch
 from videomage_toyworld.model import MODEL_DIR
-from videomage_toyworld.pipeline import CaseRun, CaseSettings, metric_context, score
+from videomage_toyworld.recipe import CaseSettings, base_sample, case_of, metric_context, run_case, score
 
 from videomage.artifact import atomic_write
-from videomage.loading import load_backbone, make_adapter
 
 VARIANTS = ("full", "w/o neg-CFG motion loss", "w/o attention reg", "w/o SCS", "base model")
 #: Columns of the table: (metric key, header, True when higher is better).
@@ -42,26 +43,30 @@ COLUMNS = (("subject_fidelity", "subject fidelity", True), ("motion_fidelity", "
            ("text_alignment", "background right", True))
 
 
-def run_seed(run: CaseRun, seed: int, base: CaseSettings, log) -> dict[str, dict[str, float]]:
-    """Scores of every variant for one seed."""
+def run_seed(folder: Path, model: str, seed: int, base: CaseSettings, log, progress: bool = False) -> dict[str, dict[str, float]]:
+    """Scores of every variant for one seed. Each variant is the case's recipe in its own output
+    folder, started from the full method's products: the workflow retrains only what the variant's
+    settings change."""
     s = attrs.evolve(base, seed=seed)
-    subjects = run.subjects(s)
-    fused, motion = run.fused(s, subjects), run.motion(s)
-    samples = run.folder / "samples"
-    context = metric_context(s, run.size, run.frames)
-    out: dict[str, dict[str, float]] = {}
-    videos = {
-        "full": lambda: run.sample(s, fused, motion, samples / f"s{seed}-full.mp4"),
-        "w/o neg-CFG motion loss": lambda: run.sample(
-            s, fused, run.motion(attrs.evolve(s, omega=0.0)), samples / f"s{seed}-no-motion-loss.mp4"),
-        "w/o attention reg": lambda: run.sample(
-            s, run.fused(attrs.evolve(s, lambda_attn=0.0), subjects), motion, samples / f"s{seed}-no-attn-reg.mp4"),
-        "w/o SCS": lambda: run.sample(s, fused, motion, samples / f"s{seed}-no-scs.mp4", sampler="cfg"),
-        "base model": lambda: run.sample(s, None, None, samples / f"s{seed}-base.mp4",
-                                         prompt="a circle is orbiting a square in the snow", sampler="cfg"),
+    seed_dir = folder / f"s{seed}"
+    full = seed_dir / "full"
+    variants = {
+        "full": (s, "full"),
+        "w/o neg-CFG motion loss": (attrs.evolve(s, omega=0.0), "no-motion-loss"),
+        "w/o attention reg": (attrs.evolve(s, lambda_attn=0.0), "no-attn-reg"),
+        "w/o SCS": (attrs.evolve(s, sampler="cfg"), "no-scs"),
     }
+    out: dict[str, dict[str, float]] = {}
+    case = case_of(model)  # v1's cases for the ZeroScope-architecture model, v2's for the Wan one
     for name in VARIANTS:
-        out[name] = score(videos[name](), context)
+        if name == "base model":
+            video = base_sample(s, model=model, out=seed_dir / "base.mp4", progress=progress, log=log)
+            spec = video.shape
+            out[name] = score(video, metric_context(s, spec[-1], spec[0], case=case))
+        else:
+            settings, sub = variants[name]
+            out[name] = run_case(settings, folder, model=model, out=seed_dir / sub, progress=progress, log=log,
+                                 reuse=None if sub == "full" else full, case=case)["scores"]
         log(f"seed {seed} {name}: " + ", ".join(f"{k}={out[name][k]:.3f}" for k, _, _ in COLUMNS))
     return out
 
@@ -108,10 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[{time.time() - started:7.0f}s] {message}", flush=True)
 
-    backbone = load_backbone(args.model)
-    run = CaseRun(backbone, make_adapter(), args.out, progress=args.progress, log=log)
     settings = CaseSettings()
-    results = {seed: run_seed(run, seed, settings, log) for seed in args.seeds}
+    results = {seed: run_seed(Path(args.out), args.model, seed, settings, log, args.progress) for seed in args.seeds}
     text = table(results) + "\nSeeds where the full method is better (ties count as not better):\n\n" + paired(results)
     out = Path(args.out)
     atomic_write(out / "ablation.md", lambda tmp: Path(tmp).write_text(text))

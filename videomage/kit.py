@@ -26,7 +26,9 @@ Groups:
   artifacts (``Artifact``), atomic writes (``atomic_write``), videos out (``write_mp4``,
   ``write_contact_sheet``), running the method's stages from code (``learn_subject``,
   ``learn_motion``, ``fuse``, ``generate`` with their configs and ``StageOptions``;
-  ``content_hash`` for cache keys) and the training loop (``Trainer``).
+  ``content_hash`` for cache keys), a whole job as ``videomage run`` runs it (``run_recipe``
+  with a ``Recipe`` of ``ModelConfig``, subjects, motion, fusion, ``SamplingConfig`` and
+  ``OutputConfig``) and the training loop (``Trainer``).
 * **Errors and deprecations**: ``did_you_mean`` and ``format_choices`` for messages that list
   the valid choices; ``moved_names`` to keep an old import path of your own plugin working.
 """
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 from videomage.artifact import Artifact, atomic_write
 from videomage.checkpointing import capturing, checkpoint_call, checkpointed, recomputing, replays
-from videomage.config import FusionConfig, MotionConfig, SubjectConfig
+from videomage.config import FusionConfig, ModelConfig, MotionConfig, OutputConfig, Recipe, SamplingConfig, SubjectConfig
 from videomage.deprecation import moved_names
 from videomage.errors import did_you_mean, format_choices
 from videomage.loading import load_backbone, make_adapter
@@ -58,6 +60,7 @@ from videomage.stages.subject import learn_subject
 from videomage.text import TextMethods, TokenTable
 from videomage.trainer import ParamGroup, Trainer, TrainerConfig, backward_scope
 from videomage.weightfiles import convert_folder, use_safetensors
+from videomage.workflow import run_recipe
 
 __all__ = [
     # backbones: text
@@ -101,6 +104,11 @@ __all__ = [
     "make_adapter",
     "write_contact_sheet",
     "write_mp4",
+    "Recipe",
+    "ModelConfig",
+    "OutputConfig",
+    "SamplingConfig",
+    "run_recipe",
     # errors and deprecations
     "did_you_mean",
     "format_choices",

@@ -127,8 +127,14 @@ def check_components(recipe: Recipe) -> None:
             raise type(exc)(f"recipe: {where}: {exc}") from None
 
 
-def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print) -> dict[str, Path]:
-    """Run every stage the recipe asks for; return the paths of what it produced."""
+def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print,
+               stage_options: StageOptions | None = None) -> dict[str, Path]:
+    """Run every stage the recipe asks for; return the paths of what it produced.
+
+    ``stage_options``: the learning stages' shared settings (prior videos, checkpoint period...)
+    for callers that need other than the defaults, such as the toy world's demo; its seed, work
+    folder and progress flag are the recipe's. Settings that change a product join its key.
+    """
     from videomage.workdir import lock, release
 
     check_recipe(recipe)
@@ -139,18 +145,26 @@ def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print) -> di
         raise ConfigError(f"recipe: [output] dir {str(out)!r} cannot be created: {exc.strerror or exc}") from None
     lock(out / "work", what="output folder's work folder")
     try:
-        return _run(recipe, progress=progress, log=log)
+        return _run(recipe, progress=progress, log=log, template=stage_options)
     finally:
         release(out / "work")
 
 
-def _run(recipe: Recipe, *, progress: bool, log: Log) -> dict[str, Path]:
+#: StageOptions fields that change no product (so not part of any key).
+_NOT_PRODUCT = ("seed", "work_dir", "progress", "checkpoint_every", "validate_every")
+
+
+def _run(recipe: Recipe, *, progress: bool, log: Log, template: StageOptions | None = None) -> dict[str, Path]:
     from videomage.workdir import bind, model_digest
 
     out = recipe.output.dir
     backbone = load_backbone(recipe.model.id, backbone=recipe.model.backbone, device=recipe.model.device, dtype=recipe.model.dtype)
     adapter = make_adapter(recipe.model.adapter, recipe.model.adapter_options)
     base = (backbone.name, backbone.fingerprint(), model_digest(recipe.model.id), recipe.seed)
+    template = template or StageOptions()
+    changed = {k: v for k, v in _settings(template).items() if k not in _NOT_PRODUCT and v != _settings(StageOptions())[k]}
+    if changed:  # keys made with the default options stay as they were
+        base = (*base, changed)
     produced: dict[str, Path] = {}
     hashes: dict[str, str] = {}
 
@@ -165,7 +179,7 @@ def _run(recipe: Recipe, *, progress: bool, log: Log) -> dict[str, Path]:
     def opts(name: str, parts: dict[str, str]) -> StageOptions:
         work = out / "work" / name
         bind(work, parts, log=log, what=f"work folder of stage {name}")
-        return StageOptions(seed=recipe.seed, work_dir=work, progress=progress)
+        return attrs.evolve(template, seed=recipe.seed, work_dir=work, progress=progress)
 
     from videomage.stages.subject import learn_subject
 

@@ -81,9 +81,18 @@ def motion_clip(frames: int = 8, *, size: int = 64, colours: tuple[str, str] = R
 
 def write_case_files(folder: str | Path, *, size: int = 64, frames: int = 8, stills: int = 4) -> dict[str, Path]:
     """Write each subject's stills (PNG) and the motion clip (mp4) as a user would supply them."""
-    from videomage.kit import write_contact_sheet, write_mp4
+    from videomage.kit import write_mp4
 
     folder = Path(folder)
+    paths = write_subject_stills(folder, size=size, stills=stills)
+    paths["motion"] = write_mp4(motion_clip(frames, size=size).video(), folder / "orbit.mp4", fps=8)
+    return paths
+
+
+def write_subject_stills(folder: Path, *, size: int = 64, stills: int = 4) -> dict[str, Path]:
+    """Each subject's stills as PNGs in ``folder/<name>/``; returns token -> folder."""
+    from videomage.kit import write_contact_sheet
+
     paths: dict[str, Path] = {}
     for case in SUBJECTS:
         sub = folder / case.token.strip("<>")
@@ -91,5 +100,4 @@ def write_case_files(folder: str | Path, *, size: int = 64, frames: int = 8, sti
         for i, clip in enumerate(subject_stills(case, stills, size=size)):
             write_contact_sheet(clip.video(), sub / f"{i}.png", columns=1)  # one frame: a plain PNG
         paths[case.token] = sub
-    paths["motion"] = write_mp4(motion_clip(frames, size=size).video(), folder / "orbit.mp4", fps=8)
     return paths

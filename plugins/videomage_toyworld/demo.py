@@ -1,10 +1,11 @@
 """``videomage demo``: the whole method on the shipped toy model and cases, offline, on a CPU.
 
-It writes the case inputs (each subject's stills, the orbit clip), learns both subjects, the
-orbit motion and their fusion, samples "<pet> is orbiting <toy> in the snow" with SCS, and
-writes ``video.mp4``, its contact sheet ``video-frames.png``, and the metrics as
-``metrics.md`` / ``metrics.json`` beside it. For comparison the base model's sample of the
-class-word prompt is scored too. Re-running reuses what is finished.
+It writes the case inputs (each subject's stills, the orbit clip) and runs them as an ordinary
+recipe through the workflow ``videomage run`` uses: both subjects, the orbit motion and their
+fusion are learned, "<pet> is orbiting <toy> in the snow" is sampled with SCS, and
+``video.mp4`` and its contact sheet ``video-frames.png`` land in the output folder, with the
+metrics as ``metrics.md`` / ``metrics.json`` beside them. For comparison the base model's
+sample of the class-word prompt is scored too. Re-running reuses what is up to date.
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
 
 
 def run_demo(out: str | Path, *, model: str | None = None, settings=None, progress: bool = True, log=print) -> dict:
-    """Run the demo into ``out``; return ``{"files": ..., "metrics": ...}``."""
-    from videomage.kit import load_backbone, make_adapter
+    """Run the demo into ``out``; return ``{"files": ..., "metrics": ..., "table": ...}``.
+
+    The case runs as an ordinary recipe through :func:`videomage.workflow.run_recipe`
+    (:mod:`videomage_toyworld.recipe`); the base model's sample comes from the generate stage.
+    """
     from videomage_toyworld.model import MODEL_DIR
-    from videomage_toyworld.pipeline import CaseRun, CaseSettings, metric_context, score
+    from videomage_toyworld.recipe import CaseSettings, base_sample, case_of, metric_context, run_case, score
 
     model = model or str(MODEL_DIR)
     if not (Path(model) / "model_index.json").is_file():
@@ -48,13 +52,12 @@ def run_demo(out: str | Path, *, model: str | None = None, settings=None, progre
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"demo --out {str(out)!r} is a file; name a folder for the demo's outputs (default: videomage-demo)")
-    backbone = load_backbone(model)
-    run = CaseRun(backbone, make_adapter(), out, progress=progress, log=log)
-    _, scores = run.full(settings, out / "video.mp4")
-    context = metric_context(settings, run.size, run.frames)
-    base = run.sample(settings, None, None, out / "base-model.mp4",
-                      prompt="a circle is orbiting a square in the snow", sampler="cfg")
-    rows = {"VideoMage (video.mp4)": scores, "base model, class words (base-model.mp4)": score(base, context)}
+    case = case_of(model)
+    result = run_case(settings, out, model=model, progress=progress, log=log, case=case)
+    video = result["video"]
+    base = base_sample(settings, model=model, out=out / "base-model.mp4", progress=progress, log=log)
+    context = metric_context(settings, video.shape[-1], video.shape[0], case=case)
+    rows = {"VideoMage (video.mp4)": result["scores"], "base model, class words (base-model.mp4)": score(base, context)}
     text = metrics_table(rows)
     atomic_write(out / "metrics.md", lambda tmp: Path(tmp).write_text(text))
     record = {"settings": attrs.asdict(settings), "model": model, "metrics": rows}
@@ -79,7 +82,7 @@ class DemoCommand(Command):
         parser.add_argument("--quick", action="store_true", help="a few steps per stage: checks the plumbing only")
 
     def run(self, args: argparse.Namespace) -> int:
-        from videomage_toyworld.pipeline import CaseSettings
+        from videomage_toyworld.recipe import CaseSettings
 
         torch.set_num_threads(max(1, args.threads))
         settings = CaseSettings(seed=args.seed)

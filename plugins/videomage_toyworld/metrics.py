@@ -53,18 +53,19 @@ def _subject_masks(video: np.ndarray, palettes: list[np.ndarray]) -> list[np.nda
     return out
 
 
-def parse_prompt(prompt: str) -> dict[str, Any]:
-    """The world words of a prompt: ``nouns`` [(colour or None, shape)], ``scene``, ``direction``."""
+def parse_prompt(prompt: str, *, colours: Mapping[str, Any] = PALETTE, verbs: tuple[str, ...] = ("moving",)) -> dict[str, Any]:
+    """The world words of a prompt: ``nouns`` [(colour or None, shape)], ``scene``, ``direction``
+    (the word after one of ``verbs``); colours are the names in ``colours``."""
     words = prompt.lower().replace(",", " ").split()
     nouns, colour = [], None
     for word in words:
-        if word in PALETTE:
+        if word in colours:
             colour = word
         elif word in SHAPES:
             nouns.append((colour, word))
             colour = None
     scene = next((s for s in SCENES if s in " ".join(words)), None)
-    direction = next((words[i + 1] for i, w in enumerate(words[:-1]) if w == "moving" and words[i + 1] in DIRECTIONS), None)
+    direction = next((words[i + 1] for i, w in enumerate(words[:-1]) if w in verbs and words[i + 1] in DIRECTIONS), None)
     return {"nouns": nouns, "scene": scene, "direction": direction}
 
 

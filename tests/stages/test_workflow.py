@@ -154,3 +154,30 @@ def test_stage_command_errors_name_the_input(tiny_model_dir, tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "nowhere" in err and "does not exist" in err and "recognises" not in err
+
+
+def test_stage_options_reach_the_stages_and_join_their_keys(tiny_model_dir, tmp_path, monkeypatch):
+    from videomage.stages.common import StageOptions
+    from videomage.workflow import run_recipe
+
+    project = tmp_path / "project"
+    make_inputs(project, size=32, frames=4)
+    recipe = from_mapping(Recipe, fast(tutorial_recipe(), tiny_model_dir)).resolve_paths(project)
+    seen, parts = [], []
+
+    def stop(backbone, adapter, config, opts):
+        from videomage.workdir import JOB_FILE
+
+        seen.append(opts)
+        parts.append(json.loads((opts.work_dir / JOB_FILE).read_text())["parts"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("videomage.stages.subject.learn_subject", stop)
+    for options in (None, StageOptions(prior_count=1, prior_steps=2)):
+        with pytest.raises(KeyboardInterrupt):
+            run_recipe(recipe, progress=False, log=lambda m: None, stage_options=options)
+    default, chosen = seen
+    assert (default.prior_count, chosen.prior_count, chosen.prior_steps) == (StageOptions().prior_count, 1, 2)
+    assert chosen.seed == recipe.seed and chosen.work_dir == default.work_dir
+    # The prior settings change the subject, so they are part of its key (its work folder's job).
+    assert parts[0]["model and seed"] != parts[1]["model and seed"] and parts[0]["settings"] == parts[1]["settings"]

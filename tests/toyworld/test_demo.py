@@ -6,7 +6,7 @@ import json
 
 import pytest
 from videomage_toyworld.demo import DemoCommand, metrics_table, run_demo
-from videomage_toyworld.pipeline import CaseSettings
+from videomage_toyworld.recipe import CaseSettings
 
 from videomage.errors import InputError
 from videomage.plugins import get_registry
@@ -16,8 +16,18 @@ MICRO = CaseSettings(subject_steps=1, motion_steps=1, inversion_steps=1, fusion_
                      prior_count=1, prior_steps=1, sampling_steps=2, tau=1, stills=2)
 
 
-def test_the_whole_method_runs_on_a_tiny_model_and_writes_every_output(tiny_model_dir, tmp_path):
+def test_the_whole_method_runs_on_a_tiny_model_and_writes_every_output(monkeypatch, tiny_model_dir, tmp_path):
+    from videomage import kit, workflow
+
+    # No second orchestrator: the case is one Recipe handed to the ordinary workflow.
+    assert kit.run_recipe is workflow.run_recipe
+    seen = []
+    real = workflow.run_recipe
+    monkeypatch.setattr(kit, "run_recipe", lambda recipe, **kw: seen.append(recipe) or real(recipe, **kw))
     result = run_demo(tmp_path / "out", model=str(tiny_model_dir), settings=MICRO, progress=False, log=lambda m: None)
+    (recipe,) = seen
+    assert [s.token for s in recipe.subjects] == ["<pet>", "<toy>"] and recipe.motion is not None
+    assert recipe.sampling.prompt == "<pet> is orbiting <toy> in the snow" and recipe.sampling.sampler == "scs"
     out = tmp_path / "out"
     for name in ("video.mp4", "video-frames.png", "metrics.md", "metrics.json", "base-model.mp4"):
         assert (out / name).is_file(), name
@@ -73,17 +83,17 @@ def test_demo_runs_on_one_thread_unless_told(monkeypatch, argv, threads):
 def test_a_rerun_reuses_products_only_when_their_settings_match(tiny_model_dir, tmp_path):
     import attrs
 
-    assert MICRO.tag() != attrs.evolve(MICRO, subject_steps=2).tag()  # a --quick run and a full one differ
-    assert MICRO.tag() == attrs.evolve(MICRO, omega=0.0, tau=3).tag()  # named in file names, or sampling only
     logs = []
     run_demo(tmp_path, model=str(tiny_model_dir), settings=MICRO, progress=False, log=logs.append)
+    assert any(m == "subject <pet>: learning" for m in logs)
     logs.clear()
     run_demo(tmp_path, model=str(tiny_model_dir), settings=MICRO, progress=False, log=logs.append)
-    assert not any(m.startswith("sampling") for m in logs)  # everything reused
+    assert "sampling" not in logs and any(m.startswith("sampling: up to date") for m in logs)  # everything reused
     logs.clear()
     run_demo(tmp_path, model=str(tiny_model_dir), settings=attrs.evolve(MICRO, tau=0), progress=False, log=logs.append)
-    assert any(m.startswith("sampling video.mp4") for m in logs)  # a sampling setting changed: sampled again
-    assert any("reusing" in m and "pet.safetensors" in m for m in logs)  # the trained products were not
+    assert "sampling" in logs  # a sampling setting changed: sampled again
+    assert any(m.startswith("subject <pet>: up to date") for m in logs)  # the trained products were not
+    assert any(m.startswith("fusion: up to date") for m in logs)
     # Another model (here the same weights with an edited config file) reuses nothing.
     import shutil
 
@@ -93,5 +103,5 @@ def test_a_rerun_reuses_products_only_when_their_settings_match(tiny_model_dir, 
     index.write_text(index.read_text() + "\n")
     logs.clear()
     run_demo(tmp_path, model=str(other), settings=MICRO, progress=False, log=logs.append)
-    assert not any("reusing" in m and ".safetensors" in m for m in logs)
-    assert any(m.startswith("sampling video.mp4") for m in logs)
+    assert not any("up to date" in m for m in logs)
+    assert "sampling" in logs and any(m.startswith("base model: sampling") for m in logs)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from videomage_toyworld import diagnose
+from toyworld import diagnose
 from videomage_toyworld.metrics import TextAlignment, parse_prompt
 from videomage_toyworld.model import ToyModelConfig, build_components
-from videomage_toyworld.train import TrainPlan, is_temporal, main, motion_batch, train
+from toyworld.train import TrainPlan, is_temporal, main, motion_batch, train
 
 
 def test_swap_direction_replaces_exactly_the_direction_word():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from videomage_toyworld.analysis import two_coloured
-from videomage_toyworld.evaluate import evaluate, full_captions, shape_only_captions
+from toyworld.evaluate import evaluate, full_captions, shape_only_captions
 from videomage_toyworld.metrics import parse_prompt
 from videomage_toyworld.world import Actor, render
 
@@ -48,7 +48,7 @@ def test_two_coloured_tells_patterns_from_plain_objects():
 
 def test_sample_batch_offset_shifts_the_initial_noise_only(tiny_model_dir):
     import torch
-    from videomage_toyworld.evaluate import sample_batch
+    from toyworld.common import sample_batch
 
     from videomage.loading import load_backbone
 

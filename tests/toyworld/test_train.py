@@ -6,7 +6,7 @@ import attrs
 import torch
 from safetensors.torch import load_file
 from videomage_toyworld.model import ToyModelConfig
-from videomage_toyworld.train import TrainPlan, main, train
+from toyworld.train import TrainPlan, main, train
 
 PLAN = TrainPlan(vae_steps=2, steps=4, decay_steps=4, batch=2, still_batch=2, frames=4, checkpoint_every=1, export_every=2,
                  still_fraction=0.5)
@@ -38,7 +38,7 @@ def test_training_changes_the_weights_and_the_cli_runs(tmp_path, capsys):
 
 
 def test_offset_noise_adds_one_constant_per_clip_and_channel():
-    from videomage_toyworld.train import training_noise
+    from toyworld.train import training_noise
 
     shape = (512, 4, 8, 16, 16)
     plain = training_noise(shape, 0.0, torch.Generator().manual_seed(0))
@@ -56,7 +56,7 @@ def test_offset_noise_adds_one_constant_per_clip_and_channel():
 
 
 def test_learning_rate_decays_and_restarts_where_asked():
-    from videomage_toyworld.train import denoiser_lr
+    from toyworld.train import denoiser_lr
 
     plan = TrainPlan(lr=1e-3, steps=100, decay_steps=100)
     assert denoiser_lr(plan, 0) == 1e-3

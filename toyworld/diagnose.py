@@ -1,4 +1,4 @@
-"""Does a model use the motion-direction word? ``python -m videomage_toyworld.diagnose --model DIR``.
+"""Does a model use the motion-direction word? ``python -m toyworld.diagnose --model DIR``.
 
 The *direction gap* is the mean denoising loss (epsilon MSE) over a fixed probe set of
 single-object moving clips when every caption names the *opposite* direction ("moving right"
@@ -10,7 +10,7 @@ timesteps are fixed by the seed, so the two losses differ only in the direction 
 - gap < 0: it has the directions backwards.
 
 The module also draws the moving clips the ``--motion-focus`` fine-tune of
-:mod:`videomage_toyworld.train` trains on, and their time reverses.
+:mod:`toyworld.train` trains on, and their time reverses.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def gap_of(predict: Predict, latents: torch.Tensor, captions: list[str], swapped
 @torch.no_grad()
 def direction_gap(components: dict, *, n: int = 32, seed: int = 0, batch: int = 8, frames: int = 8) -> dict[str, float]:
     """The direction gap of a model given as components (``unet``, ``vae``, ``text_encoder``, ...)."""
-    from videomage_toyworld.train import _encode
+    from toyworld.common import encode_clips
 
     unet, vae, text_encoder = components["unet"], components["vae"], components["text_encoder"]
     tokenizer = components["tokenizer"]
@@ -143,7 +143,7 @@ def direction_gap(components: dict, *, n: int = 32, seed: int = 0, batch: int = 
     modes = [m.training for m in (unet, text_encoder)]
     unet.eval(), text_encoder.eval()
     probes = probe_set(n, seed=seed, size=int(vae.config.sample_size), frames=frames)
-    latents = torch.cat([_encode(vae, probes["video"][s : s + batch].to(device, next(vae.parameters()).dtype))
+    latents = torch.cat([encode_clips(vae, probes["video"][s : s + batch].to(device, next(vae.parameters()).dtype))
                          for s in range(0, n, batch)]).float().cpu()
 
     def predict(noisy: torch.Tensor, t: torch.Tensor, texts: list[str]) -> torch.Tensor:
@@ -162,7 +162,7 @@ def direction_gap(components: dict, *, n: int = 32, seed: int = 0, batch: int = 
 def main(argv: list[str] | None = None) -> None:
     from videomage_toyworld.model import MODEL_DIR, load_model
 
-    parser = argparse.ArgumentParser(prog="python -m videomage_toyworld.diagnose", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m toyworld.diagnose", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=str(MODEL_DIR))
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)

@@ -1,4 +1,4 @@
-"""How well does a base model follow its captions? ``python -m videomage_toyworld.evaluate``.
+"""How well does a base model follow its captions? ``python -m toyworld.evaluate``.
 
 Draws ``n`` full captions of the world ("a red circle moving left in the snow": colour, shape,
 direction and scene all named), samples one clip per caption with classifier-free guidance
@@ -18,8 +18,8 @@ import json
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from videomage_samplers.cfg import guided, scheduler_step
 
+from toyworld.common import sample_batch
 from videomage_toyworld.analysis import two_coloured
 from videomage_toyworld.metrics import TextAlignment
 from videomage_toyworld.model import MODEL_DIR
@@ -42,28 +42,6 @@ def shape_only_captions(n: int, seed: int = 0) -> list[str]:
     """``n`` captions naming a shape and a scene only ("a square at night"), drawn uniformly."""
     rng = np.random.default_rng([seed, 1])
     return [f"a {rng.choice(SHAPES)} {rng.choice(list(SCENES))}" for _ in range(n)]
-
-
-@torch.no_grad()
-def sample_batch(backbone, prompts: list[str], *, steps: int, guidance: float, seed: int,
-                 offset: torch.Tensor | None = None) -> torch.Tensor:
-    """Clips ``[B, F, 3, H, W]`` for ``prompts``, DDIM with CFG against the empty prompt.
-
-    ``offset`` (broadcast to the latents) is added to the initial noise; probes such as
-    ``benchmarks/mean_leak.py`` use it.
-    """
-    spec = backbone.video_spec
-    scheduler = backbone.make_scheduler(None)
-    scheduler.set_timesteps(steps)
-    generator = torch.Generator().manual_seed(seed)
-    shape = (len(prompts), *backbone.latent_shape(spec.frames, spec.height, spec.width))
-    latents = torch.randn(shape, generator=generator) * scheduler.init_noise_sigma
-    if offset is not None:
-        latents = latents + offset
-    embeds = backbone.encode_prompt([""] * len(prompts) + list(prompts))
-    for t in scheduler.timesteps:
-        latents = scheduler_step(scheduler, guided(backbone, latents, t, embeds, guidance, scheduler), t, latents, generator)
-    return backbone.decode_latents(latents)
 
 
 def sampled(backbone, captions: list[str], *, batch: int, steps: int, guidance: float, seed: int, desc: str,
@@ -108,7 +86,7 @@ def evaluate(model: str = str(MODEL_DIR), *, n: int = 32, batch: int = 8, steps:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m videomage_toyworld.evaluate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m toyworld.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=str(MODEL_DIR))
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--batch", type=int, default=8)

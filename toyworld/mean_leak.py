@@ -1,6 +1,6 @@
 """Does a toy model read the clip's mean colour from its initial noise? (docs/toyworld.md)
 
-    .venv/bin/python benchmarks/mean_leak.py [--model DIR] [--n 8]
+    .venv/bin/python -m toyworld.mean_leak [--model DIR] [--n 8]
 
 With ZeroScope's schedule the first sampling timestep keeps sqrt(alpha_bar) ~ 0.085 of the clean
 latents, and a plain-coloured scene moves the clip's per-channel latent mean by up to 1.7, which
@@ -24,8 +24,8 @@ import json
 
 import numpy as np
 import torch
+from toyworld.common import sample_batch
 from videomage_toyworld import analysis, world
-from videomage_toyworld.evaluate import sample_batch
 from videomage_toyworld.model import MODEL_DIR
 from videomage_toyworld.vocabulary import PALETTE, SCENES, SHAPES, visible
 

@@ -1,4 +1,4 @@
-"""Train the toy world's base model: ``python -m videomage_toyworld.train --out DIR``.
+"""Train the toy world's base model: ``python -m toyworld.train --out DIR``.
 
 Two phases, each an ordinary :class:`videomage.Trainer` run with its own checkpoint folder,
 so re-running the same command resumes wherever it stopped (parameters, AdamW moments and
@@ -28,8 +28,6 @@ import argparse
 import functools
 import json
 import math
-import os
-import shutil
 from pathlib import Path
 
 import attrs
@@ -37,9 +35,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from videomage import ObjectiveOutput
-from videomage.kit import ParamGroup, Trainer, TrainerConfig
-from videomage_toyworld import diagnose, world
+from videomage.components import ObjectiveOutput
+from videomage.trainer import ParamGroup, Trainer, TrainerConfig
+from toyworld import diagnose
+from toyworld.common import encode_clips, write_folder
+from videomage_toyworld import world
 from videomage_toyworld.model import (
     MODEL_DIR,
     ToyModelConfig,
@@ -210,13 +210,6 @@ def fix_latent_scale(vae, plan: TrainPlan, size: int, device: torch.device) -> f
     return 1.0 / std
 
 
-def _encode(vae, video: torch.Tensor) -> torch.Tensor:
-    """``[B, F, 3, H, W]`` in [0, 1] -> scaled latents ``[B, C, F, h, w]`` (as the backbone does)."""
-    b, f = video.shape[:2]
-    latents = vae.encode(video.flatten(0, 1) * 2 - 1).latent_dist.mode() * vae.config.scaling_factor
-    return latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
-
-
 def train_denoiser(
     components: dict, plan: TrainPlan, size: int, out: Path, device: torch.device, workers: int = 0
 ) -> Trainer:
@@ -232,7 +225,7 @@ def train_denoiser(
         data = prefetch.get(step)
         captions, still = data["captions"], data["still"]
         with torch.no_grad():
-            latents = _encode(vae, data["video"].to(device))
+            latents = encode_clips(vae, data["video"].to(device))
         ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                         return_tensors="pt").input_ids.to(device)
         noise = training_noise(latents.shape, plan.offset_noise, generator).to(device)
@@ -285,7 +278,7 @@ def train_motion(components: dict, plan: TrainPlan, size: int, out: Path, device
             group["lr"] = spec.lr * warm
         data = motion_batch(plan, size, step)
         with torch.no_grad():
-            latents = _encode(vae, data["video"].to(device))
+            latents = encode_clips(vae, data["video"].to(device))
         ids = tokenizer(data["captions"], padding="max_length", max_length=tokenizer.model_max_length,
                         truncation=True, return_tensors="pt").input_ids.to(device)
         pairs = latents.shape[0] // 2
@@ -339,17 +332,7 @@ def train_motion(components: dict, plan: TrainPlan, size: int, out: Path, device
 
 def export_model(components: dict, folder: Path, *, dtype: torch.dtype = torch.float32) -> Path:
     """Write the model into ``folder`` atomically: build it beside, then swap it in."""
-    folder = Path(folder)
-    staging = folder.with_name(folder.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    save_model(components, staging, dtype=dtype)
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(staging, folder)
-    shutil.rmtree(old, ignore_errors=True)
-    return folder
+    return write_folder(folder, lambda staging: save_model(components, staging, dtype=dtype))
 
 
 def train(out: str | Path, plan: TrainPlan, config: ToyModelConfig, *, device: str = "cpu", workers: int = 0) -> dict:
@@ -373,7 +356,7 @@ def train(out: str | Path, plan: TrainPlan, config: ToyModelConfig, *, device: s
 
 def main(argv: list[str] | None = None) -> None:
     defaults = TrainPlan()
-    parser = argparse.ArgumentParser(prog="python -m videomage_toyworld.train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m toyworld.train", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="run folder: checkpoints, tokenizer and model/")
     parser.add_argument("--steps", type=int, default=defaults.steps, help="UNet + text-encoder steps")
     parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)

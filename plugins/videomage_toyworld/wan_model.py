@@ -1,0 +1,125 @@
+"""The v2 base model's architecture: a tiny Wan 2.1 text-to-video model, built from configs.
+
+Wan removes both faults v1's ZeroScope-architecture model had in this world
+(``docs/toyworld-investigations.md``): its transformer attends over all frames with 3D RoPE,
+so frame order is in every attention score, and rectified flow starts sampling from pure noise,
+so the background cannot be read from the initial noise's mean. The folder it is saved as is an
+ordinary Wan folder in the diffusers layout, loaded by the ``wan`` backbone plugin like a
+published one:
+
+* ``WanTransformer3DModel``: 6 blocks of width 128 (4 heads of 32), patch ``(1, 2, 2)``, about
+  1.75 M parameters;
+* ``AutoencoderKLWan`` with a 4x4 pixel patchify, no further downsampling in space or time
+  (``scale_factor_temporal`` 1) and 48 latent channels, coding each frame on its own: 9 frames
+  of 64x64 become latents ``[48, 9, 16, 16]``, so a motion is seen frame by frame;
+* ``UMT5EncoderModel``: 2 layers of width 64 over the world's own words (a T5 tokenizer whose
+  pieces are the world's words, with single characters as fallback, so learned tokens work);
+* Wan's scheduler (UniPC, flow prediction) with a shift of 2 for these short sequences.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
+
+from videomage import VideoSpec
+from videomage.kit import write_video_spec
+from videomage_toyworld.vocabulary import words
+
+MODEL_V2_DIR = Path(__file__).resolve().parent / "model_v2"
+#: v2's native size: 9 frames (``1 + 4k``, as Wan's VAE takes) of 64x64.
+SPEC = VideoSpec(height=64, width=64, frames=9, fps=8)
+TEXT_LENGTH = 24
+LATENT_CHANNELS = 48
+#: Words v2's captions add to v1's vocabulary (motion families).
+V2_WORDS = ("bouncing", "arcing")
+
+
+def vocabulary() -> list[str]:
+    return [*words(), *[w for w in V2_WORDS if w not in words()]]
+
+
+def build_tokenizer() -> T5Tokenizer:
+    """A T5 tokenizer whose pieces are the world's words: ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2."""
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [("\u2581" + w, -5.0) for w in vocabulary()]
+    pieces += [(c, -10.0) for c in string.ascii_letters + string.digits + string.punctuation]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=TEXT_LENGTH)
+
+
+def build_text_encoder(vocab_size: int, width: int = 64, layers: int = 2) -> UMT5EncoderModel:
+    return UMT5EncoderModel(UMT5Config(
+        vocab_size=vocab_size, d_model=width, d_kv=16, d_ff=2 * width, num_layers=layers, num_heads=4,
+        relative_attention_num_buckets=16, relative_attention_max_distance=32, feed_forward_proj="gated-gelu",
+        dropout_rate=0.0,
+    ))
+
+
+def build_transformer(*, layers: int = 6, heads: int = 4, head_dim: int = 32, text_width: int = 64) -> WanTransformer3DModel:
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=head_dim, in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS, text_dim=text_width, freq_dim=64, ffn_dim=4 * heads * head_dim,
+        num_layers=layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
+    )
+
+
+def build_vae(base_dim: int = 48) -> AutoencoderKLWan:
+    """Wan's VAE (the 2.2 variant with a pixel patchify) at 4x in space and none in time, frame by frame.
+
+    A 4x4 patchify (48 channels) feeds one resolution level of Wan's causal blocks, and the latents
+    keep 48 channels: the VAE compresses nothing, it only has to learn to pass pixels through,
+    which it does in a few hundred CPU steps, where the 8x-compressing shape did not learn in
+    as many. See :func:`frame_by_frame` for the time axis.
+    """
+    return frame_by_frame(AutoencoderKLWan(
+        base_dim=base_dim, z_dim=LATENT_CHANNELS, dim_mult=[1], num_res_blocks=1, temperal_downsample=[],
+        in_channels=48, out_channels=48, patch_size=4, scale_factor_spatial=4, scale_factor_temporal=1,
+        latents_mean=[0.0] * LATENT_CHANNELS, latents_std=[1.0] * LATENT_CHANNELS,
+    ))
+
+
+def frame_by_frame(vae: AutoencoderKLWan) -> AutoencoderKLWan:
+    """Zero the taps of every causal convolution that reach back to earlier frames.
+
+    The VAE then codes each frame on its own (its norms, attention and resampling are already
+    per frame), so it can be trained on single images, several times cheaper than on clips, and
+    all motion is left to the transformer, whose 3D RoPE sees frame order. Trained on images, the
+    zeroed taps only ever meet the causal zero padding, get no gradient and stay zero.
+    """
+    import torch
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+
+    with torch.no_grad():
+        for module in vae.modules():
+            if isinstance(module, WanCausalConv3d) and module.weight.shape[2] > 1:
+                module.weight[:, :, :-1] = 0
+    return vae
+
+
+def build_scheduler() -> UniPCMultistepScheduler:
+    return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=2.0,
+                                   num_train_timesteps=1000)
+
+
+def build_pipeline(seed: int = 0, *, tiny: bool = False) -> WanPipeline:
+    """Freshly initialised components; ``tiny`` shrinks them for unit tests (same structure)."""
+    import torch
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    width = 16 if tiny else 64
+    return WanPipeline(
+        tokenizer=tokenizer, text_encoder=build_text_encoder(len(tokenizer) + 1, width=width, layers=1 if tiny else 2),
+        transformer=build_transformer(layers=2, heads=2, head_dim=12, text_width=width) if tiny else build_transformer(),
+        vae=build_vae(base_dim=8 if tiny else 48), scheduler=build_scheduler(),
+    )
+
+
+def save_pipeline(pipe: WanPipeline, folder: str | Path, *, spec: VideoSpec = SPEC) -> Path:
+    folder = Path(folder)
+    pipe.save_pretrained(folder)
+    write_video_spec(folder, spec)
+    return folder

@@ -1,0 +1,70 @@
+"""Toy world v2's base model: a Wan folder the ordinary backbone loads, and training that survives restarts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from toyworld import evaluate_v2, train_v2
+from videomage_toyworld import wan_model, world2
+
+TINY = ["--tiny", "--vae-steps", "1", "--batch", "2", "--log-every", "1", "--export-every", "100",
+        "--checkpoint-every", "1", "--threads", "1"]
+
+
+def weights(folder):
+    return load_file(str(folder / "transformer" / "diffusion_pytorch_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    out = tmp_path_factory.mktemp("v2-straight")
+    train_v2.main([*TINY, "--out", str(out), "--steps", "3"])
+    return out
+
+
+def test_the_model_loads_through_the_ordinary_wan_backbone_and_codes_frames_alone(straight):
+    from videomage.loading import load_backbone
+
+    backbone = load_backbone(str(straight / "model"))
+    assert backbone.name == "wan" and backbone.latent_shape(9, 32, 32) == (wan_model.LATENT_CHANNELS, 9, 8, 8)
+    video = torch.from_numpy(world2.random_clip(np.random.default_rng(0), size=32).frames)[None]
+    changed = video.clone()
+    changed[:, 0] = 1 - changed[:, 0]
+    with torch.no_grad():
+        a, b = backbone.encode_video(video), backbone.encode_video(changed)
+    # Frame by frame: a changed first frame changes its own latents only, so motion is the transformer's.
+    assert (a[:, :, 0] - b[:, :, 0]).abs().max() > 1e-2
+    assert torch.allclose(a[:, :, 1:], b[:, :, 1:], atol=1e-5)
+    assert backbone.decode_latents(a).shape == video.shape
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(straight, tmp_path):
+    train_v2.main([*TINY, "--out", str(tmp_path), "--steps", "1"])
+    train_v2.main([*TINY, "--out", str(tmp_path), "--steps", "3"])  # resumes from the step-1 checkpoint
+    a, b = weights(straight / "model"), weights(tmp_path / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "model" / train_v2.TRAINING_RECORD).read_text()) == {"step": 3}
+
+
+def test_a_warm_restart_continues_from_saved_weights_and_step(straight, tmp_path):
+    # No checkpoint in the new folder (a fresh machine): start from the saved model at its step.
+    train_v2.main([*TINY, "--out", str(tmp_path), "--steps", "3", "--warm", str(straight / "model")])
+    assert all(torch.equal(v, weights(straight / "model")[k]) for k, v in weights(tmp_path / "model").items())
+    train_v2.main([*TINY, "--out", str(tmp_path), "--steps", "4", "--warm", str(straight / "model")])
+    assert json.loads((tmp_path / "model" / train_v2.TRAINING_RECORD).read_text()) == {"step": 4}
+    assert not all(torch.equal(v, weights(straight / "model")[k]) for k, v in weights(tmp_path / "model").items())
+
+
+def test_weights_ship_only_when_their_evaluation_improves(straight, tmp_path, monkeypatch):
+    shipped = tmp_path / "package" / "model_v2"
+    monkeypatch.setattr(evaluate_v2, "MODEL_V2_DIR", shipped)
+    good = {"colour": 0.5, "shape": 0.5, "background": 0.5, "direction": 0.3, "n": 64.0}
+    assert evaluate_v2.ship(straight / "model", good, commit=False)
+    assert weights(shipped)["proj_out.weight"].dtype == torch.float16
+    assert not evaluate_v2.ship(straight / "model", {**good, "direction": 0.2}, commit=False)
+    assert json.loads((shipped / evaluate_v2.EVALUATION).read_text())["direction"] == 0.3
+    assert evaluate_v2.ship(straight / "model", {**good, "direction": 0.4}, commit=False)

@@ -1,0 +1,302 @@
+"""Train toy world v2's base model: ``python -m toyworld.train_v2 --out runs/v2`` (from the repo root).
+
+Re-running the same command resumes wherever it stopped. Phases, each an ordinary
+:class:`videomage.Trainer` run with its own atomic checkpoint (weights, AdamW moments, RNG states):
+
+1. ``vae/``: the VAE, which codes each frame on its own (:mod:`videomage_toyworld.wan_model`),
+   learns to reconstruct single frames (world frames and random-colour ones, so it also
+   reproduces colours the base model never sees); then the latents' per-channel mean and
+   std over world clips are written into its config (``latents_mean``/``latents_std``, the
+   normalisation the ``wan`` backbone applies);
+2. ``denoiser/``: the transformer and the text encoder learn flow matching through the ``wan``
+   backbone's own ``encode_video``/``add_noise``/``predict``, on captioned v2 clips, captions
+   dropped to ``""`` 10% of the time for classifier-free guidance.
+
+The data of step ``k`` comes from a generator seeded by ``(seed, phase, k)``, so a resumed run
+sees the batches an uninterrupted one would. Every ``--export-every`` steps the model is written
+atomically into ``OUT/model`` (an ordinary Wan folder) with ``OUT/model/training.json`` naming
+its step. A *warm restart* (``--warm FOLDER``, used when ``OUT/denoiser`` holds no checkpoint,
+e.g. on a fresh machine) starts from a saved model's weights and step instead of from scratch;
+the optimizer moments start again from zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import attrs
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from videomage.components import ObjectiveOutput
+from videomage.trainer import ParamGroup, Trainer, TrainerConfig
+from toyworld.common import write_folder
+from videomage_toyworld import wan_model, world2
+from videomage_wan.backbone import WanBackbone
+
+TRAINING_RECORD = "training.json"
+
+
+@attrs.frozen(kw_only=True)
+class Plan:
+    vae_steps: int = 400
+    vae_batch: int = 16
+    vae_lr: float = 1e-3
+    kl_weight: float = 1e-4  # on the latents' square: keeps them near unit scale
+    steps: int = 20000
+    batch: int = 8
+    lr: float = 1e-3
+    warmup: int = 100
+    decay_steps: int = 8000
+    caption_dropout: float = 0.1
+    # Each block of clips is encoded once and trained on this many consecutive steps (new noise
+    # and timesteps each time), to spare the VAE's encoder.
+    reuse: int = 2
+    seed: int = 0
+    checkpoint_every: int = 60
+    export_every: int = 100
+    log_every: int = 10
+    tiny: bool = False
+    device: str = "cpu"
+    mixed_precision: str = "no"
+
+
+def data_rng(plan: Plan, phase: int, step: int) -> np.random.Generator:
+    return np.random.default_rng([plan.seed, phase, step])
+
+
+def lr_at(plan: Plan, step: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth over ``decay_steps``: a function of the step alone."""
+    if step < plan.warmup:
+        return plan.lr * (step + 1) / plan.warmup
+    frac = min(1.0, (step - plan.warmup) / max(1, plan.decay_steps - plan.warmup))
+    return plan.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def make_backbone(pipe, folder: Path) -> WanBackbone:
+    return WanBackbone(transformer=pipe.transformer, vae=pipe.vae, text_encoder=pipe.text_encoder,
+                       tokenizer=pipe.tokenizer, scheduler_config=dict(pipe.scheduler.config),
+                       model_ref=str(folder), spec=wan_model.SPEC)
+
+
+def size_of(plan: Plan) -> int:
+    return 32 if plan.tiny else 64
+
+
+def vae_frames(rng: np.random.Generator, n: int, size: int) -> torch.Tensor:
+    """``[n, 3, 1, H, W]`` in [-1, 1]: half random-colour frames (colours the base model never sees
+    must pass the VAE too), half single frames of world clips."""
+    half = n // 2
+    any_colour = world2.autoencoder_clips(rng, half, size=size, frames=1)[:, 0]
+    clips = [world2.random_clip(rng, size=size).frames for _ in range(n - half)]
+    world_frames = torch.stack([torch.from_numpy(c[int(rng.integers(len(c)))]) for c in clips])
+    return torch.cat([any_colour, world_frames])[:, :, None] * 2 - 1
+
+
+def encode_frames(vae, x: torch.Tensor) -> torch.Tensor:
+    """The posterior means of ``[B, 3, F, H, W]``; the VAE codes frames alone, so they fold into the batch."""
+    b, _, f = x.shape[:3]
+    z = vae.encode(x.permute(0, 2, 1, 3, 4).reshape(b * f, 3, 1, *x.shape[3:])).latent_dist.mean
+    return z.reshape(b, f, *z.shape[1:]).squeeze(3).permute(0, 2, 1, 3, 4)
+
+
+def train_vae(pipe, plan: Plan, out: Path) -> None:
+    """Reconstruction of single frames, on the decoder's raw output (``decode`` clamps to [-1, 1],
+    which gives saturated pixels no gradient), through the posterior mean: the denoiser only ever
+    sees ``latent_dist.mode()``."""
+    from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
+
+    vae = pipe.vae.train().requires_grad_(True)
+    size = size_of(plan)
+    trainer: Trainer
+
+    def step_loss(step: int, generator: torch.Generator) -> ObjectiveOutput:
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = plan.vae_lr * min(1.0, (step + 1) / 30)
+        x = vae_frames(data_rng(plan, 1, step), plan.vae_batch, size).to(plan.device)
+        z = vae.encode(x).latent_dist.mean
+        vae.clear_cache()
+        vae._conv_idx = [0]
+        raw = vae.decoder(vae.post_quant_conv(z), feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=True)
+        vae.clear_cache()
+        mse = F.mse_loss(unpatchify(raw, patch_size=vae.config.patch_size), x)
+        return ObjectiveOutput(loss=mse + plan.kl_weight * z.pow(2).mean(), logs={"mse": float(mse.detach())})
+
+    config = TrainerConfig(steps=plan.vae_steps, checkpoint_every=plan.checkpoint_every, seed=plan.seed,
+                           description="v2 vae")
+    trainer = Trainer(config, [ParamGroup(name="vae", params=list(vae.parameters()), lr=plan.vae_lr)], step_loss,
+                      checkpoint_dir=out / "vae")
+    history = trainer.fit()
+    vae.eval().requires_grad_(False)
+    if history:
+        with torch.no_grad():
+            x = world2.batch(data_rng(plan, 0, 1), 4, size=size)["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1
+            error = float(((vae.decode(vae.encode(x).latent_dist.mode()).sample - x) / 2).abs().mean())
+        print(json.dumps({"phase": "vae", "final_mse": round(sum(h["mse"] for h in history[-20:]) / len(history[-20:]), 5),
+                          "world_clip_mean_abs_error": round(error, 4)}), flush=True)
+
+
+@torch.no_grad()
+def fix_latent_stats(pipe, plan: Plan) -> None:
+    """Per-channel mean and std of world latents into the VAE config (the backbone normalises by them)."""
+    clips = world2.batch(data_rng(plan, 0, 0), 8, size=size_of(plan))["video"].to(plan.device)
+    z = encode_frames(pipe.vae, clips.permute(0, 2, 1, 3, 4) * 2 - 1)
+    mean = z.mean(dim=(0, 2, 3, 4)).tolist()
+    std = z.std(dim=(0, 2, 3, 4)).clamp_min(1e-3).tolist()
+    pipe.vae.register_to_config(latents_mean=[round(v, 5) for v in mean], latents_std=[round(v, 5) for v in std])
+
+
+def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32) -> Path:
+    """Write the model into ``folder`` atomically: build it beside, then swap it in."""
+    if dtype != torch.float32:
+        # Cast copies, so the training weights stay float32.
+        import copy
+
+        pipe = copy.deepcopy(pipe)
+        pipe.transformer.to(dtype), pipe.text_encoder.to(dtype)
+
+    def write(staging: Path) -> None:
+        wan_model.save_pipeline(pipe, staging)
+        (staging / TRAINING_RECORD).write_text(json.dumps({"step": step}) + "\n")
+
+    return write_folder(folder, write)
+
+
+def load_weights(pipe, folder: Path) -> int:
+    """Copy a saved model's weights into ``pipe``; return the step it was saved at (0 if unknown)."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import UMT5EncoderModel
+
+    pipe.transformer.load_state_dict(WanTransformer3DModel.from_pretrained(folder, subfolder="transformer").float().state_dict())
+    pipe.text_encoder.load_state_dict(UMT5EncoderModel.from_pretrained(folder, subfolder="text_encoder").float().state_dict())
+    vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae")
+    pipe.vae.load_state_dict(vae.state_dict())
+    pipe.vae.register_to_config(latents_mean=vae.config.latents_mean, latents_std=vae.config.latents_std)
+    record = folder / TRAINING_RECORD
+    return int(json.loads(record.read_text()).get("step", 0)) if record.exists() else 0
+
+
+def train_denoiser(pipe, plan: Plan, out: Path, offset: int) -> None:
+    backbone = make_backbone(pipe, out / "model")
+    transformer = pipe.transformer.train().requires_grad_(True)
+    text_encoder = pipe.text_encoder.train().requires_grad_(True)
+    size = size_of(plan)
+    trainer: Trainer
+    started = [time.time(), 0]
+    window: list[float] = []
+    cache: dict[int, tuple[torch.Tensor, list[str]]] = {}
+    mean, std = backbone._stats(torch.zeros(1, device=plan.device))
+
+    @torch.no_grad()
+    def block(index: int) -> tuple[torch.Tensor, list[str]]:
+        # The backbone's encode_video normalisation, on the whole batch at once (it loops per clip).
+        if index not in cache:
+            cache.clear()
+            data = world2.batch(data_rng(plan, 2, index), plan.batch, size=size)
+            z = encode_frames(pipe.vae, data["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1)
+            cache[index] = ((z - mean) / std, data["captions"])
+        return cache[index]
+
+    def step_loss(step: int, generator: torch.Generator) -> ObjectiveOutput:
+        global_step = offset + step
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = lr_at(plan, global_step)
+        latents, captions = block(global_step // plan.reuse)
+        rng = data_rng(plan, 3, global_step)
+        captions = ["" if rng.random() < plan.caption_dropout else c for c in captions]
+        noise = torch.randn(latents.shape, generator=generator).to(plan.device)
+        t = backbone.sample_timesteps(latents.shape[0], generator)
+        noisy = backbone.add_noise(latents, noise, t)
+        pred = backbone.predict(noisy, t, backbone.text.run(captions))
+        loss = F.mse_loss(pred.float(), backbone.training_target(latents, noise, t))
+        window.append(float(loss.detach()))
+        return ObjectiveOutput(loss=loss, logs={})
+
+    def every(step: int) -> None:
+        if step % plan.log_every == 0:
+            elapsed = time.time() - started[0]
+            done = step - started[1]
+            started[:] = [time.time(), step]
+            print(json.dumps({"phase": "denoiser", "step": offset + step, "loss": round(sum(window) / max(1, len(window)), 5),
+                              "lr": round(lr_at(plan, offset + step), 6), "s_per_step": round(elapsed / max(1, done), 3),
+                              "time": time.strftime("%H:%M:%S")}), flush=True)
+            window.clear()
+        if step % plan.export_every == 0:
+            transformer.eval(), text_encoder.eval()
+            export(pipe, out / "model", offset + step)
+            transformer.train(), text_encoder.train()
+
+    config = TrainerConfig(steps=plan.steps - offset, checkpoint_every=plan.checkpoint_every, seed=plan.seed,
+                           description="v2 denoiser", validate_every=math.gcd(plan.log_every, plan.export_every),
+                           mixed_precision=plan.mixed_precision)
+    groups = [ParamGroup(name="transformer", params=list(transformer.parameters()), lr=plan.lr),
+              ParamGroup(name="text_encoder", params=list(text_encoder.parameters()), lr=plan.lr)]
+    trainer = Trainer(config, groups, step_loss, checkpoint_dir=out / "denoiser", validate=every)
+    trainer.fit()
+    transformer.eval(), text_encoder.eval()
+    export(pipe, out / "model", plan.steps)
+
+
+def train(out: str | Path, plan: Plan, *, warm: Path | None = None) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plan.json").write_text(json.dumps(attrs.asdict(plan), indent=1) + "\n")
+    # The same seed builds the same initial weights on every run; checkpoints restore the trained ones.
+    pipe = wan_model.build_pipeline(plan.seed, tiny=plan.tiny).to(plan.device)
+    offset_file = out / "denoiser" / "offset.json"
+    has_checkpoint = (out / "denoiser" / "checkpoint.safetensors").exists()
+    if has_checkpoint or warm is None:
+        offset = json.loads(offset_file.read_text())["offset"] if offset_file.exists() else 0
+        if offset:  # a warm-restarted run: the VAE and its statistics came from the warm folder
+            load_weights(pipe, Path(json.loads(offset_file.read_text())["warm"]))
+        else:
+            train_vae(pipe, plan, out)
+            fix_latent_stats(pipe, plan)
+    else:
+        offset = load_weights(pipe, warm)
+        offset_file.parent.mkdir(parents=True, exist_ok=True)
+        offset_file.write_text(json.dumps({"offset": offset, "warm": str(Path(warm).resolve())}) + "\n")
+        print(json.dumps({"warm_restart": str(warm), "step": offset}), flush=True)
+    train_denoiser(pipe, plan, out, offset)
+    return out / "model"
+
+
+def main(argv: list[str] | None = None) -> None:
+    d = Plan()
+    parser = argparse.ArgumentParser(prog="python -m toyworld.train_v2", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="run folder: checkpoints and model/")
+    parser.add_argument("--steps", type=int, default=d.steps)
+    parser.add_argument("--decay-steps", type=int, default=d.decay_steps)
+    parser.add_argument("--vae-steps", type=int, default=d.vae_steps)
+    parser.add_argument("--batch", type=int, default=d.batch)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--reuse", type=int, default=d.reuse, help="steps each encoded batch of clips is trained on")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    parser.add_argument("--export-every", type=int, default=d.export_every)
+    parser.add_argument("--log-every", type=int, default=d.log_every)
+    parser.add_argument("--warm", type=Path, default=None,
+                        help="when OUT holds no denoiser checkpoint, start from this saved model (e.g. the shipped one)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (train on a GPU where there is one)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPUs)")
+    parser.add_argument("--tiny", action="store_true", help="unit-test sizes (32x32 frames, tiny model)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    plan = Plan(steps=args.steps, decay_steps=args.decay_steps, vae_steps=args.vae_steps, batch=args.batch, lr=args.lr, reuse=args.reuse,
+                seed=args.seed, checkpoint_every=args.checkpoint_every, export_every=args.export_every,
+                log_every=args.log_every, tiny=args.tiny, device=args.device, mixed_precision="bf16" if args.bf16 else "no")
+    warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None
+    if args.warm is not None and warm is None:
+        print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)
+    print(f"model written to {train(args.out, plan, warm=warm)}")
+
+
+if __name__ == "__main__":
+    main()
