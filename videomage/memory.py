@@ -78,8 +78,18 @@ class LiveBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        for leaf in tree_leaves(out):
-            if isinstance(leaf, torch.Tensor):
+        outputs = [leaf for leaf in tree_leaves(out) if isinstance(leaf, torch.Tensor) and leaf.layout == torch.strided]
+        if outputs:
+            # An output on the storage of an input the counter has not seen is a view of (or an
+            # in-place change to) a tensor that existed before: no new memory. Without this, the
+            # ``t()`` every linear layer takes of its weight counted the weight again, for as long
+            # as the weight lived.
+            inputs = {_key(t.untyped_storage()) for t in tree_leaves((args, kwargs))
+                      if isinstance(t, torch.Tensor) and t.layout == torch.strided}
+            for leaf in outputs:
+                key = _key(leaf.untyped_storage())
+                if key in inputs and key not in self._live:
+                    continue
                 self._count(leaf)
         self.peak = max(self.peak, self.current)
         return out
