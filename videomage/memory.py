@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-__all__ = ["LiveBytes", "meta_kernels", "storage_bytes"]
+__all__ = ["LiveBytes", "meta_kernels", "moved_off_device", "moved_to_device", "storage_bytes"]
 
 
 def _key(storage: torch.UntypedStorage) -> int:
@@ -61,6 +61,14 @@ class LiveBytes(TorchDispatchMode):
         self.peak = 0
         self._live: dict[int, int] = {}  # key of a live storage -> its bytes
 
+    def __enter__(self):
+        _ACTIVE.append(self)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        _ACTIVE.remove(self)
+        return super().__exit__(*exc)
+
     def _count(self, tensor: torch.Tensor) -> None:
         if tensor.layout != torch.strided:
             return
@@ -93,6 +101,24 @@ class LiveBytes(TorchDispatchMode):
                 self._count(leaf)
         self.peak = max(self.peak, self.current)
         return out
+
+
+_ACTIVE: list[LiveBytes] = []  # the counters open now
+
+
+def moved_off_device(nbytes: int) -> None:
+    """Tell the open counters that ``nbytes`` of tensors that existed before them (weights) left the
+    accelerator: their ``current`` drops by that much, below zero if need be, since the weights
+    were never in it. A released text encoder calls it (:meth:`videomage.text.TokenTable.release`)."""
+    for live in _ACTIVE:
+        live.current -= nbytes
+
+
+def moved_to_device(nbytes: int) -> None:
+    """The reverse of :func:`moved_off_device`: the bytes are back on the accelerator."""
+    for live in _ACTIVE:
+        live.current += nbytes
+        live.peak = max(live.peak, live.current)
 
 
 @contextmanager

@@ -53,6 +53,7 @@ class PlanRequest:
     height: int | None = None
     width: int | None = None
     gradient_checkpointing: bool = False
+    release_text_encoder: bool = False  # the stages' option: the text encoder to the host once prompts are encoded
     rank: int = 4
     images: int = 4  # subject images, encoded together
     subjects: int = 2  # fused subjects
@@ -189,8 +190,8 @@ class _Job:
     def options(self, **extra):
         from videomage.stages.common import StageOptions
 
-        return StageOptions(progress=False, prior_count=1, prior_steps=1,
-                            gradient_checkpointing=self.request.gradient_checkpointing, **extra)
+        return StageOptions(progress=False, prior_count=1, prior_steps=1, gradient_checkpointing=self.request.gradient_checkpointing,
+                            release_text_encoder=self.request.release_text_encoder, **extra)
 
     def images(self) -> Path:
         from PIL import Image
@@ -299,7 +300,8 @@ def _generate(job: _Job, guided: int):
     """Sampling ``guided + 1`` steps (the last unguided) and decoding, marked at each scheduler step."""
     from videomage.loading import make_adapter
     from videomage.plugins import get_registry
-    from videomage.stages.generate import install_concepts
+    from videomage.stages.generate import install_concepts, sampling_prompts
+    from videomage.text import release_text_encoder
 
     subjects, motion = job.artifacts()
     bb = job.backbone()
@@ -314,6 +316,7 @@ def _generate(job: _Job, guided: int):
             request.update(subject_adapter="subjects", motion_adapter="motion", tokens=installed["tokens"], tau=guided)
         else:
             request["adapters"] = {"subjects": 1.0, "motion": 1.0}
+        release_text_encoder(bb, sampling_prompts(request, sampler), job.request.release_text_encoder)
         latents = get_registry().create("sampler", sampler).sample(bb, adapter, request)
         with torch.no_grad():
             return bb.decode_latents(latents)
@@ -409,17 +412,21 @@ def suggest(request: PlanRequest, budget_bytes: int, stages: Sequence[str] = STA
     """Settings that bring every stage under ``budget_bytes``, cheapest change first.
 
     Each candidate is ``(what changed, request, estimates)``; an empty list means none of the
-    changes this planner knows (a half-precision base model, activation checkpointing) fits.
+    changes this planner knows (a half-precision base model, activation checkpointing, releasing
+    the text encoder once prompts are encoded), alone or together, fits.
     """
-    candidates = []
-    if request.dtype == "float32":
-        candidates.append(("a bfloat16 base model (--dtype bfloat16)", attrs.evolve(request, dtype="bfloat16")))
-    if not request.gradient_checkpointing:
-        candidates.append(("activation checkpointing (--gradient-checkpointing)",
-                           attrs.evolve(request, gradient_checkpointing=True)))
-        if request.dtype == "float32":
-            candidates.append(("bfloat16 and activation checkpointing",
-                               attrs.evolve(request, dtype="bfloat16", gradient_checkpointing=True)))
+    savers = [(what, change) for what, change, needed in (
+        ("a bfloat16 base model (--dtype bfloat16)", {"dtype": "bfloat16"}, request.dtype == "float32"),
+        ("activation checkpointing (--gradient-checkpointing)", {"gradient_checkpointing": True},
+         not request.gradient_checkpointing),
+        ("the text encoder released after encoding (--release-text-encoder)", {"release_text_encoder": True},
+         not request.release_text_encoder and any(s != "subject" for s in stages)),  # subject learning keeps it
+    ) if needed]
+    # Each saver alone, then (where there are several) all of them together.
+    candidates = [(what, attrs.evolve(request, **change)) for what, change in savers]
+    if len(savers) > 1:
+        every = {k: v for _, change in savers for k, v in change.items()}
+        candidates.append((" and ".join(what.split(" (")[0] for what, _ in savers), attrs.evolve(request, **every)))
     fits = []
     for what, candidate in candidates:
         estimates = plan(candidate, stages)

@@ -34,6 +34,7 @@ from videomage.stages.common import (
     weights_digest,
 )
 from videomage.stages.subject import _jsonable
+from videomage.text import release_text_encoder
 from videomage.trainer import ParamGroup, Trainer, backward_now, stream_seed
 
 
@@ -86,6 +87,9 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
         (token, word), = art.tokens.items()
         tokens.append(token)
         words.append(word)
+
+    # Every prompt of the stage is known now (teachers, composite, validation).
+    release_text_encoder(backbone, [*(f"A {t}" for t in tokens), "A " + " and a ".join(tokens)], opts.release_text_encoder)
 
     # Teacher videos (latents, pixels, masks), generated once per artifact and settings.
     data = []

@@ -22,6 +22,7 @@ from videomage.errors import ArtifactError, ConfigError, SamplingError
 from videomage.media import write_contact_sheet, write_gif, write_mp4
 from videomage.plugins import get_registry
 from videomage.stages.common import content_hash, refuse_token_collisions
+from videomage.text import release_text_encoder
 
 
 def install_concepts(backbone: Backbone, adapter: Adapter, subjects: str | Path | None, motion: str | Path | None) -> dict[str, Any]:
@@ -50,6 +51,17 @@ def install_concepts(backbone: Backbone, adapter: Adapter, subjects: str | Path 
     return out
 
 
+def sampling_prompts(request: Mapping[str, Any], sampler: str) -> list[str]:
+    """The prompts a bundled sampler encodes for ``request``: its prompt and negative prompt, and
+    for SCS the motion branch's prompt (the tokens replaced by their class words)."""
+    prompts = [request["prompt"], request.get("negative_prompt") or ""]
+    if sampler == "scs":
+        from videomage_samplers.matching import motion_prompt_for
+
+        prompts.append(request.get("motion_prompt") or motion_prompt_for(request["prompt"], request.get("tokens", {})))
+    return prompts
+
+
 def generate(
     backbone: Backbone,
     adapter: Adapter,
@@ -63,8 +75,11 @@ def generate(
     gif: bool = False,
     contact_sheet: bool = True,
     record_extra: Mapping[str, Any] | None = None,
+    release_text: bool = False,
 ) -> dict[str, Any]:
-    """Sample one video and write it with its record (plus ``record_extra``); returns the record."""
+    """Sample one video and write it with its record (plus ``record_extra``); returns the record.
+
+    ``release_text``: move the text encoder to the host once the sampler's prompts are encoded."""
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise ConfigError(f"--out must be an .mp4 path, got {str(out)!r}")
@@ -84,6 +99,7 @@ def generate(
         request.setdefault("tokens", installed["tokens"])
     else:
         request.setdefault("adapters", {n: 1.0 for n, p in (("subjects", subjects), ("motion", motion)) if p is not None})
+    release_text_encoder(backbone, sampling_prompts(request, sampler), release_text)
     started = time.time()
     latents = get_registry().create("sampler", sampler).sample(backbone, adapter, request)
     with torch.no_grad():
