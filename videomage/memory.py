@@ -59,6 +59,7 @@ class LiveBytes(TorchDispatchMode):
         super().__init__()
         self.current = 0
         self.peak = 0
+        self.released = 0  # bytes of earlier tensors moved off the device (moved_off_device), now
         self._live: dict[int, int] = {}  # key of a live storage -> its bytes
 
     def __enter__(self):
@@ -112,12 +113,14 @@ def moved_off_device(nbytes: int) -> None:
     were never in it. A released text encoder calls it (:meth:`videomage.text.TokenTable.release`)."""
     for live in _ACTIVE:
         live.current -= nbytes
+        live.released += nbytes
 
 
 def moved_to_device(nbytes: int) -> None:
     """The reverse of :func:`moved_off_device`: the bytes are back on the accelerator."""
     for live in _ACTIVE:
         live.current += nbytes
+        live.released -= nbytes
         live.peak = max(live.peak, live.current)
 
 
@@ -125,18 +128,22 @@ def moved_to_device(nbytes: int) -> None:
 def meta_kernels() -> Iterator[None]:
     """Inside the block, attention on the meta device costs the memory a fused kernel costs.
 
-    Unmasked ``scaled_dot_product_attention`` on meta tensors runs the fused kernel's own meta
-    function, which (like flash or memory-efficient attention on a GPU) keeps the rows'
-    log-sum-exp for backward instead of the attention matrix. The function is replaced for the
+    ``scaled_dot_product_attention`` on meta tensors (unmasked, or with a mask that needs no
+    gradient, such as T5's position bias) runs the fused kernel's own meta function, which (like
+    flash or memory-efficient attention on a GPU) keeps the rows' log-sum-exp for backward
+    instead of the attention matrix. The function is replaced for the
     block's duration rather than intercepted by a mode, because activation checkpointing
     recomputes forward passes where a mode's stack may differ, and must see the same kernel.
     """
     original = F.scaled_dot_product_attention
 
     def fused(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-        if query.device.type == "meta" and attn_mask is None and not enable_gqa:
+        # A mask that needs no gradient (T5's position bias) is taken by the fused kernels too
+        # (memory-efficient attention on a GPU, flash attention on a CPU).
+        frozen_mask = attn_mask is None or not attn_mask.requires_grad
+        if query.device.type == "meta" and frozen_mask and not enable_gqa:
             return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-                query, key, value, dropout_p, is_causal, scale=scale)[0]
+                query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)[0]
         return original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
                         scale=scale, enable_gqa=enable_gqa)
 

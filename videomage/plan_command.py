@@ -36,9 +36,11 @@ def report(request: PlanRequest, estimates: list[StageEstimate], tflops: float) 
     lines = [f"videomage plan: {request.model} ({request.dtype}), video {size}, "
              f"activation checkpointing {'on' if request.gradient_checkpointing else 'off'}, "
              f"text encoder {'released after encoding' if request.release_text_encoder else 'kept on the device'}",
-             f"{'stage':<9} {'device peak':>12} {'weights':>10} {'working':>10} {'host':>10} {'per step':>10} {'steps':>6} {'stage time':>11}"]
+             f"{'stage':<9} {'device peak':>12} {'weights':>10} {'working':>10} {'released':>10} {'host':>10} {'per step':>10} "
+             f"{'steps':>6} {'stage time':>11}"]
     for e in estimates:
         lines.append(f"{e.stage:<9} {_gib(e.device_bytes):>12} {_gib(e.weights_bytes):>10} {_gib(e.working_bytes):>10} "
+                     f"{_gib(e.released_bytes) if e.released_bytes else '-':>10} "
                      f"{_gib(e.host_bytes):>10} {_duration(e.seconds(tflops)):>10} {e.steps:>6} "
                      f"{_duration(e.total_seconds(tflops)):>11}")
     lines.append(f"times at {tflops:g} TFLOP/s sustained (--tflops); 'per step' of generate is a guided SCS step.")

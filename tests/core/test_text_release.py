@@ -46,4 +46,5 @@ def test_the_plan_of_a_stage_counts_the_released_encoder(tmp_path, monkeypatch):
     (estimate,) = plan(PlanRequest(model=path, dtype="float32", release_text_encoder=True), ["motion"])
     encoder = load_backbone(path).text.encoder
     assert moved == [storage_bytes([*encoder.parameters(), *encoder.buffers()])]
+    assert estimate.released_bytes == moved[0]  # and it stays on the host to the end of the stage
     assert estimate.device_bytes > estimate.weights_bytes
