@@ -60,6 +60,7 @@ class LiveBytes(TorchDispatchMode):
         self.current = 0
         self.peak = 0
         self.released = 0  # bytes of earlier tensors moved off the device (moved_off_device), now
+        self.peak_live = 0  # the largest ``current + released``: live tensors, whatever left the device
         self._live: dict[int, int] = {}  # key of a live storage -> its bytes
 
     def __enter__(self):
@@ -101,6 +102,7 @@ class LiveBytes(TorchDispatchMode):
                     continue
                 self._count(leaf)
         self.peak = max(self.peak, self.current)
+        self.peak_live = max(self.peak_live, self.current + self.released)
         return out
 
 

@@ -68,16 +68,18 @@ class StageEstimate:
 
     stage: str
     weights_bytes: int  # every component's parameters and buffers
-    working_bytes: int  # the device peak above the weights loaded at the start (less what was released by then)
+    working_bytes: int  # the largest set of live tensors above the weights
     step_flops: float  # one training step; for ``generate``, one guided step
     unguided_step_flops: float = 0.0  # ``generate`` only: a step past tau
     steps: int = 0  # training steps, or sampling steps
     guided_steps: int = 0
     released_bytes: int = 0  # weights moved to the host during the stage and still there at its end (a released text encoder)
+    above_weights_bytes: int | None = None  # the device peak above the weights when some were released; else working_bytes
 
     @property
     def device_bytes(self) -> int:
-        return self.weights_bytes + self.working_bytes
+        """Weights and live tensors at the stage's peak (weights moved to the host no longer count)."""
+        return self.weights_bytes + (self.working_bytes if self.above_weights_bytes is None else self.above_weights_bytes)
 
     @property
     def host_bytes(self) -> int:
@@ -132,9 +134,10 @@ def weights_bytes(backbone: Backbone) -> int:
     return storage_bytes(t for m in modules.values() for t in (*m.parameters(), *m.buffers()))
 
 
-def measure(run: Callable[[], Any], marks: Callable[[_MetaRun], Any] | None = None) -> tuple[int, list[float], Any, int]:
-    """``(peak live bytes, operations counted at each mark, result, bytes moved off the device)`` of
-    ``run()`` on the meta device.
+def measure(run: Callable[[], Any], marks: Callable[[_MetaRun], Any] | None = None) -> tuple[int, list[float], Any, _MetaRun]:
+    """``(peak live bytes, operations counted at each mark, result, counter)`` of ``run()`` on the
+    meta device. The peak counts weights moved off the device as gone from then on (the counter's
+    ``peak_live`` does not, and its ``released`` is what is still off at the end).
 
     ``marks(counter)`` installs the hooks that call ``counter.mark()`` at step boundaries (an
     optimizer step, a scheduler step) and returns their handles; the per-step operations are the
@@ -150,7 +153,7 @@ def measure(run: Callable[[], Any], marks: Callable[[_MetaRun], Any] | None = No
         finally:
             for h in handles:
                 h.remove()
-    return live.peak, live.marks, result, live.released
+    return live.peak, live.marks, result, live
 
 
 def _optimizer_steps(counter: _MetaRun):
@@ -383,22 +386,28 @@ def plan(request: PlanRequest, stages: Sequence[str] = STAGES, *, log: Callable[
             if stage == "generate":
                 guided = min(2, request.tau, request.steps) if request.sampler == "scs" else 1
                 run, marks = _generate(job, guided)
-                peak, m, _, released = measure(run, marks)
+                peak, m, _, live = measure(run, marks)
                 # The last marks are the sampling steps (a sampler may step copies of its scheduler
                 # first): with two guided steps and one unguided, the second guided one is steady.
                 unguided = m[-1] - m[-2] if len(m) >= 2 else 0.0
                 steady = m[-2] - m[-3] if request.sampler == "scs" and guided >= 2 and len(m) >= 3 else unguided
                 tau = min(request.tau, request.steps) if request.sampler == "scs" else 0
-                out.append(StageEstimate(stage=stage, weights_bytes=weights, working_bytes=peak, step_flops=steady,
-                                         unguided_step_flops=unguided, steps=request.steps, guided_steps=tau,
-                                         released_bytes=released))
+                out.append(StageEstimate(stage=stage, weights_bytes=weights, step_flops=steady, unguided_step_flops=unguided,
+                                         steps=request.steps, guided_steps=tau, **_memory(peak, live)))
                 continue
             runner = {"subject": _subject, "motion": _motion, "fusion": _fusion}[stage]
-            peak, m, artifact, released = measure(runner(job), _optimizer_steps)
+            peak, m, artifact, live = measure(runner(job), _optimizer_steps)
             job.keep(stage, artifact)
-            out.append(StageEstimate(stage=stage, weights_bytes=weights, working_bytes=peak, step_flops=_per_step(m),
-                                     steps=TRAINING_STEPS[stage], released_bytes=released))
+            out.append(StageEstimate(stage=stage, weights_bytes=weights, step_flops=_per_step(m),
+                                     steps=TRAINING_STEPS[stage], **_memory(peak, live)))
     return out
+
+
+def _memory(peak: int, live: _MetaRun) -> dict[str, Any]:
+    """A stage's memory fields: its working set, and where weights left the device, its peak above them."""
+    if live.peak_live == peak and not live.released:  # nothing was released
+        return {"working_bytes": peak}
+    return {"working_bytes": live.peak_live, "above_weights_bytes": peak, "released_bytes": live.released}
 
 
 @contextmanager
