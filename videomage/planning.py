@@ -106,9 +106,7 @@ class _MetaRun(LiveBytes):
 
     def __init__(self) -> None:
         super().__init__()
-        from torch.utils.flop_counter import flop_registry
-
-        self._formulas = flop_registry
+        self._formulas = _formulas()
         self.flops = 0
         self.marks: list[float] = []
 
@@ -123,6 +121,24 @@ class _MetaRun(LiveBytes):
         if formula is not None:
             self.flops += formula(*args, **(kwargs or {}), out_val=out)
         return out
+
+
+def _formulas() -> dict:
+    """PyTorch's per-operator formulas, plus the CPU flash-attention kernel that attention on the
+    meta device runs (:func:`~videomage.memory.meta_kernels`), which PyTorch's table lacks: without
+    it, every fused attention of a plan counted no operations."""
+    from torch.utils.flop_counter import flop_registry, sdpa_backward_flop_count, sdpa_flop_count
+
+    aten = torch.ops.aten
+
+    def forward(query, key, value, *args, out_val=None, **kwargs):
+        return sdpa_flop_count(query.shape, key.shape, value.shape)
+
+    def backward(grad_out, query, key, value, *args, out_val=None, **kwargs):
+        return sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape)
+
+    return {**flop_registry, aten._scaled_dot_product_flash_attention_for_cpu: forward,
+            aten._scaled_dot_product_flash_attention_for_cpu_backward: backward}
 
 
 def weights_bytes(backbone: Backbone) -> int:

@@ -124,3 +124,15 @@ def test_plan_command_and_budget(models, capsys):
     fits = suggest(request, budget, ["subject"])
     assert any("checkpointing" in what for what, _, _ in fits)
     assert all(max(e.device_bytes for e in est) <= budget for _, _, est in fits)
+
+
+def test_fused_attention_on_the_meta_device_counts_its_operations():
+    """The kernel meta_kernels runs is missing from PyTorch's table of formulas; the plan adds it."""
+    from videomage.planning import _MetaRun
+
+    with torch.device("meta"):
+        q = torch.randn(1, 4, 256, 32, requires_grad=True)
+    with meta_kernels(), _MetaRun() as live:
+        torch.nn.functional.scaled_dot_product_attention(q, q, q).sum().backward()
+    forward = 4 * 4 * 256 * 256 * 32  # q k^T and p v: 2 multiply-adds per element each
+    assert live.flops == pytest.approx(3.5 * forward)  # and backward's 2.5 forwards
