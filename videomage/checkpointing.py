@@ -110,6 +110,6 @@ def checkpointed(modules: Sequence[torch.nn.Module]) -> Iterator[None]:
 
 def checkpoint_always(modules: Sequence[torch.nn.Module]) -> None:
     """From now on, ``modules`` run checkpointed when gradients are on (a training stage's
-    ``enable_gradient_checkpointing``); :func:`checkpointed` blocks opened later keep it on exit."""
+    ``enable_gradient_checkpointing``); [`checkpointed`][videomage.checkpointing.checkpointed] blocks opened later keep it on exit."""
     for module in dict.fromkeys(modules):
         module.forward = _wrap(type(module).forward.__get__(module))
