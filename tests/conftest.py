@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# The fixtures third-party plugin suites use too (tiny_backbone_with_lora, tiny_choice, ...), and
+# pytester, which runs the docs' contract-test example as a user's suite.
+pytest_plugins = ["videomage.testing.fixtures", "pytester"]
+
 # Tiny models gain nothing from intra-op threads, and on a shared 2-core machine the threads of
 # one test fight those of other processes (a tiny forward took 4-8x longer with two threads).
 torch.set_num_threads(1)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from videomage._version import __version__
 from videomage.errors import PluginError, VideomageError
-from videomage.plugins import get_plugin_manager, get_registry, plugin_versions
+from videomage.plugins import get_commands, get_plugin_manager, get_registry, plugin_versions
 
 CORE_COMMANDS = ("plugins", "learn-subject", "learn-motion", "fuse", "generate", "run", "plan")
 
@@ -112,8 +112,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
         cp = sub.add_parser(cli_name(cls.name), help=cls.help, description=cls.__doc__, formatter_class=HelpFormatter)
         command.add_arguments(cp)
         commands[cli_name(cls.name)] = command
-    registry = get_registry()
-    for entry in registry.entries("command"):
+    for entry in get_commands().entries("command"):
         name = cli_name(entry.name)
         if name in CORE_COMMANDS:
             raise PluginError(

@@ -83,7 +83,7 @@ def write_video_spec(folder: str | Path, spec: VideoSpec) -> Path:
 def check_model_request(model: str, dtype: str, check_folder: Callable[[Path], None]) -> torch.dtype:
     """What every backbone's ``from_pretrained`` checks first; returns the torch dtype.
 
-    ``dtype`` must be one of :data:`DTYPES`; a local folder goes through the family's
+    ``dtype`` must be one of ``DTYPES``; a local folder goes through the family's
     ``check_folder`` (which names a missing component); a path that is not a folder is refused,
     so that a typo in a path is not mistaken for a Hub id.
     """

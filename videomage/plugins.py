@@ -1,7 +1,9 @@
 """The plugin manager: loads bundled and third-party plugins from entry points, on demand.
 
 Nothing is loaded at import time. [`get_registry`][videomage.plugins.get_registry] loads plugins the first time it is
-called. The environment variable ``VIDEOMAGE_LOAD_PLUGINS`` selects plugins by entry-point
+called. Loading a plugin imports its package only: the bundled plugins import their components'
+modules (and diffusers, transformers, peft) inside their registration hooks, which run when the
+registry is built, so the command line starts without them. The environment variable ``VIDEOMAGE_LOAD_PLUGINS`` selects plugins by entry-point
 name: unset loads all, an empty string loads none, ``"zeroscope,lora"`` loads those only.
 """
 
@@ -100,6 +102,21 @@ def get_registry() -> Registry:
         if "registry" not in _state:
             _state["registry"] = Registry.from_plugins(pm)
         return _state["registry"]
+
+
+def get_commands() -> Registry:
+    """A registry of the plugins' commands only, for building the command line.
+
+    Plugins import their other components when those are registered, so ``videomage --help``,
+    which needs the commands alone, imports no backbone's or adapter's libraries.
+    """
+    pm = get_plugin_manager()
+    with _lock:
+        if "registry" in _state:
+            return _state["registry"]
+        if "commands" not in _state:
+            _state["commands"] = Registry.from_plugins(pm, kinds=("command",))
+        return _state["commands"]
 
 
 def reset() -> None:

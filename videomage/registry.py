@@ -36,10 +36,12 @@ class Registry:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in HOOKS}
 
     @classmethod
-    def from_plugins(cls, pm: Any) -> Registry:
-        """Call every registration hook of ``pm`` and validate what each plugin returns."""
+    def from_plugins(cls, pm: Any, kinds: Iterable[str] | None = None) -> Registry:
+        """Call every registration hook of ``pm`` (or those of ``kinds``) and validate what each plugin returns."""
         registry = cls()
         for kind, hook_name in HOOKS.items():
+            if kinds is not None and kind not in kinds:
+                continue
             hook = getattr(pm.hook, hook_name)
             for impl in hook.get_hookimpls():
                 plugin = pm.get_name(impl.plugin) or repr(impl.plugin)

@@ -226,7 +226,7 @@ class TokenTable(ABC):
 
     # -- prompts ---------------------------------------------------------------------------
     def encode(self, prompts: Sequence[str]) -> torch.Tensor:
-        """:meth:`run`, cached while no learned row is being trained."""
+        """``run``, cached while no learned row is being trained."""
         training = any(row.requires_grad for row in self.rows.values())
         key = (tuple(prompts), self._rows_key())
         if not training and key in self._cache:
@@ -245,9 +245,9 @@ class TokenTable(ABC):
 
 
 class TextMethods:
-    """The text methods of the backbone contract, for a backbone whose ``self.text`` is a :class:`TokenTable`.
+    """The text methods of the backbone contract, for a backbone whose ``self.text`` is a [`TokenTable`][videomage.text.TokenTable].
 
-    Mix it in before :class:`~videomage.Backbone`: ``class MyBackbone(TextMethods, Backbone)``.
+    Mix it in before ``videomage.Backbone``: ``class MyBackbone(TextMethods, Backbone)``.
     """
 
     text: TokenTable

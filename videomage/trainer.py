@@ -52,7 +52,7 @@ _BACKWARD_NOW: ContextVar[Callable[[torch.Tensor], None] | None] = ContextVar("v
 def backward_scope() -> ExitStack | None:
     """Where an objective keeps a context open until the trainer has backpropagated its loss.
 
-    Inside a trainer's ``step_loss`` this is an :class:`~contextlib.ExitStack` closed right after
+    Inside a trainer's ``step_loss`` this is a ``contextlib.ExitStack`` closed right after
     the step's backward pass; elsewhere it is ``None``. An attention capture needs it: with
     gradient checkpointing the backward pass runs the captured layers again, and they must run
     with the capturing processors, as in the forward pass, to save the same tensors::

@@ -79,7 +79,7 @@ def use_safetensors(model: str, subfolder: str) -> bool | None:
     """What to pass as ``use_safetensors`` when loading component ``subfolder`` of ``model``.
 
     True when the component's files here are safetensors. False when they are ``.bin`` only:
-    every ``.bin``-only component of the folder is then checked through :func:`load_restricted`
+    every ``.bin``-only component of the folder is then checked through ``load_restricted``
     (so a refused file stops the load before any component is built) and one notice line, once
     per folder, names them and says how to convert the folder. None for a Hub id whose files are
     not on this machine yet: the library downloads safetensors where the repo has them, else

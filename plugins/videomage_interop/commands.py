@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from videomage.components import Command
+from videomage import Command
 
 
 class Export(Command):
@@ -23,8 +23,8 @@ class Export(Command):
         parser.add_argument("--out", required=True, type=Path, help="the .safetensors LoRA file to write (tokens go beside it)")
 
     def run(self, args: argparse.Namespace) -> int:
-        from videomage.artifact import Artifact
-        from videomage.plugins import get_registry
+        from videomage import get_registry
+        from videomage.kit import Artifact
         from videomage_interop.export import export
 
         artifact = Artifact.load(args.artifact)
@@ -61,7 +61,7 @@ class Import(Command):
                             help="import the layers that match and list the keys that do not (default: refuse)")
 
     def run(self, args: argparse.Namespace) -> int:
-        from videomage.loading import load_backbone, make_adapter
+        from videomage.kit import load_backbone, make_adapter
         from videomage_interop.importing import import_lora
 
         backbone = load_backbone(args.model, backbone=args.backbone, dtype=args.dtype)
@@ -89,7 +89,7 @@ class ConvertModel(Command):
         parser.add_argument("--keep-bin", action="store_true", help="keep the .bin files beside the new ones")
 
     def run(self, args: argparse.Namespace) -> int:
-        from videomage.weightfiles import convert_folder
+        from videomage.kit import convert_folder
 
         written = convert_folder(args.folder, keep_bin=args.keep_bin)
         for path in written:

@@ -28,9 +28,8 @@ from pathlib import Path
 import attrs
 from safetensors.torch import save_file
 
-from videomage.artifact import Artifact, atomic_write
-from videomage.components import Backbone
-from videomage.errors import ArtifactError, ConfigError, format_choices
+from videomage import ArtifactError, Backbone, ConfigError
+from videomage.kit import Artifact, atomic_write, format_choices
 from videomage_interop.keys import from_artifact, uniform
 
 FORMATS = ("diffusers", "comfyui")

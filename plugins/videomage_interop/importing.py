@@ -19,9 +19,8 @@ import attrs
 import torch
 from safetensors import SafetensorError, safe_open
 
-from videomage.artifact import Artifact
-from videomage.components import Adapter, Backbone
-from videomage.errors import ArtifactError, InputError
+from videomage import Adapter, ArtifactError, Backbone, InputError
+from videomage.kit import Artifact
 from videomage_interop.keys import Layers, lora_metadata, read_layers, resolve, uniform
 
 _WEIGHT_NAMES = ("pytorch_lora_weights.safetensors", "adapter_model.safetensors")

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 import attrs
 import torch
 
-from videomage.errors import ArtifactError
+from videomage import ArtifactError
 
 #: A key's layer part and tensor part: ``<name>.<lora_A|lora_B|lora_down|lora_up>[.<adapter>].weight``.
 _MATRIX = re.compile(r"(?P<name>.+)\.(?P<part>lora_A|lora_B|lora_down|lora_up)(?:\.(?P<adapter>[A-Za-z0-9_-]+))?\.weight")

@@ -22,8 +22,8 @@ import torch
 from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
 
-from videomage.components import Adapter, Backbone, LoadReport
-from videomage.errors import ArtifactError, ConfigError, format_choices
+from videomage import Adapter, ArtifactError, Backbone, ConfigError, LoadReport
+from videomage.kit import format_choices
 
 
 def lora_layers(backbone: Backbone) -> list[tuple[str, LoraLayer]]:

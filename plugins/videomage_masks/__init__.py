@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from videomage.components import MaskSource
-from videomage.errors import InputError
-from videomage.hookspecs import hookimpl
+from videomage import InputError, MaskSource, hookimpl
 
 
 class ForegroundMask(MaskSource):

@@ -13,8 +13,7 @@ from typing import Any
 
 import torch
 
-from videomage.components import Objective, ObjectiveOutput, TrainingContext
-from videomage.errors import ConfigError
+from videomage import ConfigError, Objective, ObjectiveOutput, TrainingContext
 
 
 def noised(ctx: TrainingContext, latents: torch.Tensor, batch: Mapping[str, Any], prefix: str = ""):

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from videomage.components import Objective, ObjectiveOutput, TrainingContext
-from videomage.trainer import backward_scope
+from videomage import Objective, ObjectiveOutput, TrainingContext
+from videomage.kit import backward_scope
 from videomage_objectives.denoise import mse, noised
 
 

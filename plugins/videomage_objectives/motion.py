@@ -20,8 +20,7 @@ from typing import Any
 
 import torch
 
-from videomage.components import Objective, ObjectiveOutput, TrainingContext
-from videomage.errors import ConfigError
+from videomage import ConfigError, Objective, ObjectiveOutput, TrainingContext
 from videomage_objectives.denoise import mse, noised
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from videomage.components import Backbone
+from videomage import Backbone
 
 
 def guided_steps(backbone: Backbone, timesteps: Sequence, tau: int) -> int:

@@ -13,8 +13,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from videomage.components import Adapter, Backbone, Sampler
-from videomage.errors import ConfigError
+from videomage import Adapter, Backbone, ConfigError, Sampler
 
 #: Request keys every bundled sampler understands, with their defaults.
 DEFAULTS: dict[str, Any] = {

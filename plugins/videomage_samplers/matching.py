@@ -16,8 +16,7 @@ import inspect
 import re
 from collections.abc import Mapping
 
-from videomage.components import Backbone
-from videomage.errors import ConfigError
+from videomage import Backbone, ConfigError
 
 
 def squash(text: str) -> str:

@@ -41,8 +41,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from videomage.components import Adapter, AttentionStore, Backbone, Sampler
-from videomage.errors import ConfigError
+from videomage import Adapter, AttentionStore, Backbone, ConfigError, Sampler
 from videomage_samplers.boundary import guided_steps
 from videomage_samplers.cfg import DEFAULTS, guided, initial_latents, make_scheduler, predict, resolve, scale_input, scheduler_step
 from videomage_samplers.matching import matched_positions, motion_prompt_for

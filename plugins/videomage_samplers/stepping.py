@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from videomage.errors import ConfigError
+from videomage import ConfigError
 
 #: Below this share of an offset carried into the next sample, a scheduler loses the refinement.
 MIN_SURVIVAL = 0.9

@@ -7,7 +7,7 @@ weights show nothing. This plugin makes the whole method measurable on a CPU in 
 
 from __future__ import annotations
 
-from videomage.hookspecs import hookimpl
+from videomage import hookimpl
 
 
 @hookimpl

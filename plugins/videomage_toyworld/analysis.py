@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from videomage.errors import InputError
+from videomage import InputError
 from videomage_toyworld.render import shape_masks
 from videomage_toyworld.vocabulary import NOVEL_COLOURS, PALETTE, SCENES, SHAPES
 

@@ -81,7 +81,7 @@ def motion_clip(frames: int = 8, *, size: int = 64, colours: tuple[str, str] = R
 
 def write_case_files(folder: str | Path, *, size: int = 64, frames: int = 8, stills: int = 4) -> dict[str, Path]:
     """Write each subject's stills (PNG) and the motion clip (mp4) as a user would supply them."""
-    from videomage.media import write_contact_sheet, write_mp4
+    from videomage.kit import write_contact_sheet, write_mp4
 
     folder = Path(folder)
     paths: dict[str, Path] = {}

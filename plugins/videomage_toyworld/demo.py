@@ -17,9 +17,8 @@ from pathlib import Path
 import attrs
 import torch
 
-from videomage.artifact import atomic_write
-from videomage.components import Command
-from videomage.errors import InputError
+from videomage import Command, InputError
+from videomage.kit import atomic_write
 
 #: Metric keys shown in the table, with whether higher is better.
 SHOWN = (("subject_fidelity", True), ("motion_fidelity", True), ("appearance_leakage", False),
@@ -37,7 +36,7 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
 
 def run_demo(out: str | Path, *, model: str | None = None, settings=None, progress: bool = True, log=print) -> dict:
     """Run the demo into ``out``; return ``{"files": ..., "metrics": ...}``."""
-    from videomage.loading import load_backbone, make_adapter
+    from videomage.kit import load_backbone, make_adapter
     from videomage_toyworld.model import MODEL_DIR
     from videomage_toyworld.pipeline import CaseRun, CaseSettings, metric_context, score
 

@@ -83,7 +83,7 @@ def evaluate(model: str = str(MODEL_DIR), *, n: int = 32, batch: int = 8, steps:
     ``patterns``: also sample this many shape-only captions and report the share of two-coloured
     objects among them as ``patterned`` (see :func:`videomage_toyworld.analysis.two_coloured`).
     """
-    from videomage.loading import load_backbone
+    from videomage.kit import load_backbone
 
     backbone = load_backbone(model)
     captions = full_captions(n, seed)
@@ -94,7 +94,7 @@ def evaluate(model: str = str(MODEL_DIR), *, n: int = 32, batch: int = 8, steps:
         rows.append(metric.compute(video, {"prompt": prompt}))
         kept += [video] if sheet else []
     if sheet:
-        from videomage.media import write_contact_sheet
+        from videomage.kit import write_contact_sheet
 
         write_contact_sheet(torch.cat(kept), sheet, columns=kept[0].shape[0])
     out = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}

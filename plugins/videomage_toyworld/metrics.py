@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from videomage.components import Metric
-from videomage.errors import InputError
+from videomage import InputError, Metric
 from videomage_toyworld import analysis as an
 from videomage_toyworld.vocabulary import DIRECTIONS, PALETTE, SCENES, SHAPES, rgb
 

@@ -19,8 +19,8 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from videomage.components import VideoSpec
-from videomage.modelfiles import write_video_spec
+from videomage import VideoSpec
+from videomage.kit import write_video_spec
 from videomage_toyworld.tokenizer import MAX_LENGTH, build_tokenizer
 
 #: The committed, trained base model (see docs/toyworld.md for how it was made).

@@ -18,9 +18,7 @@ import attrs
 import numpy as np
 import torch
 
-from videomage.artifact import atomic_write
-from videomage.config import FusionConfig, MotionConfig, SubjectConfig
-from videomage.stages.common import StageOptions, content_hash
+from videomage.kit import FusionConfig, MotionConfig, StageOptions, SubjectConfig, atomic_write, content_hash
 from videomage_toyworld import cases
 from videomage_toyworld.metrics import METRICS
 from videomage_toyworld.vocabulary import rgb
@@ -139,7 +137,7 @@ class CaseRun:
         return path
 
     def subjects(self, s: CaseSettings) -> list[Path]:
-        from videomage.stages.subject import learn_subject
+        from videomage.kit import learn_subject
 
         paths = []
         for case in cases.SUBJECTS:
@@ -153,7 +151,7 @@ class CaseRun:
         return paths
 
     def motion(self, s: CaseSettings) -> Path:
-        from videomage.stages.motion import learn_motion
+        from videomage.kit import learn_motion
 
         config = MotionConfig(video=self.inputs["motion"], prompt=cases.MOTION_PROMPT, entities=cases.MOTION_ENTITIES,
                               steps=s.motion_steps, inversion_steps=s.inversion_steps, lr=s.motion_lr, rank=s.rank,
@@ -165,7 +163,7 @@ class CaseRun:
                                                         self._opts(s, f"motion-omega{s.omega:g}")))
 
     def fused(self, s: CaseSettings, subjects: list[Path]) -> Path:
-        from videomage.stages.fusion import fuse
+        from videomage.kit import fuse
 
         config = FusionConfig(steps=s.fusion_steps, lr=s.fusion_lr, lambda_attn=s.lambda_attn,
                               videos_per_subject=s.videos_per_subject)
@@ -177,7 +175,7 @@ class CaseRun:
     def sample(self, s: CaseSettings, fused: Path | None, motion: Path | None, out: Path,
                prompt: str = cases.TARGET_PROMPT, sampler: str | None = None) -> torch.Tensor:
         """Generate (or reuse) ``out`` (an .mp4) and return its frames, read back losslessly."""
-        from videomage.stages.generate import generate
+        from videomage.kit import generate
 
         sampler = sampler or s.sampler
         sheet = out.with_name(out.stem + "-frames.png")

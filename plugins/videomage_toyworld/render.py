@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from videomage.errors import ConfigError
+from videomage import ConfigError
 from videomage_toyworld.vocabulary import SHAPES
 
 PATTERNS = ("plain", "stripes", "checker")

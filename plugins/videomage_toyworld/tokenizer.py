@@ -16,7 +16,7 @@ from pathlib import Path
 
 from transformers import CLIPTokenizer
 
-from videomage.errors import ConfigError
+from videomage import ConfigError
 from videomage_toyworld.vocabulary import words
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"

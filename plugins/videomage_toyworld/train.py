@@ -37,8 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from videomage.components import ObjectiveOutput
-from videomage.trainer import ParamGroup, Trainer, TrainerConfig
+from videomage import ObjectiveOutput
+from videomage.kit import ParamGroup, Trainer, TrainerConfig
 from videomage_toyworld import diagnose, world
 from videomage_toyworld.model import (
     MODEL_DIR,

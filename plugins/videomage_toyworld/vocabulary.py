@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from videomage.errors import ConfigError
+from videomage import ConfigError
 
 # Colours the base model is trained on. Kept few and far apart so that a 2-core CPU can teach a
 # tiny model to tell them apart, and so that nearest-neighbour colour classification is reliable.

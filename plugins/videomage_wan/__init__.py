@@ -8,13 +8,24 @@ How the method's roles and attention maps map onto a full-attention transformer 
 in :mod:`videomage_wan.backbone` and :mod:`videomage_wan.attention`.
 """
 
-from videomage.hookspecs import hookimpl
-from videomage_wan.backbone import WanBackbone
-from videomage_wan.experts import Wan22Backbone
+from __future__ import annotations
 
-__all__ = ["Wan22Backbone", "WanBackbone"]
+from videomage import hookimpl
+from videomage.kit import moved_names
 
 
 @hookimpl
 def register_backbones():
+    # Imported on use, not when the plugin loads: `videomage --help` must not import the
+    # heavy libraries these modules need.
+    from videomage_wan.backbone import WanBackbone
+    from videomage_wan.experts import Wan22Backbone
+
     return [WanBackbone, Wan22Backbone]
+
+
+# Before 0.2 the package imported its components eagerly and exported them here.
+__getattr__ = moved_names(__name__, {
+    "Wan22Backbone": "videomage_wan.experts.Wan22Backbone",
+    "WanBackbone": "videomage_wan.backbone.WanBackbone",
+})

@@ -47,9 +47,8 @@ import attrs
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from videomage.checkpointing import recomputing, replays
-from videomage.components import AttentionStore
-from videomage.errors import ConfigError
+from videomage import AttentionStore, ConfigError
+from videomage.kit import recomputing, replays
 
 #: Default bound on the numbers in one chunk of attention probabilities (512 MiB in float32).
 #: On an H100, smaller chunks cost time (2**25: 1.3x slower, 1.5x with gradients); larger ones barely gain.

@@ -32,12 +32,9 @@ import torch
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
 from transformers import AutoTokenizer, UMT5EncoderModel
 
-from videomage import checkpointing
-from videomage.components import AttentionStore, Backbone
-from videomage.errors import ConfigError
-from videomage.modelfiles import check_model_request, config_fingerprint, read_config
-from videomage.weightfiles import use_safetensors
-from videomage.text import TextMethods
+from videomage import AttentionStore, Backbone, ConfigError
+from videomage.kit import (TextMethods, capturing, check_model_request, checkpoint_call,
+                           checkpointed, config_fingerprint, read_config, use_safetensors)
 from videomage_wan import attention, flow, names
 from videomage_wan.files import check_folder, is_family, video_spec
 from videomage_wan.text import T5Text
@@ -138,6 +135,13 @@ class WanBackbone(TextMethods, Backbone):
         return self
 
     @classmethod
+    def tiny(cls, folder: str) -> str:
+        """A tiny random Wan 2.1 model (:mod:`videomage_wan.tiny`)."""
+        from videomage_wan.tiny import save_tiny_wan
+
+        return str(save_tiny_wan(folder))
+
+    @classmethod
     def on_meta(cls, model: str, *, dtype: str = "bfloat16") -> WanBackbone:
         """Built from the folder's configs, or a published model's (:mod:`videomage_wan.meta`), on the meta device."""
         from videomage_wan.meta import build_on_meta
@@ -165,13 +169,13 @@ class WanBackbone(TextMethods, Backbone):
     def enable_gradient_checkpointing(self) -> None:
         """Recompute block activations in the backward pass: much less memory, about a third more compute."""
         # Our checkpoint function: a recomputation knows which attention capture was open.
-        self.denoiser.enable_gradient_checkpointing(lambda block, *args: checkpointing.checkpoint_call(block.__call__, *args))
+        self.denoiser.enable_gradient_checkpointing(lambda block, *args: checkpoint_call(block.__call__, *args))
 
     @contextmanager
     def activation_checkpointing(self) -> Iterator[bool]:
         """Checkpoint (non-reentrant) each transformer block inside the block: SCS guidance then
         holds the blocks' inputs, and one block's activations at a time in the backward pass."""
-        with checkpointing.checkpointed([b for blocks in self.transformers() for b in blocks.blocks]):
+        with checkpointed([b for blocks in self.transformers() for b in blocks.blocks]):
             yield True
 
     # -- roles -----------------------------------------------------------------------------
@@ -281,7 +285,7 @@ class WanBackbone(TextMethods, Backbone):
             except IndexError:
                 raise ConfigError(f"capture_blocks {list(self.capture_blocks)} names a block past the last ({len(every) - 1})") from None
         with attention.capture(blocks, cross_tokens=cross_tokens, temporal=temporal,
-                               chunk_elements=self.attention_chunk_elements) as (store, state), checkpointing.capturing(state):
+                               chunk_elements=self.attention_chunk_elements) as (store, state), capturing(state):
             self._state = state
             try:
                 yield store

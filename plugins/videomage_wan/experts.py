@@ -31,8 +31,8 @@ from typing import Any
 import torch
 from diffusers import WanTransformer3DModel
 
-from videomage.errors import ConfigError
-from videomage.modelfiles import check_model_request, config_fingerprint, read_config
+from videomage import ConfigError
+from videomage.kit import check_model_request, config_fingerprint, read_config
 from videomage_wan import flow
 from videomage_wan.backbone import ROLE_LAYERS, WanBackbone, _shared, load_parts
 from videomage_wan.files import COMPONENTS, check_folder, is_expert_family, video_spec
@@ -108,6 +108,13 @@ class Wan22Backbone(WanBackbone):
 
     def transformers(self) -> list[WanTransformer3DModel]:
         return [self.denoiser.high_noise, self.denoiser.low_noise]
+
+    @classmethod
+    def tiny(cls, folder: str) -> str:
+        """A tiny random two-expert Wan 2.2 A14B-shaped model (:mod:`videomage_wan.tiny`)."""
+        from videomage_wan.tiny import save_tiny_wan22
+
+        return str(save_tiny_wan22(folder, kind="a14b"))
 
     @classmethod
     def original_layer_name(cls, name: str) -> str | None:

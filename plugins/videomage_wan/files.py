@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from videomage.components import VideoSpec
-from videomage.errors import ConfigError
-from videomage.modelfiles import read_config, read_video_spec
+from videomage import ConfigError, VideoSpec
+from videomage.kit import read_config, read_video_spec
 
 TRANSFORMER_CLASS = "WanTransformer3DModel"
 PIPELINE_CLASS = "WanPipeline"

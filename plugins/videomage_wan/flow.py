@@ -23,7 +23,7 @@ from typing import Any
 import diffusers
 import torch
 
-from videomage.errors import ConfigError
+from videomage import ConfigError
 
 #: Diffusers schedulers that can sample a flow-matching model, and how each is configured for it.
 FLOW_SCHEDULERS: dict[str, Mapping[str, Any]] = {

@@ -15,9 +15,8 @@ import torch
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
 from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
-from videomage.errors import ConfigError
-from videomage.memory import cast_as_loaded
-from videomage.modelfiles import DTYPES, component_configs, read_config
+from videomage import ConfigError
+from videomage.kit import DTYPES, cast_as_loaded, component_configs, read_config
 from videomage_wan.files import video_spec
 
 _WAN_BLOCK = {"_class_name": "WanTransformer3DModel", "added_kv_proj_dim": None, "attention_head_dim": 128,

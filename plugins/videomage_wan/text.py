@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import torch
 
-from videomage.text import TokenTable
+from videomage.kit import TokenTable
 
 #: Positions the Wan pipeline encodes every prompt to.
 MAX_TEXT_LENGTH = 512

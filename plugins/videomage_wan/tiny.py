@@ -32,8 +32,8 @@ from pathlib import Path
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
 from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
 
-from videomage.components import VideoSpec
-from videomage.modelfiles import write_video_spec
+from videomage import VideoSpec
+from videomage.kit import write_video_spec
 
 #: Words of the tiny tokenizer (others fall back to letters, as sentencepiece does).
 WORDS = (

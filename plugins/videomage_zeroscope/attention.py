@@ -17,8 +17,8 @@ from contextlib import contextmanager
 import attrs
 import torch
 
-from videomage.checkpointing import recomputing, replays
-from videomage.components import AttentionStore
+from videomage import AttentionStore
+from videomage.kit import recomputing, replays
 
 
 class CaptureProcessor:

@@ -30,12 +30,9 @@ from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from videomage.checkpointing import capturing, checkpoint_always, checkpointed
-from videomage.components import AttentionStore, Backbone, VideoSpec
-from videomage.errors import ConfigError
-from videomage.modelfiles import check_model_request, config_fingerprint
-from videomage.weightfiles import use_safetensors
-from videomage.text import TextMethods
+from videomage import AttentionStore, Backbone, ConfigError, VideoSpec
+from videomage.kit import (TextMethods, capturing, check_model_request, checkpoint_always,
+                           checkpointed, config_fingerprint, use_safetensors)
 from videomage_zeroscope import attention
 from videomage_zeroscope.files import check_folder, is_family, video_spec
 from videomage_zeroscope.tokens import CLIPText
@@ -127,6 +124,13 @@ class ZeroScopeBackbone(TextMethods, Backbone):
             backbone.make_scheduler(scheduler)  # fail now, not after training
             backbone.default_scheduler = scheduler
         return backbone
+
+    @classmethod
+    def tiny(cls, folder: str) -> str:
+        """A tiny random ZeroScope model (:mod:`videomage_zeroscope.tiny`)."""
+        from videomage_zeroscope.tiny import save_tiny_zeroscope
+
+        return str(save_tiny_zeroscope(folder))
 
     @classmethod
     def on_meta(cls, model: str, *, dtype: str = "bfloat16") -> ZeroScopeBackbone:

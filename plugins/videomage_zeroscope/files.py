@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from videomage.components import VideoSpec
-from videomage.errors import ConfigError
-from videomage.modelfiles import read_config, read_video_spec
+from videomage import ConfigError, VideoSpec
+from videomage.kit import read_config, read_video_spec
 
 #: The UNet class that makes a folder a model of this family.
 UNET_CLASS = "UNet3DConditionModel"

@@ -15,9 +15,8 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet3DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from videomage.errors import ConfigError
-from videomage.memory import cast_as_loaded
-from videomage.modelfiles import DTYPES, component_configs, read_config
+from videomage import ConfigError
+from videomage.kit import DTYPES, cast_as_loaded, component_configs, read_config
 from videomage_zeroscope.files import video_spec
 
 #: ``cerspense/zeroscope_v2_576w``: ModelScope 1.7B's UNet, Stable Diffusion's VAE, OpenCLIP-H's text tower.

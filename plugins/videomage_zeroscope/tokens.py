@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from videomage.text import TokenTable
+from videomage.kit import TokenTable
 
 
 class CLIPText(TokenTable):

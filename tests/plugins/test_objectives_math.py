@@ -10,7 +10,9 @@ import torch
 
 from videomage.components import TrainingContext
 from videomage.errors import ConfigError
-from videomage_objectives import AttentionRegularization, Denoise, FusionDistill, NegativeCFGMotion
+from videomage_objectives.denoise import Denoise
+from videomage_objectives.fusion import AttentionRegularization, FusionDistill
+from videomage_objectives.motion import NegativeCFGMotion
 from videomage_objectives.fusion import attention_loss
 from videomage_objectives.motion import appearance_free_target
 

@@ -16,6 +16,9 @@ from videomage.testing import BackboneContract
 from videomage_zeroscope.backbone import ZeroScopeBackbone
 
 
+# The contract runs on ZeroScopeBackbone.tiny() in tests/contracts/test_backbones.py; here on the
+# deeper config too, whose module names differ.
+@pytest.mark.parametrize("any_tiny_model_dir", ["deeper"], indirect=True)
 class TestZeroScopeContract(BackboneContract):
     @pytest.fixture
     def backbone(self, any_tiny_model_dir):

@@ -20,8 +20,9 @@ from videomage.plugins import get_registry
 from videomage.stages.motion import learn_motion
 from videomage.stages.subject import StageOptions, learn_subject
 from videomage.testing import AdapterContract, BackboneContract
-from videomage_lora import LoRA
-from videomage_wan import Wan22Backbone, WanBackbone
+from videomage_lora.adapter import LoRA
+from videomage_wan.backbone import WanBackbone
+from videomage_wan.experts import Wan22Backbone
 from videomage_wan.tiny import save_tiny_wan22
 
 from test_stages import frame, images
@@ -39,10 +40,7 @@ def ti2v_dir(tmp_path_factory):
     return save_tiny_wan22(tmp_path_factory.mktemp("tiny-ti2v"), kind="ti2v5b")
 
 
-class TestA14BContract(BackboneContract):
-    @pytest.fixture
-    def backbone(self, a14b_dir):
-        return load_backbone(str(a14b_dir))
+# A14B meets the backbone contract through Wan22Backbone.tiny() (tests/contracts/test_backbones.py).
 
 
 class TestTI2VContract(BackboneContract):

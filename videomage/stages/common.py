@@ -57,7 +57,7 @@ class StageOptions:
         return None if self.work_dir is None else Path(self.work_dir) / name
 
     def trainer_config(self, steps: int, description: str, *, stream: str, backbone: Backbone) -> TrainerConfig:
-        """The trainer's settings for a stage drawing random stream ``stream`` ("subject/<toy>")."""
+        """The trainer's settings for a stage drawing random stream ``stream`` (``"subject/<toy>"``)."""
         return TrainerConfig(steps=steps, seed=self.seed, stream=stream, progress=self.progress, grad_accum=self.grad_accum,
                              mixed_precision=self.mixed_precision, checkpoint_every=self.checkpoint_every,
                              validate_every=self.validate_every, description=description,
