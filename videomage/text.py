@@ -275,7 +275,7 @@ class TextMethods:
         return self.text.encode(prompts).to(self.dtype)
 
     def release_text_encoder(self, prompts: Sequence[str]) -> None:
-        """Encode ``prompts`` once and move the text encoder to host memory (:meth:`TokenTable.release`)."""
+        """Encode ``prompts`` once and move the text encoder to host memory (``TokenTable.release``)."""
         self.text.release(prompts)
 
     def word_positions(self, prompt: str, word: str, occurrence: int = 0) -> list[int]:
@@ -284,7 +284,7 @@ class TextMethods:
 
 def release_text_encoder(backbone: Any, prompts: Sequence[str], enabled: bool) -> None:
     """What a stage calls once its prompts are fixed: release the text encoder if ``enabled``
-    (the stages' ``release_text_encoder`` option) and the backbone can (one with :class:`TextMethods`).
+    (the stages' ``release_text_encoder`` option) and the backbone can (one with ``TextMethods``).
 
     The empty prompt (the default negative prompt of every sample a stage draws) is always kept.
     """
