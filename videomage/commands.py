@@ -25,8 +25,8 @@ def _device(value: str) -> str:
 
 #: Flags that do not change what a training stage computes: a work folder made with other values
 #: of these is still resumed.
-NEUTRAL = frozenset({"out", "work_dir", "device", "checkpoint_every", "gradient_checkpointing", "validate_every",
-                     "no_progress", "command"})
+NEUTRAL = frozenset({"out", "work_dir", "device", "checkpoint_every", "gradient_checkpointing", "release_text_encoder",
+                     "validate_every", "no_progress", "command"})
 
 
 
@@ -41,6 +41,9 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                         help="precision the model's weights are loaded in")
     parser.add_argument("--seed", type=int_range(0), default=0, help="seed of every random draw, so a re-run repeats the result")
+    parser.add_argument("--release-text-encoder", action="store_true",
+                        help="move the text encoder to host memory once the stage's prompts are encoded (motion after "
+                             "its textual inversion, fusion, generate; subject learning trains through it and keeps it)")
 
 
 def _component_args(parser: argparse.ArgumentParser, flag: str, record: type, field: str, what: str) -> None:
@@ -163,7 +166,7 @@ def _setup(args: argparse.Namespace, inputs: dict[str, object] | None = None):
         opts = StageOptions(seed=args.seed, work_dir=_work_dir(args), progress=not args.no_progress, grad_accum=args.grad_accum,
                             mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every, frames=args.frames,
                             gradient_checkpointing=args.gradient_checkpointing, validate_every=args.validate_every,
-                            prior_steps=args.sample_steps)
+                            prior_steps=args.sample_steps, release_text_encoder=args.release_text_encoder)
     return backbone, adapter, opts
 
 
@@ -356,7 +359,7 @@ class Generate(Command):
                    "height": args.height, "width": args.width, "negative_prompt": args.negative_prompt,
                    "scheduler": args.scheduler, "progress": not args.no_progress, **own}
         record = generate(backbone, adapter, prompt=args.prompt, out=args.out, subjects=args.subjects, motion=args.motion,
-                          sampler=args.sampler, options=options, gif=args.gif)
+                          sampler=args.sampler, options=options, gif=args.gif, release_text=args.release_text_encoder)
         for kind, path in record["files"].items():
             print(f"wrote {path} ({kind})")
         return 0

@@ -19,7 +19,8 @@ Groups:
   ``Backbone.fingerprint`` (``config_fingerprint``), safetensors-first loading
   (``use_safetensors``, ``convert_folder``) and dtype casting as diffusers loads (``cast_as_loaded``).
 * **Backbones, checkpointing**: ``checkpointed``, ``checkpoint_call`` for
-  ``Backbone.activation_checkpointing``; ``capturing``, ``recomputing``, ``replays`` for
+  ``Backbone.activation_checkpointing``; ``checkpoint_always`` for
+  ``enable_gradient_checkpointing``; ``capturing``, ``recomputing``, ``replays`` for
   attention-capture processors that run under it.
 * **Objectives**: ``backward_scope`` (keep a context open until the trainer's backward pass).
 * **Commands**: loading a backbone and an adapter by name (``load_backbone``, ``make_adapter``),
@@ -36,7 +37,7 @@ Groups:
 from __future__ import annotations
 
 from videomage.artifact import Artifact, atomic_write
-from videomage.checkpointing import capturing, checkpoint_call, checkpointed, recomputing, replays
+from videomage.checkpointing import capturing, checkpoint_always, checkpoint_call, checkpointed, recomputing, replays
 from videomage.config import FusionConfig, ModelConfig, MotionConfig, OutputConfig, Recipe, SamplingConfig, SubjectConfig
 from videomage.deprecation import moved_names
 from videomage.errors import did_you_mean, format_choices
@@ -79,6 +80,7 @@ __all__ = [
     "write_video_spec",
     # backbones: checkpointing and attention capture
     "capturing",
+    "checkpoint_always",
     "checkpoint_call",
     "checkpointed",
     "recomputing",

@@ -35,10 +35,13 @@ def _duration(seconds: float) -> str:
 def report(request: PlanRequest, estimates: list[StageEstimate], tflops: float) -> str:
     size = "x".join(str(v) for v in (request.frames, request.height, request.width)) if request.frames else "native size"
     lines = [f"videomage plan: {request.model} ({request.dtype}), video {size}, "
-             f"activation checkpointing {'on' if request.gradient_checkpointing else 'off'}",
-             f"{'stage':<9} {'device peak':>12} {'weights':>10} {'working':>10} {'host':>10} {'per step':>10} {'steps':>6} {'stage time':>11}"]
+             f"activation checkpointing {'on' if request.gradient_checkpointing else 'off'}, "
+             f"text encoder {'released after encoding' if request.release_text_encoder else 'kept on the device'}",
+             f"{'stage':<9} {'device peak':>12} {'weights':>10} {'working':>10} {'released':>10} {'host':>10} {'per step':>10} "
+             f"{'steps':>6} {'stage time':>11}"]
     for e in estimates:
         lines.append(f"{e.stage:<9} {_gib(e.device_bytes):>12} {_gib(e.weights_bytes):>10} {_gib(e.working_bytes):>10} "
+                     f"{_gib(e.released_bytes) if e.released_bytes else '-':>10} "
                      f"{_gib(e.host_bytes):>10} {_duration(e.seconds(tflops)):>10} {e.steps:>6} "
                      f"{_duration(e.total_seconds(tflops)):>11}")
     lines.append(f"times at {tflops:g} TFLOP/s sustained (--tflops); 'per step' of generate is a guided SCS step.")
@@ -60,6 +63,7 @@ def request_from_args(args: argparse.Namespace) -> tuple[PlanRequest, list[str]]
             size = {k: v if v is not None else getattr(s, k) for k, v in size.items()}
         request = PlanRequest(model=recipe.model.id, backbone=recipe.model.backbone, dtype=args.dtype or recipe.model.dtype,
                               gradient_checkpointing=args.gradient_checkpointing, subjects=max(len(recipe.subjects), 1),
+                              release_text_encoder=args.release_text_encoder,
                               sampler=s.sampler if s else default(SamplingConfig, "sampler"), steps=s.steps if s else 50,
                               tau=_guided_steps(s) if s else 15, **size)
         return request, stages
@@ -67,6 +71,7 @@ def request_from_args(args: argparse.Namespace) -> tuple[PlanRequest, list[str]]
         raise ConfigError("plan: pass --model (a Hub id or a local folder) or --recipe (a .toml recipe)")
     request = PlanRequest(model=args.model, backbone=args.backbone, dtype=args.dtype or "bfloat16",
                           gradient_checkpointing=args.gradient_checkpointing, rank=args.rank, subjects=args.subjects,
+                          release_text_encoder=args.release_text_encoder,
                           sampler=args.sampler, steps=args.steps, tau=args.tau, **size)
     return request, stages
 
@@ -102,6 +107,9 @@ class Plan(Command):
         parser.add_argument("--width", type=int, help="video width (default: the model's native width)")
         parser.add_argument("--gradient-checkpointing", action="store_true",
                             help="plan the training stages with activation checkpointing (default: off)")
+        parser.add_argument("--release-text-encoder", action="store_true",
+                            help="plan the stages with the text encoder moved to host memory once their prompts are "
+                                 "encoded (motion, fusion, generate; subject learning keeps it) (default: off)")
         parser.add_argument("--rank", type=int, default=4, help="LoRA rank of subjects and motion (default: 4)")
         parser.add_argument("--subjects", type=int, default=2, help="subjects fused (default: 2)")
         parser.add_argument("--sampler", default=default(SamplingConfig, "sampler"), help="sampler of the final video")
@@ -147,6 +155,6 @@ class Plan(Command):
                 for what, _, est in fits or []:
                     print(f"fits with {what}: largest stage {_gib(max(e.device_bytes for e in est))}")
                 if not fits:
-                    print("none of bfloat16 weights or activation checkpointing brings it under; "
+                    print("none of bfloat16 weights, activation checkpointing or releasing the text encoder brings it under; "
                           "use a smaller video (--frames, --height, --width) or a larger card")
         return 0

@@ -54,6 +54,7 @@ class PlanRequest:
     height: int | None = None
     width: int | None = None
     gradient_checkpointing: bool = False
+    release_text_encoder: bool = False  # the stages' option: the text encoder to the host once prompts are encoded
     rank: int = 4
     images: int = 4  # subject images, encoded together
     subjects: int = 2  # fused subjects
@@ -73,10 +74,13 @@ class StageEstimate:
     unguided_step_flops: float = 0.0  # ``generate`` only: a step past tau
     steps: int = 0  # training steps, or sampling steps
     guided_steps: int = 0
+    released_bytes: int = 0  # weights moved to the host during the stage and still there at its end (a released text encoder)
+    above_weights_bytes: int | None = None  # the device peak above the weights when some were released; else working_bytes
 
     @property
     def device_bytes(self) -> int:
-        return self.weights_bytes + self.working_bytes
+        """Weights and live tensors at the stage's peak (weights moved to the host no longer count)."""
+        return self.weights_bytes + (self.working_bytes if self.above_weights_bytes is None else self.above_weights_bytes)
 
     @property
     def host_bytes(self) -> int:
@@ -103,9 +107,7 @@ class _MetaRun(LiveBytes):
 
     def __init__(self) -> None:
         super().__init__()
-        from torch.utils.flop_counter import flop_registry
-
-        self._formulas = flop_registry
+        self._formulas = _formulas()
         self.flops = 0
         self.marks: list[float] = []
 
@@ -122,6 +124,24 @@ class _MetaRun(LiveBytes):
         return out
 
 
+def _formulas() -> dict:
+    """PyTorch's per-operator formulas, plus the CPU flash-attention kernel that attention on the
+    meta device runs (:func:`~videomage.memory.meta_kernels`), which PyTorch's table lacks: without
+    it, every fused attention of a plan counted no operations."""
+    from torch.utils.flop_counter import flop_registry, sdpa_backward_flop_count, sdpa_flop_count
+
+    aten = torch.ops.aten
+
+    def forward(query, key, value, *args, out_val=None, **kwargs):
+        return sdpa_flop_count(query.shape, key.shape, value.shape)
+
+    def backward(grad_out, query, key, value, *args, out_val=None, **kwargs):
+        return sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape)
+
+    return {**flop_registry, aten._scaled_dot_product_flash_attention_for_cpu: forward,
+            aten._scaled_dot_product_flash_attention_for_cpu_backward: backward}
+
+
 def weights_bytes(backbone: Backbone) -> int:
     """Bytes of every parameter and buffer the backbone holds (denoiser, VAE, text encoder)."""
     modules = {id(m): m for m in vars(backbone).values() if isinstance(m, torch.nn.Module)}
@@ -131,8 +151,10 @@ def weights_bytes(backbone: Backbone) -> int:
     return storage_bytes(t for m in modules.values() for t in (*m.parameters(), *m.buffers()))
 
 
-def measure(run: Callable[[], Any], marks: Callable[[_MetaRun], Any] | None = None) -> tuple[int, list[float], Any]:
-    """``(peak live bytes, operations counted at each mark, result)`` of ``run()`` on the meta device.
+def measure(run: Callable[[], Any], marks: Callable[[_MetaRun], Any] | None = None) -> tuple[int, list[float], Any, _MetaRun]:
+    """``(peak live bytes, operations counted at each mark, result, counter)`` of ``run()`` on the
+    meta device. The peak counts weights moved off the device as gone from then on (the counter's
+    ``peak_live`` does not, and its ``released`` is what is still off at the end).
 
     ``marks(counter)`` installs the hooks that call ``counter.mark()`` at step boundaries (an
     optimizer step, a scheduler step) and returns their handles; the per-step operations are the
@@ -148,7 +170,7 @@ def measure(run: Callable[[], Any], marks: Callable[[_MetaRun], Any] | None = No
         finally:
             for h in handles:
                 h.remove()
-    return live.peak, live.marks, result
+    return live.peak, live.marks, result, live
 
 
 def _optimizer_steps(counter: _MetaRun):
@@ -190,8 +212,8 @@ class _Job:
     def options(self, **extra):
         from videomage.stages.common import StageOptions
 
-        return StageOptions(progress=False, prior_count=1, prior_steps=1,
-                            gradient_checkpointing=self.request.gradient_checkpointing, **extra)
+        return StageOptions(progress=False, prior_count=1, prior_steps=1, gradient_checkpointing=self.request.gradient_checkpointing,
+                            release_text_encoder=self.request.release_text_encoder, **extra)
 
     def images(self) -> Path:
         from PIL import Image
@@ -309,6 +331,7 @@ def _generate(job: _Job, guided: int):
     from videomage.loading import make_adapter
     from videomage.plugins import get_registry
     from videomage.stages.generate import install_concepts
+    from videomage.text import release_text_encoder
 
     subjects, motion = job.artifacts()
     bb = job.backbone()
@@ -322,7 +345,9 @@ def _generate(job: _Job, guided: int):
         installed = install_concepts(bb, adapter, job.fused(), motion)
         request = SamplingRequest(prompt=prompt, steps=guided + 1, progress=False, **concepts_of(installed))
         option = guided_option(sampler)  # the sampler's own count of guided steps, if it has one
-        latents = get_registry().create("sampler", sampler, **({option: guided} if option else {})).sample(bb, adapter, request)
+        component = get_registry().create("sampler", sampler, **({option: guided} if option else {}))
+        release_text_encoder(bb, component.prompts(request), job.request.release_text_encoder)
+        latents = component.sample(bb, adapter, request)
         with torch.no_grad():
             return bb.decode_latents(latents)
 
@@ -387,21 +412,28 @@ def plan(request: PlanRequest, stages: Sequence[str] = STAGES, *, log: Callable[
                 guides = guided_option(request.sampler) is not None
                 guided = min(2, request.tau, request.steps) if guides else 1
                 run, marks = _generate(job, guided)
-                peak, m, _ = measure(run, marks)
+                peak, m, _, live = measure(run, marks)
                 # The last marks are the sampling steps (a sampler may step copies of its scheduler
                 # first): with two guided steps and one unguided, the second guided one is steady.
                 unguided = m[-1] - m[-2] if len(m) >= 2 else 0.0
                 steady = m[-2] - m[-3] if guides and guided >= 2 and len(m) >= 3 else unguided
                 tau = min(request.tau, request.steps) if guides else 0
-                out.append(StageEstimate(stage=stage, weights_bytes=weights, working_bytes=peak, step_flops=steady,
-                                         unguided_step_flops=unguided, steps=request.steps, guided_steps=tau))
+                out.append(StageEstimate(stage=stage, weights_bytes=weights, step_flops=steady, unguided_step_flops=unguided,
+                                         steps=request.steps, guided_steps=tau, **_memory(peak, live)))
                 continue
             runner = {"subject": _subject, "motion": _motion, "fusion": _fusion}[stage]
-            peak, m, artifact = measure(runner(job), _optimizer_steps)
+            peak, m, artifact, live = measure(runner(job), _optimizer_steps)
             job.keep(stage, artifact)
-            out.append(StageEstimate(stage=stage, weights_bytes=weights, working_bytes=peak, step_flops=_per_step(m),
-                                     steps=TRAINING_STEPS[stage]))
+            out.append(StageEstimate(stage=stage, weights_bytes=weights, step_flops=_per_step(m),
+                                     steps=TRAINING_STEPS[stage], **_memory(peak, live)))
     return out
+
+
+def _memory(peak: int, live: _MetaRun) -> dict[str, Any]:
+    """A stage's memory fields: its working set, and where weights left the device, its peak above them."""
+    if live.peak_live == peak and not live.released:  # nothing was released
+        return {"working_bytes": peak}
+    return {"working_bytes": live.peak_live, "above_weights_bytes": peak, "released_bytes": live.released}
 
 
 @contextmanager
@@ -418,17 +450,21 @@ def suggest(request: PlanRequest, budget_bytes: int, stages: Sequence[str] = STA
     """Settings that bring every stage under ``budget_bytes``, cheapest change first.
 
     Each candidate is ``(what changed, request, estimates)``; an empty list means none of the
-    changes this planner knows (a half-precision base model, activation checkpointing) fits.
+    changes this planner knows (a half-precision base model, activation checkpointing, releasing
+    the text encoder once prompts are encoded), alone or together, fits.
     """
-    candidates = []
-    if request.dtype == "float32":
-        candidates.append(("a bfloat16 base model (--dtype bfloat16)", attrs.evolve(request, dtype="bfloat16")))
-    if not request.gradient_checkpointing:
-        candidates.append(("activation checkpointing (--gradient-checkpointing)",
-                           attrs.evolve(request, gradient_checkpointing=True)))
-        if request.dtype == "float32":
-            candidates.append(("bfloat16 and activation checkpointing",
-                               attrs.evolve(request, dtype="bfloat16", gradient_checkpointing=True)))
+    savers = [(what, change) for what, change, needed in (
+        ("a bfloat16 base model (--dtype bfloat16)", {"dtype": "bfloat16"}, request.dtype == "float32"),
+        ("activation checkpointing (--gradient-checkpointing)", {"gradient_checkpointing": True},
+         not request.gradient_checkpointing),
+        ("the text encoder released after encoding (--release-text-encoder)", {"release_text_encoder": True},
+         not request.release_text_encoder and any(s != "subject" for s in stages)),  # subject learning keeps it
+    ) if needed]
+    # Each saver alone, then (where there are several) all of them together.
+    candidates = [(what, attrs.evolve(request, **change)) for what, change in savers]
+    if len(savers) > 1:
+        every = {k: v for _, change in savers for k, v in change.items()}
+        candidates.append((" and ".join(what.split(" (")[0] for what, _ in savers), attrs.evolve(request, **every)))
     fits = []
     for what, candidate in candidates:
         estimates = plan(candidate, stages)

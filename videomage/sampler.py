@@ -25,3 +25,13 @@ class Sampler(ABC):
 
         The sampler's own settings are its ``Options`` record, not part of the request.
         """
+
+    def prompts(self, request: Any) -> list[str]:
+        """Every prompt `sample` will encode for ``request``: a stage encodes them up front so that
+        it can release the text encoder before sampling (``--release-text-encoder``).
+
+        The default is the request's prompt and negative prompt; a sampler that encodes others
+        (SCS's motion branch) adds them. A prompt left out still samples, only slower once the
+        encoder has moved to host memory.
+        """
+        return [request.prompt, request.negative_prompt]

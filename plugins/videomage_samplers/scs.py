@@ -130,6 +130,13 @@ class SCSSampler(Sampler):
     def __init__(self, options: SCSOptions | None = None, **values: Any) -> None:
         self.options = from_values(self, options, values)
 
+    def prompts(self, request: SamplingRequest | Mapping[str, Any]) -> list[str]:
+        """The prompt, the negative prompt and the motion branch's prompt (the subject tokens
+        replaced by their class words, unless the ``motion_prompt`` option gives it)."""
+        req, extra = coerce(request)
+        opts = with_request_options(self, extra)
+        return [req.prompt, req.negative_prompt, opts.motion_prompt or motion_prompt_for(req.prompt, req.subject_tokens())]
+
     def sample(self, backbone: Backbone, adapter: Adapter | None, request: SamplingRequest | Mapping[str, Any]) -> torch.Tensor:
         req, extra = coerce(request)
         opts = with_request_options(self, extra)

@@ -47,6 +47,7 @@ class StageOptions:
     grad_accum: int = 1
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
+    release_text_encoder: bool = False  # move the text encoder to the host once the stage's prompts are encoded
     checkpoint_every: int = 50
     validate_every: int | None = None  # write a validation sample every N steps (needs work_dir)
     prior_count: int = 4  # generated prior-preservation videos per subject

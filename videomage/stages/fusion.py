@@ -44,7 +44,8 @@ from videomage.stages.common import (
     weights_digest,
 )
 from videomage.stages.subject import _jsonable
-from videomage.trainer import ParamGroup, Trainer, stream_seed
+from videomage.text import release_text_encoder
+from videomage.trainer import ParamGroup, Trainer, backward_now, stream_seed
 
 
 def load_subjects(paths: Sequence[str | Path]) -> list[Artifact]:
@@ -98,6 +99,9 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
         (token, word), = art.tokens.items()
         tokens.append(token)
         words.append(word)
+
+    # Every prompt of the stage is known now (teachers, composite, validation).
+    release_text_encoder(backbone, [*(f"A {t}" for t in tokens), "A " + " and a ".join(tokens)], opts.release_text_encoder)
 
     # Teacher videos (latents, pixels, masks), generated once per artifact and settings.
     data = []
@@ -153,13 +157,16 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
         for i, d in enumerate(data):
             k = pick(generator, len(d["latents"]))
             items.append({"latents": d["latents"][k : k + 1], "prompts": [f"A {tokens[i]}"], "teacher": teachers[i]})
-        out = distill.loss(ctx, {"subjects": items})
-        loss, logs = out.loss, dict(out.logs)
+        # One term per forward pass, each backpropagated as soon as it is computed (backward_now):
+        # the step holds one pass's graph, not N + 1, and the gradients are the sum's. L_fusion is
+        # the mean over subjects, so each subject's term is its one-subject loss over N.
+        loss = sum(backward_now(distill.loss(ctx, {"subjects": [item]}).loss / len(items)) for item in items)
+        logs = {"l_fusion": float(loss)}
         if config.lambda_attn > 0:
             k = pick(generator, len(composite_latents))
             a = attn.loss(ctx, {"latents": composite_latents[k : k + 1], "prompts": [composite_prompt],
                                 "masks": composite_masks[k : k + 1], "token_positions": positions})
-            loss = loss + config.lambda_attn * a.loss
+            loss = loss + backward_now(config.lambda_attn * a.loss)
             logs.update(a.logs)
         return ObjectiveOutput(loss=loss, logs=logs)
 

@@ -26,6 +26,7 @@ from videomage.options import as_dict
 from videomage.plugins import get_registry
 from videomage.sampling import Concept, SamplingRequest, split
 from videomage.stages.common import content_hash, refuse_token_collisions
+from videomage.text import release_text_encoder
 
 
 def install_concepts(backbone: Backbone, adapter: Adapter, subjects: str | Path | None, motion: str | Path | None) -> dict[str, Any]:
@@ -88,12 +89,14 @@ def generate(
     gif: bool = False,
     contact_sheet: bool = True,
     record_extra: Mapping[str, Any] | None = None,
+    release_text: bool = False,
 ) -> dict[str, Any]:
     """Sample one video and write it with its record (plus ``record_extra``); returns the record.
 
     ``options`` holds the request's shared settings (``steps``, ``guidance_scale``, ``seed``,
     ``frames``... see [`SamplingRequest`][videomage.sampling.SamplingRequest]) and the sampler's own
     options, told apart by name; the sampler's record refuses a key it does not know.
+    ``release_text``: move the text encoder to the host once the sampler's prompts are encoded.
     """
     out = Path(out)
     if out.suffix.lower() != ".mp4":
@@ -107,6 +110,7 @@ def generate(
         raise ConfigError(f"cannot create the folder of --out {str(out)!r}: {exc.strerror or exc}") from None
     installed = install_concepts(backbone, adapter, subjects, motion)
     request = SamplingRequest(prompt=prompt, **shared, **concepts_of(installed))
+    release_text_encoder(backbone, component.prompts(request), release_text)
     started = time.time()
     latents = component.sample(backbone, adapter, request)
     with torch.no_grad():

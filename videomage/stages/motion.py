@@ -38,6 +38,7 @@ from videomage.media import read_video
 from videomage.plugins import get_registry
 from videomage.stages.common import StageOptions, TokenRows, encode_batched, seeded, validation
 from videomage.stages.subject import _jsonable
+from videomage.text import release_text_encoder
 from videomage.trainer import ParamGroup, Trainer
 
 
@@ -100,7 +101,9 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
         finally:
             rows.close()
 
-    # 2. The motion adapter on the temporal roles against the appearance-free target.
+    # 2. The motion adapter on the temporal roles against the appearance-free target. The tokens
+    # are fixed now: the text encoder has two prompts left to encode.
+    release_text_encoder(backbone, [c_m, c_ap], opts.release_text_encoder)
     name = "motion"
     if name in adapter.adapter_names(backbone):
         adapter.remove(backbone, name)
