@@ -173,6 +173,11 @@ class ModelConfig:
     #: The adapter type every stage attaches (the paper's: LoRA), and its options.
     adapter: str = attrs.field(default="lora", validator=_non_empty_str)
     adapter_options: dict[str, Any] = options_field()
+    #: Memory savers (they change no result, so no stage reruns when they change): activation
+    #: checkpointing in every learning stage, and the text encoder moved to host memory once a
+    #: stage's prompts are encoded (motion after its inversion, fusion and the final video).
+    gradient_checkpointing: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    release_text_encoder: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
 
 @attrs.frozen(kw_only=True)

@@ -62,8 +62,9 @@ def request_from_args(args: argparse.Namespace) -> tuple[PlanRequest, list[str]]
         if s is not None:
             size = {k: v if v is not None else getattr(s, k) for k, v in size.items()}
         request = PlanRequest(model=recipe.model.id, backbone=recipe.model.backbone, dtype=args.dtype or recipe.model.dtype,
-                              gradient_checkpointing=args.gradient_checkpointing, subjects=max(len(recipe.subjects), 1),
-                              release_text_encoder=args.release_text_encoder,
+                              gradient_checkpointing=args.gradient_checkpointing or recipe.model.gradient_checkpointing,
+                              subjects=max(len(recipe.subjects), 1),
+                              release_text_encoder=args.release_text_encoder or recipe.model.release_text_encoder,
                               sampler=s.sampler if s else default(SamplingConfig, "sampler"), steps=s.steps if s else 50,
                               tau=_guided_steps(s) if s else 15, **size)
         return request, stages

@@ -151,7 +151,8 @@ def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print,
 
 
 #: StageOptions fields that change no product (so not part of any key).
-_NOT_PRODUCT = ("seed", "work_dir", "progress", "checkpoint_every", "validate_every")
+_NOT_PRODUCT = ("seed", "work_dir", "progress", "checkpoint_every", "validate_every", "gradient_checkpointing",
+                "release_text_encoder")
 
 
 def _run(recipe: Recipe, *, progress: bool, log: Log, template: StageOptions | None = None) -> dict[str, Path]:
@@ -162,6 +163,8 @@ def _run(recipe: Recipe, *, progress: bool, log: Log, template: StageOptions | N
     adapter = make_adapter(recipe.model.adapter, recipe.model.adapter_options)
     base = (backbone.name, backbone.fingerprint(), model_digest(recipe.model.id), recipe.seed)
     template = template or StageOptions()
+    template = attrs.evolve(template, gradient_checkpointing=template.gradient_checkpointing or recipe.model.gradient_checkpointing,
+                            release_text_encoder=template.release_text_encoder or recipe.model.release_text_encoder)
     changed = {k: v for k, v in _settings(template).items() if k not in _NOT_PRODUCT and v != _settings(StageOptions())[k]}
     if changed:  # keys made with the default options stay as they were
         base = (*base, changed)
@@ -249,6 +252,7 @@ def _run(recipe: Recipe, *, progress: bool, log: Log, template: StageOptions | N
                        "progress": progress, **s.options}
             generate(backbone, adapter, prompt=s.prompt, out=video, subjects=subjects_path, motion=produced.get("motion"),
                      sampler=s.sampler, options=options, gif=recipe.output.gif, contact_sheet=recipe.output.contact_sheet,
+                     release_text=template.release_text_encoder,
                      record_extra={"recipe": _settings(recipe), "input_hash": key})
         produced["video"] = video
     return produced

@@ -181,3 +181,30 @@ def test_stage_options_reach_the_stages_and_join_their_keys(tiny_model_dir, tmp_
     assert chosen.seed == recipe.seed and chosen.work_dir == default.work_dir
     # The prior settings change the subject, so they are part of its key (its work folder's job).
     assert parts[0]["model and seed"] != parts[1]["model and seed"] and parts[0]["settings"] == parts[1]["settings"]
+
+
+def test_a_recipes_memory_savers_reach_every_stage_and_change_no_key(tiny_model_dir, tmp_path, monkeypatch):
+    from videomage.workflow import run_recipe
+
+    project = tmp_path / "project"
+    make_inputs(project, size=32, frames=4)
+    data = fast(tutorial_recipe(), tiny_model_dir)
+    saving = {**data, "model": {**data["model"], "gradient_checkpointing": True, "release_text_encoder": True}}
+    seen, parts = [], []
+
+    def stop(backbone, adapter, config, opts):
+        from videomage.workdir import JOB_FILE
+
+        seen.append(opts)
+        parts.append(json.loads((opts.work_dir / JOB_FILE).read_text())["parts"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("videomage.stages.subject.learn_subject", stop)
+    for mapping in (data, saving):
+        with pytest.raises(KeyboardInterrupt):
+            run_recipe(from_mapping(Recipe, mapping).resolve_paths(project), progress=False, log=lambda m: None)
+    plain, saved = seen
+    assert (plain.gradient_checkpointing, plain.release_text_encoder) == (False, False)
+    assert (saved.gradient_checkpointing, saved.release_text_encoder) == (True, True)
+    # They change no result, so a recipe that turns them on resumes the same work (same key).
+    assert parts[0] == parts[1]
