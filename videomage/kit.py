@@ -44,6 +44,7 @@ from videomage.errors import did_you_mean, format_choices
 from videomage.loading import load_backbone, make_adapter
 from videomage.media import write_contact_sheet, write_mp4
 from videomage.memory import cast_as_loaded
+from videomage.options import as_dict, build, choice, flag, from_values, integer, number, text
 from videomage.modelfiles import (
     DTYPES,
     check_model_request,
@@ -53,6 +54,7 @@ from videomage.modelfiles import (
     read_video_spec,
     write_video_spec,
 )
+from videomage.sampling import FIELDS, SPACINGS, coerce
 from videomage.stages.common import StageOptions, content_hash
 from videomage.stages.fusion import fuse
 from videomage.stages.generate import generate
@@ -111,6 +113,18 @@ __all__ = [
     "OutputConfig",
     "SamplingConfig",
     "run_recipe",
+    # component options and sampling requests
+    "FIELDS",
+    "SPACINGS",
+    "as_dict",
+    "build",
+    "choice",
+    "coerce",
+    "flag",
+    "from_values",
+    "integer",
+    "number",
+    "text",
     # errors and deprecations
     "did_you_mean",
     "format_choices",

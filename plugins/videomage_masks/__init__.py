@@ -14,7 +14,7 @@ import attrs
 import torch
 
 from videomage import InputError, MaskSource, hookimpl
-from videomage.options import from_values, number
+from videomage.kit import from_values, number
 
 
 class ForegroundMask(MaskSource):

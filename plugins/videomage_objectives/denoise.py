@@ -15,7 +15,7 @@ import attrs
 import torch
 
 from videomage import Objective, ObjectiveOutput, TrainingContext
-from videomage.options import from_values, number
+from videomage.kit import from_values, number
 
 
 def noised(ctx: TrainingContext, latents: torch.Tensor, batch: Mapping[str, Any], prefix: str = ""):

@@ -22,7 +22,7 @@ import attrs
 import torch
 
 from videomage import Objective, ObjectiveOutput, TrainingContext
-from videomage.options import from_values, number
+from videomage.kit import from_values, number
 from videomage_objectives.denoise import mse, noised
 
 

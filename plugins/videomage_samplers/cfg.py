@@ -14,10 +14,8 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
-from videomage import Adapter, Backbone, ConfigError, Sampler
-from videomage.errors import did_you_mean, format_choices
-from videomage.options import as_dict, build, from_values
-from videomage.sampling import FIELDS, SPACINGS, SamplingRequest, coerce
+from videomage import Adapter, Backbone, ConfigError, Sampler, SamplingRequest
+from videomage.kit import FIELDS, SPACINGS, as_dict, build, coerce, did_you_mean, format_choices, from_values
 
 #: Request keys of videomage 0.1's request dicts, with their defaults (kept for old callers).
 DEFAULTS: dict[str, Any] = {

@@ -42,9 +42,8 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
-from videomage import Adapter, AttentionStore, Backbone, ConfigError, Sampler
-from videomage.options import choice, flag, from_values, integer, number, text
-from videomage.sampling import SamplingRequest, coerce
+from videomage import Adapter, AttentionStore, Backbone, ConfigError, Sampler, SamplingRequest
+from videomage.kit import choice, coerce, flag, from_values, integer, number, text
 from videomage_samplers.boundary import guided_steps
 from videomage_samplers.cfg import DEFAULTS, guided, with_request_options, initial_latents, make_scheduler, predict, scale_input, scheduler_step
 from videomage_samplers.matching import matched_positions, motion_prompt_for
