@@ -156,6 +156,19 @@ def test_stage_command_errors_name_the_input(tiny_model_dir, tmp_path, capsys):
     assert "nowhere" in err and "does not exist" in err and "recognises" not in err
 
 
+def stopping_at_subject(seen: list, parts: list):
+    """A subject stage that records the options and work-folder key it was given, then stops the job."""
+
+    def stop(backbone, adapter, config, opts):
+        from videomage.workdir import JOB_FILE
+
+        seen.append(opts)
+        parts.append(json.loads((opts.work_dir / JOB_FILE).read_text())["parts"])
+        raise KeyboardInterrupt
+
+    return stop
+
+
 def test_stage_options_reach_the_stages_and_join_their_keys(tiny_model_dir, tmp_path, monkeypatch):
     from videomage.stages.common import StageOptions
     from videomage.workflow import run_recipe
@@ -165,14 +178,7 @@ def test_stage_options_reach_the_stages_and_join_their_keys(tiny_model_dir, tmp_
     recipe = from_mapping(Recipe, fast(tutorial_recipe(), tiny_model_dir)).resolve_paths(project)
     seen, parts = [], []
 
-    def stop(backbone, adapter, config, opts):
-        from videomage.workdir import JOB_FILE
-
-        seen.append(opts)
-        parts.append(json.loads((opts.work_dir / JOB_FILE).read_text())["parts"])
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("videomage.stages.subject.learn_subject", stop)
+    monkeypatch.setattr("videomage.stages.subject.learn_subject", stopping_at_subject(seen, parts))
     for options in (None, StageOptions(prior_count=1, prior_steps=2)):
         with pytest.raises(KeyboardInterrupt):
             run_recipe(recipe, progress=False, log=lambda m: None, stage_options=options)
@@ -192,14 +198,7 @@ def test_a_recipes_memory_savers_reach_every_stage_and_change_no_key(tiny_model_
     saving = {**data, "model": {**data["model"], "gradient_checkpointing": True, "release_text_encoder": True}}
     seen, parts = [], []
 
-    def stop(backbone, adapter, config, opts):
-        from videomage.workdir import JOB_FILE
-
-        seen.append(opts)
-        parts.append(json.loads((opts.work_dir / JOB_FILE).read_text())["parts"])
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("videomage.stages.subject.learn_subject", stop)
+    monkeypatch.setattr("videomage.stages.subject.learn_subject", stopping_at_subject(seen, parts))
     for mapping in (data, saving):
         with pytest.raises(KeyboardInterrupt):
             run_recipe(from_mapping(Recipe, mapping).resolve_paths(project), progress=False, log=lambda m: None)
