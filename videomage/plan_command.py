@@ -66,7 +66,8 @@ def request_from_args(args: argparse.Namespace) -> tuple[PlanRequest, list[str]]
                               subjects=max(len(recipe.subjects), 1),
                               release_text_encoder=args.release_text_encoder or recipe.model.release_text_encoder,
                               sampler=s.sampler if s else default(SamplingConfig, "sampler"), steps=s.steps if s else 50,
-                              tau=_guided_steps(s) if s else 15, **size)
+                              tau=_guided_steps(s) if s else 15, sampler_options=dict(s.options) if s else {},
+                              **size)
         return request, stages
     if not args.model:
         raise ConfigError("plan: pass --model (a Hub id or a local folder) or --recipe (a .toml recipe)")

@@ -24,7 +24,7 @@ one at a time, so their count does not change the peak.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,8 @@ class PlanRequest:
     sampler: str = "scs"
     steps: int = 50  # sampling steps of the final video
     tau: int = 15  # guided SCS steps among them
+    #: Further options of the sampler component (e.g. a memory/speed trade-off it owns).
+    sampler_options: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
 
 
 @attrs.frozen(kw_only=True)
@@ -185,6 +187,10 @@ def _per_step(marks: list[float]) -> float:
 
 
 # -- the stages, run for real on the meta backbone ---------------------------------------------
+#: Artifacts planned stages produced, by model, shapes and stage (see ``_Job.keep``).
+_MADE: dict[tuple, Any] = {}
+
+
 class _Job:
     """A meta backbone of the request's model at the request's size, with the files stages read."""
 
@@ -225,8 +231,15 @@ class _Job:
                 Image.new("RGB", (16, 16), (40 * i, 90, 160)).save(folder / f"{i}.png")
         return folder
 
+    def _key(self) -> tuple:
+        r = self.request
+        return (self.cls, r.model, r.dtype, r.rank, r.subjects, r.images, r.frames, r.height, r.width)
+
     def keep(self, stage: str, artifact) -> None:
-        """Save what a planned stage produced (as zeros) for the stages after it."""
+        """Save what a planned stage produced (as zeros) for the stages after it, and remember it for
+        later plans of the same model and shapes (``suggest`` plans a job several times; a plan that
+        measures for real reuses the artifacts its estimate made: only their shapes matter)."""
+        _MADE[(*self._key(), stage)] = artifact
         if stage == "subject":
             for i in range(self.request.subjects):
                 _cpu_copy(artifact, token=f"<subject{i}>").save(self.folder / f"subject{i}.safetensors")
@@ -241,7 +254,8 @@ class _Job:
         motion = self.folder / "motion.safetensors"
         for stage, path, runner in (("subject", subjects[0], _subject), ("motion", motion, _motion)):
             if not path.is_file():
-                self.keep(stage, measure(runner(self), _optimizer_steps)[2])
+                made = _MADE.get((*self._key(), stage))
+                self.keep(stage, made if made is not None else measure(runner(self), _optimizer_steps)[2])
         return subjects, motion
 
     def fused(self) -> Path:
@@ -345,7 +359,8 @@ def _generate(job: _Job, guided: int):
         installed = install_concepts(bb, adapter, job.fused(), motion)
         request = SamplingRequest(prompt=prompt, steps=guided + 1, progress=False, **concepts_of(installed))
         option = guided_option(sampler)  # the sampler's own count of guided steps, if it has one
-        component = get_registry().create("sampler", sampler, **({option: guided} if option else {}))
+        values = {**job.request.sampler_options, **({option: guided} if option else {})}
+        component = get_registry().create("sampler", sampler, **values)
         release_text_encoder(bb, component.prompts(request), job.request.release_text_encoder)
         latents = component.sample(bb, adapter, request)
         with torch.no_grad():
@@ -401,6 +416,10 @@ def plan(request: PlanRequest, stages: Sequence[str] = STAGES, *, log: Callable[
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"plan: unknown stage {unknown[0]!r}; choose from {', '.join(STAGES)}")
+    if "generate" in stages:  # a wrong sampler name or option fails now, not after the other stages' plans
+        from videomage.plugins import get_registry
+
+        get_registry().build_options("sampler", request.sampler, request.sampler_options)
     out = []
     with tempfile.TemporaryDirectory(prefix="videomage-plan-") as tmp, _quiet():
         job = _Job(request, Path(tmp), build)

@@ -38,8 +38,11 @@ def plugins_json(extra_path=None):
     return json.loads(out.stdout)
 
 
-def test_example_plugin_shows_up_once_installed(installed_example):
-    before = plugins_json()
+def test_example_plugin_shows_up_once_installed(installed_example, capsys):
+    from videomage.cli import main
+
+    assert main(["plugins", "--json"]) == 0  # this process: the example is not installed here
+    before = json.loads(capsys.readouterr().out)
     assert "huber" not in {p["name"] for p in before["plugins"]}
     after = plugins_json(installed_example)
     plugin = {p["name"]: p for p in after["plugins"]}["huber"]

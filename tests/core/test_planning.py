@@ -136,3 +136,36 @@ def test_fused_attention_on_the_meta_device_counts_its_operations():
         torch.nn.functional.scaled_dot_product_attention(q, q, q).sum().backward()
     forward = 4 * 4 * 256 * 256 * 32  # q k^T and p v: 2 multiply-adds per element each
     assert live.flops == pytest.approx(3.5 * forward)  # and backward's 2.5 forwards
+
+
+def test_sampler_options_reach_the_planned_sampler(models):
+    """``sampler_options`` are the sampler's own: SCS with its guidance checkpointing off plans the
+    stored guided step, which saves the recomputation: one forward per branch, as much as half an
+    unguided step (whose two batched forwards are one per branch at twice the batch)."""
+    path, size = models["wan-tiny"], {"frames": 5, "height": 32, "width": 32}
+    (checkpointed,) = plan(PlanRequest(model=path, **size), ["generate"])
+    (stored,) = plan(PlanRequest(model=path, sampler_options={"guidance_checkpointing": False}, **size), ["generate"])
+    assert stored.step_flops < checkpointed.step_flops
+    assert checkpointed.step_flops - stored.step_flops == pytest.approx(checkpointed.unguided_step_flops / 2, rel=0.5)
+    from videomage.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no_such_option"):  # at once, before any stage is planned
+        plan(PlanRequest(model=path, sampler_options={"no_such_option": 1}, **size), ["subject", "generate"])
+
+
+def test_a_recipe_is_planned_with_its_sampler_options(tmp_path):
+    """A recipe that turns SCS's guidance checkpointing off is planned with it off (a plan of the
+    checkpointed step would understate the stored step's memory)."""
+    import argparse
+
+    from videomage.plan_command import request_from_args
+
+    from tests.core.test_config import RECIPE
+
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(RECIPE.replace("tau = 0", "tau = 4\nguidance_checkpointing = false"))
+    args = argparse.Namespace(stage=None, frames=None, height=None, width=None, recipe=recipe, dtype=None,
+                              gradient_checkpointing=False, release_text_encoder=False)
+    request, stages = request_from_args(args)
+    assert stages == list(("subject", "motion", "fusion", "generate"))
+    assert request.tau == 4 and request.sampler_options == {"tau": 4, "guidance_checkpointing": False}
