@@ -288,18 +288,31 @@ class Fuse(Command):
                             help="weight of the cross-attention regularisation (0 turns it off)")
         parser.add_argument("--videos-per-subject", type=int_range(1), default=4,
                             help="videos each subject's adapter generates as fusion data")
-        parser.add_argument("--mask-source", default=FusionConfig().mask_source,
-                            help="mask-source plugin that segments the subjects in those videos")
+        # Each of fusion's three components by name, with its own repeatable KEY=VALUE options.
+        for flag, field, what in (("mask-source", "mask_source", "mask-source plugin that segments the subjects in those videos"),
+                                  ("distill", "distill_objective", "the distillation loss (student against each teacher)"),
+                                  ("attention", "attention_objective", "the attention regularisation on the composites")):
+            parser.add_argument(f"--{flag}", default=default(FusionConfig, field), dest=field,
+                                help=f"{what} (a plugin's name; `videomage plugins --options` lists its options)")
+            parser.add_argument(f"--{flag}-option", action="append", default=[], metavar="KEY=VALUE",
+                                help=f"an option of the --{flag} component; repeat for several (default: its defaults)")
         parser.add_argument("--lr", type=finite_float(positive=True), default=1e-4, help="learning rate of the fused LoRA")
         _train_args(parser, steps=200)
 
     def run(self, args: argparse.Namespace) -> int:
-        from videomage.jobcheck import check_component
+        from videomage.jobcheck import check_options
+        from videomage.options import parse_assignments
         from videomage.stages.fusion import load_subjects, fuse
 
+        options = {f"{kind}_options": parse_assignments(getattr(args, f"{flag}_option"), flag_name=f"--{flag.replace('_', '-')}-option")
+                   for kind, flag in (("mask_source", "mask_source"), ("distill", "distill"), ("attention", "attention"))}
         config = FusionConfig(steps=args.steps, lr=args.lr, lambda_attn=args.lambda_attn,
-                              videos_per_subject=args.videos_per_subject, mask_source=args.mask_source)
-        check_component("mask_source", config.mask_source)
+                              videos_per_subject=args.videos_per_subject, mask_source=args.mask_source,
+                              distill_objective=args.distill_objective, attention_objective=args.attention_objective,
+                              **options)
+        check_options("mask_source", config.mask_source, config.mask_source_options)
+        check_options("objective", config.distill_objective, config.distill_options)
+        check_options("objective", config.attention_objective, config.attention_options)
         load_subjects(args.subjects)
         _check_job(args, inputs=list(args.subjects), suffix=".safetensors")
         backbone, adapter, opts = _setup(args, {"subjects": args.subjects})

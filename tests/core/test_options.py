@@ -195,3 +195,29 @@ def test_a_recipe_names_its_components_and_the_workflow_uses_its_adapter(tmp_pat
     with pytest.raises(Stop):
         workflow._run(recipe(adapter="lora", adapter_options={}), progress=False, log=lambda _: None)
     assert made == [("lora", {})]
+
+
+def test_fuse_names_its_three_components_and_passes_each_its_options(monkeypatch, tmp_path, capsys):
+    """``fuse`` takes each fusion component by name with its own ``--X-option``; an option the
+    component lacks is refused before anything is loaded."""
+    import videomage.commands as commands
+    import videomage.stages.fusion as fusion
+    from videomage.cli import main
+
+    seen = {}
+    monkeypatch.setattr(fusion, "load_subjects", lambda paths: None)
+    monkeypatch.setattr(fusion, "fuse", lambda bb, ad, subjects, config, opts: seen.setdefault("config", config))
+    monkeypatch.setattr(commands, "_check_job", lambda *a, **k: None)
+    monkeypatch.setattr(commands, "_setup", lambda *a, **k: (None, None, None))
+    monkeypatch.setattr(commands, "_save", lambda artifact, out: 0)
+    monkeypatch.setattr(commands, "_release", lambda args: None)
+    base = ["fuse", "--model", str(tmp_path), "--subjects", "a.safetensors", "b.safetensors", "--out", str(tmp_path / "f.safetensors")]
+    assert main([*base, "--mask-source-option", "threshold=0.3"]) == 0
+    config = seen["config"]
+    assert config.mask_source_options == {"threshold": 0.3}
+    assert (config.mask_source, config.distill_objective, config.attention_objective) == ("foreground", "fusion_distill", "attention_reg")
+    seen.clear()
+    assert main([*base, "--mask-source-option", "treshold=0.3"]) == 1  # an unknown component option: a bad input
+    assert "Did you mean 'threshold'" in capsys.readouterr().err and "config" not in seen
+    assert main([*base, "--distill", "no_such_loss"]) == 1
+    assert "no_such_loss" in capsys.readouterr().err
