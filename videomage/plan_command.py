@@ -66,16 +66,23 @@ def request_from_args(args: argparse.Namespace) -> tuple[PlanRequest, list[str]]
                               subjects=max(len(recipe.subjects), 1),
                               release_text_encoder=args.release_text_encoder or recipe.model.release_text_encoder,
                               sampler=s.sampler if s else default(SamplingConfig, "sampler"), steps=s.steps if s else 50,
-                              tau=_guided_steps(s) if s else 15, sampler_options=dict(s.options) if s else {},
-                              **size)
+                              tau=_guided_steps(s) if s else 15,
+                              sampler_options={**(s.options if s else {}), **_sampler_options(args)}, **size)
         return request, stages
     if not args.model:
         raise ConfigError("plan: pass --model (a Hub id or a local folder) or --recipe (a .toml recipe)")
     request = PlanRequest(model=args.model, backbone=args.backbone, dtype=args.dtype or "bfloat16",
                           gradient_checkpointing=args.gradient_checkpointing, rank=args.rank, subjects=args.subjects,
                           release_text_encoder=args.release_text_encoder,
-                          sampler=args.sampler, steps=args.steps, tau=args.tau, **size)
+                          sampler=args.sampler, steps=args.steps, tau=args.tau, sampler_options=_sampler_options(args),
+                          **size)
     return request, stages
+
+
+def _sampler_options(args: argparse.Namespace) -> dict:
+    from videomage.options import parse_assignments
+
+    return parse_assignments(getattr(args, "option", None))
 
 
 def _guided_steps(s) -> int:
@@ -117,6 +124,9 @@ class Plan(Command):
         parser.add_argument("--sampler", default=default(SamplingConfig, "sampler"), help="sampler of the final video")
         parser.add_argument("--steps", type=int, default=50, help="sampling steps (default: 50)")
         parser.add_argument("--tau", type=int, default=15, help="guided SCS steps (default: 15)")
+        parser.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", dest="option",
+                            help="an option of the sampler, as generate's -o takes it; repeat for several "
+                                 "(default: its defaults, or the recipe's [sampling.options])")
         parser.add_argument("--budget", type=float,
                             help="accelerator memory in GiB: say which settings bring every stage under it (default: none)")
         parser.add_argument("--tflops", type=float, default=DEFAULT_TFLOPS,
