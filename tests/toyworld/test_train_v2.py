@@ -68,3 +68,24 @@ def test_weights_ship_only_when_their_evaluation_improves(straight, tmp_path, mo
     assert not evaluate_v2.ship(straight / "model", {**good, "direction": 0.2}, commit=False)
     assert json.loads((shipped / evaluate_v2.EVALUATION).read_text())["direction"] == 0.3
     assert evaluate_v2.ship(straight / "model", {**good, "direction": 0.4}, commit=False)
+
+
+def test_a_token_carries_at_most_half_the_transformer_width():
+    """The denoiser's only way from its input to its output runs through its width: a token of more
+    numbers than that (48 latent channels x a 2x2 patch = 192 against 128) leaves part of every
+    token's noise unpredictable, a floor under the loss, and that part of the initial noise
+    untouched by sampling. v2's latents are sized so a token fits in half the width."""
+    config = wan_model.build_transformer().config
+    per_token = config.in_channels * config.patch_size[1] * config.patch_size[2]
+    width = config.num_attention_heads * config.attention_head_dim
+    assert per_token <= width // 2, f"a token carries {per_token} numbers through a width of {width}"
+
+
+def test_a_new_denoiser_can_start_from_another_latent_widths_blocks(straight):
+    pipe = wan_model.build_pipeline(1, tiny=True, latent_channels=8)
+    fresh = train_v2.load_blocks(pipe, straight / "model")
+    assert fresh == ["patch_embedding.weight", "proj_out.bias", "proj_out.weight"]
+    saved = weights(straight / "model")
+    own = pipe.transformer.state_dict()
+    assert torch.equal(own["blocks.0.attn1.to_q.weight"], saved["blocks.0.attn1.to_q.weight"])
+    assert own["patch_embedding.weight"].shape[1] == 8 != saved["patch_embedding.weight"].shape[1]
