@@ -317,7 +317,17 @@ def main(argv: list[str] | None = None) -> None:
     warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None
     if args.warm is not None and warm is None:
         print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)
-    print(f"model written to {train(args.out, plan, warm=warm, blocks=args.blocks_from)}")
+    blocks = args.blocks_from
+    if warm is not None and latent_channels_of(warm) != plan.latent_channels:
+        # An older model of another latent width: a new VAE, and the denoiser from its blocks.
+        print(f"warm folder {warm} has {latent_channels_of(warm)} latent channels, not {plan.latent_channels}: "
+              "training a new VAE and starting the denoiser from its blocks", file=sys.stderr)
+        warm, blocks = None, blocks or warm
+    print(f"model written to {train(args.out, plan, warm=warm, blocks=blocks)}")
+
+
+def latent_channels_of(folder: Path) -> int:
+    return int(json.loads((Path(folder) / "transformer" / "config.json").read_text())["in_channels"])
 
 
 if __name__ == "__main__":

@@ -120,3 +120,12 @@ def test_what_a_too_narrow_denoiser_cannot_reach_survives_sampling_untouched(tmp
     moved = (x - start).abs().mean()
     assert moved > 0.1  # sampling changed the latents ...
     assert torch.allclose(outside(x), outside(start), atol=1e-3 * float(moved))  # ... but not there
+
+
+def test_a_warm_folder_of_another_latent_width_gives_its_blocks_to_a_new_run(straight, tmp_path, capsys):
+    # The shipped model may predate a change of latent width: the restart trains a new VAE and
+    # takes the old transformer's blocks, instead of failing on the shapes.
+    train_v2.main([*TINY, "--out", str(tmp_path), "--steps", "1", "--latent-channels", "8", "--warm", str(straight / "model")])
+    assert "not 8" in capsys.readouterr().err
+    assert train_v2.latent_channels_of(tmp_path / "model") == 8
+    assert json.loads((tmp_path / "model" / train_v2.TRAINING_RECORD).read_text()) == {"step": 1}
