@@ -10,8 +10,8 @@ published one:
 * ``WanTransformer3DModel``: 6 blocks of width 128 (4 heads of 32), patch ``(1, 2, 2)``, about
   1.75 M parameters;
 * ``AutoencoderKLWan`` with a 4x4 pixel patchify, no further downsampling in space or time
-  (``scale_factor_temporal`` 1) and 48 latent channels, coding each frame on its own: 9 frames
-  of 64x64 become latents ``[48, 9, 16, 16]``, so a motion is seen frame by frame;
+  (``scale_factor_temporal`` 1) and 16 latent channels, coding each frame on its own: 9 frames
+  of 64x64 become latents ``[16, 9, 16, 16]``, so a motion is seen frame by frame;
 * ``UMT5EncoderModel``: 2 layers of width 64 over the world's own words (a T5 tokenizer whose
   pieces are the world's words, with single characters as fallback, so learned tokens work);
 * Wan's scheduler (UniPC, flow prediction) with a shift of 2 for these short sequences.
@@ -73,9 +73,11 @@ def build_vae(base_dim: int = 48, latent_channels: int = LATENT_CHANNELS) -> Aut
     """Wan's VAE (the 2.2 variant with a pixel patchify) at 4x in space and none in time, frame by frame.
 
     A 4x4 patchify (48 channels) feeds one resolution level of Wan's causal blocks, and the latents
-    keep 48 channels: the VAE compresses nothing, it only has to learn to pass pixels through,
-    which it does in a few hundred CPU steps, where the 8x-compressing shape did not learn in
-    as many. See :func:`frame_by_frame` for the time axis.
+    keep ``latent_channels`` of those 48 numbers' worth: little to learn, which it does in a few
+    hundred CPU steps, where the 8x-compressing shape did not learn in as many. 16 channels make
+    a 2x2 token 64 numbers, half the transformer's width; the 48 of the first v2 models made it
+    192, more than the width carries (``docs/toyworld.md``). See :func:`frame_by_frame` for the
+    time axis.
     """
     return frame_by_frame(AutoencoderKLWan(
         base_dim=base_dim, z_dim=latent_channels, dim_mult=[1], num_res_blocks=1, temperal_downsample=[],
