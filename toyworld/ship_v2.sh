@@ -3,16 +3,19 @@
 # 64 samples and ship + commit it into plugins/videomage_toyworld/model_v2 when it beats the shipped
 # one. Results go to $RUN/eval.jsonl, output to $RUN/ship.log. From the repository root:
 #   toyworld/ship_v2.sh [INTERVAL]
+# RUN names the run folder (default runs/v2); COMMIT=0 ships without committing (commit by hand
+# once, instead of a weights commit per improvement).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 RUN=${RUN:-runs/v2}  # the run folder
 INTERVAL=${1:-1800}
+NO_COMMIT=$([ "${COMMIT:-1}" = 0 ] && echo --no-commit || true)
 OMP_NUM_THREADS=1 setsid nohup bash -c "
   while true; do
     sleep $INTERVAL
     if [ -d $RUN/model ]; then
-      $PY -m toyworld.evaluate_v2 --model $RUN/model --ship --log $RUN/eval.jsonl --sheet $RUN/eval-latest.png || true
+      $PY -m toyworld.evaluate_v2 --model $RUN/model --ship $NO_COMMIT --log $RUN/eval.jsonl --sheet $RUN/eval-latest.png || true
     fi
   done" >>$RUN/ship.log 2>&1 </dev/null &
 echo $! >$RUN/ship.pid
