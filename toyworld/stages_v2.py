@@ -75,7 +75,7 @@ def motion_alone(model: str, folder: Path, settings: CaseSettings, inputs: dict,
     spec = read_video_spec(model)
     motion = MotionConfig(video=inputs["motion"], prompt=cases2.MOTION_PROMPT, entities=cases2.MOTION_ENTITIES,
                           steps=settings.motion_steps, inversion_steps=settings.inversion_steps, lr=settings.motion_lr,
-                          rank=settings.rank, omega=settings.omega)
+                          rank=settings.rank, objective_options={"omega": settings.omega})
     (c1, s1), (c2, s2) = OTHER_OBJECTS
     prompt = f"a {c1} {s1} is {HELD_OUT_MOTION} a {c2} {s2} in the snow"
     sampling = SamplingConfig(prompt=prompt, sampler="cfg", steps=settings.sampling_steps, guidance_scale=settings.guidance)

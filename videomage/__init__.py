@@ -28,6 +28,7 @@ from videomage.errors import (
     VideomageError,
 )
 from videomage.hookspecs import hookimpl
+from videomage.sampling import Concept, SamplingRequest
 from videomage.plugins import get_plugin_manager, get_registry
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "AttentionStore",
     "Backbone",
     "Command",
+    "Concept",
     "ConfigError",
     "InputError",
     "LoadReport",
@@ -46,6 +48,7 @@ __all__ = [
     "PluginError",
     "RegistryError",
     "Sampler",
+    "SamplingRequest",
     "TrainingContext",
     "TrainingError",
     "VideoSpec",

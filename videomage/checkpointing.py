@@ -95,10 +95,21 @@ def checkpointed(modules: Sequence[torch.nn.Module]) -> Iterator[None]:
     must run inside the block too, with the same adapters and processors as the forward pass.
     """
     modules = list(dict.fromkeys(modules))  # each once
+    previous = {module: module.__dict__.get("forward") for module in modules}  # e.g. checkpoint_always's
     for module in modules:
         module.forward = _wrap(type(module).forward.__get__(module))
     try:
         yield
     finally:
         for module in modules:
-            del module.forward
+            if previous[module] is None:
+                del module.forward
+            else:
+                module.forward = previous[module]
+
+
+def checkpoint_always(modules: Sequence[torch.nn.Module]) -> None:
+    """From now on, ``modules`` run checkpointed when gradients are on (a training stage's
+    ``enable_gradient_checkpointing``); [`checkpointed`][videomage.checkpointing.checkpointed] blocks opened later keep it on exit."""
+    for module in dict.fromkeys(modules):
+        module.forward = _wrap(type(module).forward.__get__(module))

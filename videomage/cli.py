@@ -58,26 +58,34 @@ def cli_name(name: str) -> str:
     return name.replace("_", "-")
 
 
-def plugins_report() -> dict:
-    """What ``videomage plugins --json`` prints: plugins, versions and components by kind."""
+def plugins_report(options: bool = False) -> dict:
+    """What ``videomage plugins --json`` prints: plugins, versions and components by kind
+    (with ``options``: each component's options with their defaults)."""
     pm = get_plugin_manager()
     registry = get_registry()
     versions = plugin_versions(pm)
     plugins = {name: {"name": name, "version": versions[name], "components": {}} for name in versions}
     components: dict[str, list[dict]] = {kind: [] for kind in registry.kinds()}
     for entry in registry:
-        components[entry.kind].append(
-            {"name": entry.name, "plugin": entry.plugin, "class": f"{entry.cls.__module__}.{entry.cls.__qualname__}"}
-        )
+        item = {"name": entry.name, "plugin": entry.plugin, "class": f"{entry.cls.__module__}.{entry.cls.__qualname__}"}
+        if options:
+            item["options"] = component_options(registry, entry.kind, entry.name)
+        components[entry.kind].append(item)
         if entry.plugin in plugins:
             plugins[entry.plugin]["components"].setdefault(entry.kind, []).append(entry.name)
     return {"videomage": __version__, "plugins": sorted(plugins.values(), key=lambda p: p["name"]), "components": components}
 
 
-def _print_plugins(as_json: bool) -> int:
-    report = plugins_report()
+def component_options(registry, kind: str, name: str) -> list[dict]:
+    from videomage.options import build_describe
+
+    return build_describe(registry.options_class(kind, name))
+
+
+def _print_plugins(as_json: bool, options: bool = False) -> int:
+    report = plugins_report(options)
     if as_json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2, default=repr))
         return 0
     print(f"videomage {report['videomage']}")
     print("\nPlugins:")
@@ -87,6 +95,14 @@ def _print_plugins(as_json: bool) -> int:
         print("  (none loaded)")
     print("\nComponents:")
     for kind, items in report["components"].items():
+        if options:
+            print(f"  {kind}:" + ("" if items else " -"))
+            for c in items:
+                print(f"    {c['name']} ({c['plugin']})" + ("" if c["options"] else ": no options"))
+                for o in c["options"]:
+                    note = f"  {o['help']}" if o["help"] else ""
+                    print(f"      {o['name']} = {o['default']!r}{note}")
+            continue
         names = ", ".join(f"{c['name']} ({c['plugin']})" for c in items) or "-"
         print(f"  {kind}: {names}")
     return 0
@@ -104,6 +120,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     p = sub.add_parser("plugins", help="list installed plugins, their versions and components",
                        description="List installed plugins, their versions and components.", formatter_class=HelpFormatter)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--options", action="store_true", help="also list every component's options with their defaults")
     commands: dict[str, object] = {}
     from videomage.commands import STAGE_COMMANDS
 
@@ -134,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 0
         if args.command == "plugins":
-            return _print_plugins(args.json)
+            return _print_plugins(args.json, args.options)
         return int(commands[args.command].run(args) or 0)
     except VideomageError as exc:
         print(f"videomage: error: {exc}", file=sys.stderr)

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from videomage.components import Command
-from videomage.config import FusionConfig, MotionConfig, SubjectConfig
+from videomage.config import FusionConfig, ModelConfig, MotionConfig, SamplingConfig, SubjectConfig, default
 from videomage.jobcheck import MAX_SIDE, check_device, finite_float, int_range
 
 
@@ -25,8 +25,8 @@ def _device(value: str) -> str:
 
 #: Flags that do not change what a training stage computes: a work folder made with other values
 #: of these is still resumed.
-NEUTRAL = frozenset({"out", "work_dir", "device", "checkpoint_every", "gradient_checkpointing", "validate_every",
-                     "no_progress", "command"})
+NEUTRAL = frozenset({"out", "work_dir", "device", "checkpoint_every", "gradient_checkpointing", "release_text_encoder",
+                     "validate_every", "no_progress", "command"})
 
 
 
@@ -34,13 +34,50 @@ NEUTRAL = frozenset({"out", "work_dir", "device", "checkpoint_every", "gradient_
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a local model folder (diffusers layout) or a Hub id")
     parser.add_argument("--backbone", help="backbone family, e.g. zeroscope or wan (default: detected from the model)")
-    parser.add_argument("--adapter", default="lora", help="adapter type")
+    parser.add_argument("--adapter", default=default(ModelConfig, "adapter"), help="adapter type")
     parser.add_argument("--device", default="cpu", type=_device,
                         help="torch device to run on, e.g. cuda or cuda:1 (under a multi-process launcher, "
                              "cuda: each process its own GPU)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                         help="precision the model's weights are loaded in")
     parser.add_argument("--seed", type=int_range(0), default=0, help="seed of every random draw, so a re-run repeats the result")
+    parser.add_argument("--release-text-encoder", action="store_true",
+                        help="move the text encoder to host memory once the stage's prompts are encoded (motion after "
+                             "its textual inversion, fusion, generate; subject learning trains through it and keeps it)")
+
+
+def _component_args(parser: argparse.ArgumentParser, flag: str, record: type, field: str, what: str) -> None:
+    """``--objective NAME`` / ``--sampler NAME`` and the repeatable ``-o KEY=VALUE`` of the chosen component."""
+    parser.add_argument(f"--{flag}", default=default(record, field),
+                        help=f"{what} (a plugin's name; `videomage plugins --options` lists each one's options)")
+    parser.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", dest="option",
+                        help=f"an option of the chosen {flag}, e.g. -o tau=10; repeat for several (default: its defaults)")
+
+
+def _deprecated(args: argparse.Namespace, flags: dict[str, str], options: dict) -> dict:
+    """Map deprecated flags (dest -> option name) that were given into ``options``, with a warning."""
+    import sys
+
+    out = dict(options)
+    for dest, option in flags.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        flag = "--" + dest.replace("_", "-")
+        print(f"videomage: warning: {flag} is deprecated; write -o {option}={str(value).lower() if isinstance(value, bool) else value}",
+              file=sys.stderr)
+        if option in out:
+            from videomage.errors import ConfigError
+
+            raise ConfigError(f"{flag} and -o {option}=... both set option {option!r}; keep the -o one")
+        out[option] = value
+    return out
+
+
+def _options(args: argparse.Namespace, deprecated: dict[str, str] | None = None) -> dict:
+    from videomage.options import parse_assignments
+
+    return _deprecated(args, deprecated or {}, parse_assignments(args.option))
 
 
 def _train_args(parser: argparse.ArgumentParser, steps: int) -> None:
@@ -129,7 +166,7 @@ def _setup(args: argparse.Namespace, inputs: dict[str, object] | None = None):
         opts = StageOptions(seed=args.seed, work_dir=_work_dir(args), progress=not args.no_progress, grad_accum=args.grad_accum,
                             mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every, frames=args.frames,
                             gradient_checkpointing=args.gradient_checkpointing, validate_every=args.validate_every,
-                            prior_steps=args.sample_steps)
+                            prior_steps=args.sample_steps, release_text_encoder=args.release_text_encoder)
     return backbone, adapter, opts
 
 
@@ -166,19 +203,21 @@ class LearnSubject(Command):
         parser.add_argument("--lr", type=finite_float(positive=True), default=1e-4, help="LoRA learning rate")
         parser.add_argument("--text-lr", type=finite_float(positive=True), default=1e-5, help="learning rate of the token's embedding row")
         parser.add_argument("--rank", type=int_range(1), default=4, help="LoRA rank")
-        parser.add_argument("--lambda-reg", type=finite_float(), default=0.25,
-                            help="weight of the prior-preservation loss (0 turns it off)")
+        parser.add_argument("--lambda-reg", type=finite_float(), default=None,
+                            help=argparse.SUPPRESS)  # deprecated: -o lambda_reg=0.25
+        _component_args(parser, "objective", SubjectConfig, "objective", "the subject loss")
         parser.add_argument("--experts", default="", help="comma-separated experts of a two-expert model the LoRA lives in, "
                             "e.g. high_noise,low_noise (default: the backbone's choice for subjects: low_noise on Wan 2.2)")
         _train_args(parser, steps=300)
 
     def run(self, args: argparse.Namespace) -> int:
-        from videomage.jobcheck import check_images, check_prior_videos
+        from videomage.jobcheck import check_images, check_options, check_prior_videos
         from videomage.stages.subject import learn_subject
 
         config = SubjectConfig(token=args.token, class_word=args.class_word, images=args.images, prior_videos=args.prior_videos,
-                               steps=args.steps, lr=args.lr, text_lr=args.text_lr, rank=args.rank, lambda_reg=args.lambda_reg,
-                               experts=_words(args.experts))
+                               steps=args.steps, lr=args.lr, text_lr=args.text_lr, rank=args.rank, experts=_words(args.experts),
+                               objective=args.objective, objective_options=_options(args, {"lambda_reg": "lambda_reg"}))
+        check_options("objective", config.objective, config.objective_options)
         check_images(args.images)
         check_prior_videos(args.prior_videos)
         _check_job(args, inputs=[args.images] + ([args.prior_videos] if args.prior_videos else []), suffix=".safetensors")
@@ -205,8 +244,9 @@ class LearnMotion(Command):
         parser.add_argument("--video", required=True, type=Path, help="the reference clip (mp4, webm, gif)")
         parser.add_argument("--prompt", required=True, help="what happens, e.g. 'a person is riding a horse'")
         parser.add_argument("--entities", required=True, help="comma-separated actor words of the prompt, e.g. person,horse")
-        parser.add_argument("--omega", type=finite_float(), default=0.5,
-                            help="negative-guidance strength of the appearance-free target (0: plain denoising loss)")
+        parser.add_argument("--omega", type=finite_float(), default=None,
+                            help=argparse.SUPPRESS)  # deprecated: -o omega=0.5
+        _component_args(parser, "objective", MotionConfig, "objective", "the motion loss")
         parser.add_argument("--inversion-steps", type=int_range(0), default=200,
                             help="textual-inversion steps for the actors' tokens (0 skips it)")
         parser.add_argument("--lr", type=finite_float(positive=True), default=1e-4, help="LoRA learning rate")
@@ -216,13 +256,15 @@ class LearnMotion(Command):
         _train_args(parser, steps=300)
 
     def run(self, args: argparse.Namespace) -> int:
-        from videomage.jobcheck import check_entities
+        from videomage.jobcheck import check_entities, check_options
         from videomage.media import check_video
         from videomage.stages.motion import learn_motion
 
         config = MotionConfig(video=args.video, prompt=args.prompt, entities=[e.strip() for e in args.entities.split(",") if e.strip()],
-                              steps=args.steps, inversion_steps=args.inversion_steps, lr=args.lr, rank=args.rank, omega=args.omega,
-                              experts=_words(args.experts))
+                              steps=args.steps, inversion_steps=args.inversion_steps, lr=args.lr, rank=args.rank,
+                              experts=_words(args.experts), objective=args.objective,
+                              objective_options=_options(args, {"omega": "omega"}))
+        check_options("objective", config.objective, config.objective_options)
         check_entities(config.prompt, config.entities)
         check_video(args.video)
         _check_job(args, inputs=[args.video], suffix=".safetensors")
@@ -246,18 +288,31 @@ class Fuse(Command):
                             help="weight of the cross-attention regularisation (0 turns it off)")
         parser.add_argument("--videos-per-subject", type=int_range(1), default=4,
                             help="videos each subject's adapter generates as fusion data")
-        parser.add_argument("--mask-source", default=FusionConfig().mask_source,
-                            help="mask-source plugin that segments the subjects in those videos")
+        # Each of fusion's three components by name, with its own repeatable KEY=VALUE options.
+        for flag, field, what in (("mask-source", "mask_source", "mask-source plugin that segments the subjects in those videos"),
+                                  ("distill", "distill_objective", "the distillation loss (student against each teacher)"),
+                                  ("attention", "attention_objective", "the attention regularisation on the composites")):
+            parser.add_argument(f"--{flag}", default=default(FusionConfig, field), dest=field,
+                                help=f"{what} (a plugin's name; `videomage plugins --options` lists its options)")
+            parser.add_argument(f"--{flag}-option", action="append", default=[], metavar="KEY=VALUE",
+                                help=f"an option of the --{flag} component; repeat for several (default: its defaults)")
         parser.add_argument("--lr", type=finite_float(positive=True), default=1e-4, help="learning rate of the fused LoRA")
         _train_args(parser, steps=200)
 
     def run(self, args: argparse.Namespace) -> int:
-        from videomage.jobcheck import check_component
+        from videomage.jobcheck import check_options
+        from videomage.options import parse_assignments
         from videomage.stages.fusion import load_subjects, fuse
 
+        options = {f"{kind}_options": parse_assignments(getattr(args, f"{flag}_option"), flag_name=f"--{flag.replace('_', '-')}-option")
+                   for kind, flag in (("mask_source", "mask_source"), ("distill", "distill"), ("attention", "attention"))}
         config = FusionConfig(steps=args.steps, lr=args.lr, lambda_attn=args.lambda_attn,
-                              videos_per_subject=args.videos_per_subject, mask_source=args.mask_source)
-        check_component("mask_source", config.mask_source)
+                              videos_per_subject=args.videos_per_subject, mask_source=args.mask_source,
+                              distill_objective=args.distill_objective, attention_objective=args.attention_objective,
+                              **options)
+        check_options("mask_source", config.mask_source, config.mask_source_options)
+        check_options("objective", config.distill_objective, config.distill_options)
+        check_options("objective", config.attention_objective, config.attention_options)
         load_subjects(args.subjects)
         _check_job(args, inputs=list(args.subjects), suffix=".safetensors")
         backbone, adapter, opts = _setup(args, {"subjects": args.subjects})
@@ -279,7 +334,7 @@ class Generate(Command):
         parser.add_argument("--motion", type=Path, help="motion artifact (default: none)")
         parser.add_argument("--prompt", required=True, help="the video to make, with the subjects' tokens, e.g. '<toy> is riding <dog>'")
         parser.add_argument("--out", required=True, type=Path, help="the .mp4 to write (a .json record and frames PNG go beside it)")
-        parser.add_argument("--sampler", default="scs", help="scs, cfg, or a plugin's sampler")
+        _component_args(parser, "sampler", SamplingConfig, "sampler", "the sampler")
         parser.add_argument("--steps", type=int_range(1), default=50, help="denoising steps")
         parser.add_argument("--guidance-scale", type=finite_float(), default=9.0, help="classifier-free guidance scale")
         parser.add_argument("--frames", type=int_range(1), help="frames to generate (default: the backbone's native count)")
@@ -287,30 +342,22 @@ class Generate(Command):
         parser.add_argument("--width", type=int_range(1, MAX_SIDE), help="video width in pixels (default: the backbone's native width)")
         parser.add_argument("--negative-prompt", default="", help="what the video should not show (default: empty)")
         parser.add_argument("--scheduler", help="a diffusers scheduler class name (default: the model's)")
-        parser.add_argument("--alpha-cross", type=finite_float(), default=1e-3,
-                            help="SCS: step size of the cross-attention term (subject layout -> motion branch)")
-        parser.add_argument("--alpha-temporal", type=finite_float(), default=5e-5,
-                            help="SCS: step size of the temporal-attention term (motion -> subject branch)")
-        parser.add_argument("--guidance-norm", choices=("rms", "none"), default="rms",
-                            help="SCS: 'rms' makes each alpha the RMS change of a latent element per guided step, the "
-                                 "same at any video size (default); 'none' is the paper's x -= alpha * grad")
-        parser.add_argument("--tau", type=int_range(0), default=15, help="SCS: how many of the first steps are guided")
-        parser.add_argument("--beta-s", type=finite_float(), default=0.5,
-                            help="SCS: weight of the subject branch's prediction (beta_s + beta_m = 1)")
-        parser.add_argument("--beta-m", type=finite_float(), default=0.5,
-                            help="SCS: weight of the motion branch's prediction (beta_s + beta_m = 1)")
-        parser.add_argument("--guidance-checkpointing", action=argparse.BooleanOptionalAction, default=True,
-                            help="SCS: recompute activations in each guided step's backward pass (default: on; "
-                                 "--no-guidance-checkpointing keeps them: guided steps about 1.3x faster, several "
-                                 "times the memory)")
+        # videomage 0.1's SCS flags: each maps to its -o option, with a warning.
+        for flag, kind in (("alpha-cross", finite_float()), ("alpha-temporal", finite_float()), ("guidance-norm", str),
+                           ("tau", int_range(0)), ("beta-s", finite_float()), ("beta-m", finite_float())):
+            parser.add_argument(f"--{flag}", type=kind, default=None, help=argparse.SUPPRESS)
+        parser.add_argument("--guidance-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                            help=argparse.SUPPRESS)
         parser.add_argument("--gif", action="store_true", help="also write a gif")
         parser.add_argument("--no-progress", action="store_true", help="hide progress bars, also those of model loading")
 
     def run(self, args: argparse.Namespace) -> int:
         from videomage.artifact import Artifact
-        from videomage.jobcheck import check_component, check_size
-        from videomage.stages.generate import generate
+        from videomage.jobcheck import check_options, check_size
+        from videomage.stages.generate import check_concepts, generate
 
+        own = _options(args, {n: n for n in ("alpha_cross", "alpha_temporal", "guidance_norm", "tau", "beta_s", "beta_m",
+                                            "guidance_checkpointing")})
         for path in (args.subjects, args.motion):
             if path is not None:
                 Artifact.load(path)
@@ -318,21 +365,14 @@ class Generate(Command):
         backbone, adapter, _ = _setup(args)
         # Loading is quick next to sampling; these checks come after it so that a missing model is
         # reported as such first.
-        check_component("sampler", args.sampler)
-        if args.sampler == "scs" and (args.subjects is None or args.motion is None):
-            from videomage.errors import ConfigError
-
-            raise ConfigError("sampler 'scs' needs both --subjects and --motion; use --sampler cfg for one of them")
+        check_options("sampler", args.sampler, own)
+        check_concepts(args.sampler, subjects=args.subjects is not None, motion=args.motion is not None)
         check_size(backbone, args.height, args.width)
         options = {"steps": args.steps, "guidance_scale": args.guidance_scale, "seed": args.seed, "frames": args.frames,
                    "height": args.height, "width": args.width, "negative_prompt": args.negative_prompt,
-                   "scheduler": args.scheduler, "progress": not args.no_progress}
-        if args.sampler == "scs":
-            options.update(alpha_cross=args.alpha_cross, alpha_temporal=args.alpha_temporal,
-                           guidance_norm=args.guidance_norm, tau=args.tau, beta_s=args.beta_s, beta_m=args.beta_m,
-                           guidance_checkpointing=args.guidance_checkpointing)
+                   "scheduler": args.scheduler, "progress": not args.no_progress, **own}
         record = generate(backbone, adapter, prompt=args.prompt, out=args.out, subjects=args.subjects, motion=args.motion,
-                          sampler=args.sampler, options=options, gif=args.gif)
+                          sampler=args.sampler, options=options, gif=args.gif, release_text=args.release_text_encoder)
         for kind, path in record["files"].items():
             print(f"wrote {path} ({kind})")
         return 0

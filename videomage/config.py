@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -122,6 +123,44 @@ def _opt_path(value: Any) -> Path | None:
     return None if value is None else Path(value)
 
 
+def _table(value: Any) -> Any:
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _options_table(inst: Any, attr: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f"{type(inst).__name__}.{attr.name}: expected a table of the component's options, such as "
+                          f"{{ tau = 10 }}, got {value!r}")
+
+
+def options_field() -> Any:
+    """A component's options table: plain data, checked against the component's record by the registry."""
+    return attrs.field(factory=dict, converter=_table, validator=_options_table)
+
+
+def _move_deprecated(inst: Any, table: str, names: tuple[str, ...], component: str) -> None:
+    """Move values of deprecated fields ``names`` into the options table ``table``, with a warning."""
+    moved = {n: getattr(inst, n) for n in names if getattr(inst, n) is not None}
+    if not moved:
+        return
+    cls = type(inst).__name__
+    listed = ", ".join(f"{k} = {v!r}" for k, v in moved.items())
+    warnings.warn(f"{cls}: {', '.join(moved)}: deprecated as {cls} field{'s' if len(moved) > 1 else ''}; "
+                  f"{'these are options' if len(moved) > 1 else 'it is an option'} of the {component} now: write them in its table ({table} = {{ {listed} }}).",
+                  FutureWarning, stacklevel=4)
+    clash = sorted(set(moved) & set(getattr(inst, table)))
+    if clash:
+        raise ConfigError(f"{cls}: {clash[0]!r} is given twice, as a deprecated field and in {table}; keep the {table} one")
+    object.__setattr__(inst, table, {**getattr(inst, table), **moved})
+    for n in moved:
+        object.__setattr__(inst, n, None)
+
+
+def default(record: type, name: str) -> Any:
+    """The default of field ``name`` of config record ``record`` (the CLI's defaults are the configs')."""
+    return attrs.fields_dict(record)[name].default
+
+
 # -- records -----------------------------------------------------------------------------------
 @attrs.frozen(kw_only=True)
 class ModelConfig:
@@ -131,6 +170,14 @@ class ModelConfig:
     backbone: str | None = None
     dtype: str = attrs.field(default="float32", validator=_one_of("float32", "float16", "bfloat16"))
     device: str = "cpu"
+    #: The adapter type every stage attaches (the paper's: LoRA), and its options.
+    adapter: str = attrs.field(default="lora", validator=_non_empty_str)
+    adapter_options: dict[str, Any] = options_field()
+    #: Memory savers (they change no result, so no stage reruns when they change): activation
+    #: checkpointing in every learning stage, and the text encoder moved to host memory once a
+    #: stage's prompts are encoded (motion after its inversion, fusion and the final video).
+    gradient_checkpointing: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    release_text_encoder: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
 
 @attrs.frozen(kw_only=True)
@@ -145,10 +192,17 @@ class SubjectConfig:
     lr: float = attrs.field(default=1e-4, validator=_positive)
     text_lr: float = attrs.field(default=1e-5, validator=_positive)
     rank: int = attrs.field(default=4, validator=_int_ge(1))
-    lambda_reg: float = attrs.field(default=0.25, validator=_non_negative)
     prompt_template: str = attrs.field(default="A {token}", validator=_non_empty_str)
     #: Experts of a mixture-of-experts backbone the subject adapter lives in (empty: the backbone's default).
     experts: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_expert_list)
+    #: The loss (the paper's: denoising plus prior preservation, weighted by its option ``lambda_reg``).
+    objective: str = attrs.field(default="denoise", validator=_non_empty_str)
+    objective_options: dict[str, Any] = options_field()
+    #: Deprecated: ``objective_options = { lambda_reg = ... }``.
+    lambda_reg: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _move_deprecated(self, "objective_options", ("lambda_reg",), "objective")
 
 
 @attrs.frozen(kw_only=True)
@@ -163,10 +217,20 @@ class MotionConfig:
     lr: float = attrs.field(default=1e-4, validator=_positive)
     inversion_lr: float = attrs.field(default=5e-3, validator=_positive)
     rank: int = attrs.field(default=4, validator=_int_ge(1))
-    omega: float = attrs.field(default=0.5, validator=_non_negative)
     appearance_template: str = attrs.field(default="A static video of {entities}", validator=_non_empty_str)
     #: Experts of a mixture-of-experts backbone the motion adapter lives in (empty: the backbone's default).
     experts: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_expert_list)
+    #: The motion loss (the paper's: the negative-CFG target, strength option ``omega``).
+    objective: str = attrs.field(default="negative_cfg_motion", validator=_non_empty_str)
+    objective_options: dict[str, Any] = options_field()
+    #: The textual-inversion loss of the entity tokens (plain denoising on one frame).
+    inversion_objective: str = attrs.field(default="denoise", validator=_non_empty_str)
+    inversion_objective_options: dict[str, Any] = options_field()
+    #: Deprecated: ``objective_options = { omega = ... }``.
+    omega: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _move_deprecated(self, "objective_options", ("omega",), "objective")
 
 
 @attrs.frozen(kw_only=True)
@@ -178,38 +242,49 @@ class FusionConfig:
     lambda_attn: float = attrs.field(default=0.6, validator=_non_negative)
     videos_per_subject: int = attrs.field(default=4, validator=_int_ge(1))
     mask_source: str = attrs.field(default="foreground", validator=_non_empty_str)
+    mask_source_options: dict[str, Any] = options_field()
+    #: The distillation loss (student against each teacher on its videos).
+    distill_objective: str = attrs.field(default="fusion_distill", validator=_non_empty_str)
+    distill_options: dict[str, Any] = options_field()
+    #: The attention regularisation on CutMix composites, weighted by ``lambda_attn``.
+    attention_objective: str = attrs.field(default="attention_reg", validator=_non_empty_str)
+    attention_options: dict[str, Any] = options_field()
+
+
+#: SamplingConfig fields of videomage 0.1 that were SCS's options; now keys of ``options``.
+SCS_FIELDS = ("alpha_cross", "alpha_temporal", "guidance_norm", "tau", "beta_s", "beta_m", "guidance_checkpointing")
 
 
 @attrs.frozen(kw_only=True)
 class SamplingConfig:
-    """Spatial-temporal collaborative sampling (§1.4) or plain CFG."""
+    """The final video: the prompt, the settings every sampler shares, and the sampler with its options.
+
+    ``sampler`` is the paper's spatial-temporal collaborative sampling by default; ``options``
+    is the sampler's own table (``videomage plugins --options`` lists each sampler's).
+    """
 
     prompt: str = attrs.field(validator=_non_empty_str)
     sampler: str = attrs.field(default="scs", validator=_non_empty_str)
+    options: dict[str, Any] = options_field()
     negative_prompt: str = ""
     steps: int = attrs.field(default=50, validator=_int_ge(1))
     guidance_scale: float = attrs.field(default=9.0, validator=_non_negative)
     scheduler: str | None = None
-    # SCS step sizes, one per guidance term; under guidance_norm "rms" each is the root-mean-square
-    # change of a latent element per guided step, the same at every video size (docs/method/sampling.md).
-    alpha_cross: float = attrs.field(default=1e-3, validator=_non_negative)
-    alpha_temporal: float = attrs.field(default=5e-5, validator=_non_negative)
-    guidance_norm: str = attrs.field(default="rms", validator=attrs.validators.in_(("rms", "none")))
-    tau: int = attrs.field(default=15, validator=_int_ge(0))
-    beta_s: float = attrs.field(default=0.5, validator=_non_negative)
-    beta_m: float = attrs.field(default=0.5, validator=_non_negative)
-    guidance_checkpointing: bool = True  # SCS: recompute activations in guided steps' backward passes
     frames: int | None = attrs.field(default=None, validator=_positive)
     height: int | None = attrs.field(default=None, validator=_positive)
     width: int | None = attrs.field(default=None, validator=_positive)
     seed: int = attrs.field(default=0, validator=_int_ge(0))
+    # Deprecated (videomage 0.1): SCS's options as fields; each moves into ``options`` with a warning.
+    alpha_cross: float | None = None
+    alpha_temporal: float | None = None
+    guidance_norm: str | None = None
+    tau: int | None = None
+    beta_s: float | None = None
+    beta_m: float | None = None
+    guidance_checkpointing: bool | None = None
 
     def __attrs_post_init__(self) -> None:
-        if abs(self.beta_s + self.beta_m - 1.0) > 1e-6:
-            raise ConfigError(
-                f"SamplingConfig.beta_s + beta_m: the two branches' mixture weights must sum to 1, got "
-                f"{self.beta_s!r} + {self.beta_m!r} = {self.beta_s + self.beta_m:g}; for example beta_s = 0.5, beta_m = 0.5"
-            )
+        _move_deprecated(self, "options", SCS_FIELDS, "sampler")
 
 
 @attrs.frozen(kw_only=True)

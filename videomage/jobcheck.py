@@ -20,6 +20,7 @@ from videomage.errors import ConfigError, InputError
 __all__ = [
     "MAX_SIDE",
     "check_component",
+    "check_options",
     "check_device",
     "check_entities",
     "check_images",
@@ -113,6 +114,20 @@ def check_component(kind: str, name: str) -> None:
     from videomage.plugins import get_registry
 
     get_registry().get(kind, name)
+
+
+def check_options(kind: str, name: str, options: dict) -> None:
+    """Refuse an unknown component, or options it does not take (the registry names them)."""
+    from videomage.plugins import get_registry
+
+    registry = get_registry()
+    from videomage.sampling import FIELDS
+
+    shared = sorted(set(options) & FIELDS) if kind == "sampler" else []
+    if shared:
+        raise ConfigError(f"-o {shared[0]}=...: {shared[0]!r} is a setting of every sampler; use its own flag "
+                          f"(--{shared[0].replace('_', '-')})")
+    registry.build_options(kind, name, options)
 
 
 def check_entities(prompt: str, entities: Sequence[str]) -> None:

@@ -19,7 +19,8 @@ Groups:
   ``Backbone.fingerprint`` (``config_fingerprint``), safetensors-first loading
   (``use_safetensors``, ``convert_folder``) and dtype casting as diffusers loads (``cast_as_loaded``).
 * **Backbones, checkpointing**: ``checkpointed``, ``checkpoint_call`` for
-  ``Backbone.activation_checkpointing``; ``capturing``, ``recomputing``, ``replays`` for
+  ``Backbone.activation_checkpointing``; ``checkpoint_always`` for
+  ``enable_gradient_checkpointing``; ``capturing``, ``recomputing``, ``replays`` for
   attention-capture processors that run under it.
 * **Objectives**: ``backward_scope`` (keep a context open until the trainer's backward pass).
 * **Commands**: loading a backbone and an adapter by name (``load_backbone``, ``make_adapter``),
@@ -36,13 +37,14 @@ Groups:
 from __future__ import annotations
 
 from videomage.artifact import Artifact, atomic_write
-from videomage.checkpointing import capturing, checkpoint_call, checkpointed, recomputing, replays
+from videomage.checkpointing import capturing, checkpoint_always, checkpoint_call, checkpointed, recomputing, replays
 from videomage.config import FusionConfig, ModelConfig, MotionConfig, OutputConfig, Recipe, SamplingConfig, SubjectConfig
 from videomage.deprecation import moved_names
 from videomage.errors import did_you_mean, format_choices
 from videomage.loading import load_backbone, make_adapter
 from videomage.media import write_contact_sheet, write_mp4
 from videomage.memory import cast_as_loaded
+from videomage.options import as_dict, build, choice, flag, from_values, integer, number, text
 from videomage.modelfiles import (
     DTYPES,
     check_model_request,
@@ -52,6 +54,7 @@ from videomage.modelfiles import (
     read_video_spec,
     write_video_spec,
 )
+from videomage.sampling import FIELDS, SPACINGS, coerce
 from videomage.stages.common import StageOptions, content_hash
 from videomage.stages.fusion import fuse
 from videomage.stages.generate import generate
@@ -79,6 +82,7 @@ __all__ = [
     "write_video_spec",
     # backbones: checkpointing and attention capture
     "capturing",
+    "checkpoint_always",
     "checkpoint_call",
     "checkpointed",
     "recomputing",
@@ -109,6 +113,18 @@ __all__ = [
     "OutputConfig",
     "SamplingConfig",
     "run_recipe",
+    # component options and sampling requests
+    "FIELDS",
+    "SPACINGS",
+    "as_dict",
+    "build",
+    "choice",
+    "coerce",
+    "flag",
+    "from_values",
+    "integer",
+    "number",
+    "text",
     # errors and deprecations
     "did_you_mean",
     "format_choices",

@@ -5,11 +5,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from collections.abc import Mapping
+from typing import Any
+
 from videomage.components import Adapter, Backbone
+from videomage.config import ModelConfig, default
 from videomage.errors import InputError, RegistryError, format_choices
 from videomage.plugins import get_registry
 
-DEFAULT_ADAPTER = "lora"
+#: The adapter type stages attach unless told otherwise: the configs' default.
+DEFAULT_ADAPTER = default(ModelConfig, "adapter")
 
 # What a Hugging Face Hub id looks like ("owner/name"); anything else that is not a folder is a
 # mistyped path, and is reported as one rather than as a model no backbone recognises.
@@ -82,6 +87,6 @@ def load_backbone(model: str, *, backbone: str | None = None, device: str = "cpu
     return cls.from_pretrained(model, device=process_device(device), dtype=dtype)  # under a launcher: this process's GPU
 
 
-def make_adapter(name: str = DEFAULT_ADAPTER) -> Adapter:
-    """An instance of the adapter type ``name`` (LoRA by default)."""
-    return get_registry().create("adapter", name)
+def make_adapter(name: str = DEFAULT_ADAPTER, options: Mapping[str, Any] | None = None) -> Adapter:
+    """An instance of the adapter type ``name`` (the configs' default) with ``options``."""
+    return get_registry().create("adapter", name, **dict(options or {}))

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-__all__ = ["LiveBytes", "meta_kernels", "storage_bytes"]
+__all__ = ["LiveBytes", "meta_kernels", "moved_off_device", "moved_to_device", "storage_bytes"]
 
 
 def _key(storage: torch.UntypedStorage) -> int:
@@ -59,7 +59,17 @@ class LiveBytes(TorchDispatchMode):
         super().__init__()
         self.current = 0
         self.peak = 0
+        self.released = 0  # bytes of earlier tensors moved off the device (moved_off_device), now
+        self.peak_live = 0  # the largest ``current + released``: live tensors, whatever left the device
         self._live: dict[int, int] = {}  # key of a live storage -> its bytes
+
+    def __enter__(self):
+        _ACTIVE.append(self)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        _ACTIVE.remove(self)
+        return super().__exit__(*exc)
 
     def _count(self, tensor: torch.Tensor) -> None:
         if tensor.layout != torch.strided:
@@ -78,29 +88,64 @@ class LiveBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        for leaf in tree_leaves(out):
-            if isinstance(leaf, torch.Tensor):
+        outputs = [leaf for leaf in tree_leaves(out) if isinstance(leaf, torch.Tensor) and leaf.layout == torch.strided]
+        if outputs:
+            # An output on the storage of an input the counter has not seen is a view of (or an
+            # in-place change to) a tensor that existed before: no new memory. Without this, the
+            # ``t()`` every linear layer takes of its weight counted the weight again, for as long
+            # as the weight lived.
+            inputs = {_key(t.untyped_storage()) for t in tree_leaves((args, kwargs))
+                      if isinstance(t, torch.Tensor) and t.layout == torch.strided}
+            for leaf in outputs:
+                key = _key(leaf.untyped_storage())
+                if key in inputs and key not in self._live:
+                    continue
                 self._count(leaf)
         self.peak = max(self.peak, self.current)
+        self.peak_live = max(self.peak_live, self.current + self.released)
         return out
+
+
+_ACTIVE: list[LiveBytes] = []  # the counters open now
+
+
+def moved_off_device(nbytes: int) -> None:
+    """Tell the open counters that ``nbytes`` of tensors that existed before them (weights) left the
+    accelerator: their ``current`` drops by that much, below zero if need be, since the weights
+    were never in it. A released text encoder calls it (:meth:`videomage.text.TokenTable.release`)."""
+    for live in _ACTIVE:
+        live.current -= nbytes
+        live.released += nbytes
+
+
+def moved_to_device(nbytes: int) -> None:
+    """The reverse of :func:`moved_off_device`: the bytes are back on the accelerator."""
+    for live in _ACTIVE:
+        live.current += nbytes
+        live.released -= nbytes
+        live.peak = max(live.peak, live.current)
 
 
 @contextmanager
 def meta_kernels() -> Iterator[None]:
     """Inside the block, attention on the meta device costs the memory a fused kernel costs.
 
-    Unmasked ``scaled_dot_product_attention`` on meta tensors runs the fused kernel's own meta
-    function, which (like flash or memory-efficient attention on a GPU) keeps the rows'
-    log-sum-exp for backward instead of the attention matrix. The function is replaced for the
+    ``scaled_dot_product_attention`` on meta tensors (unmasked, or with a mask that needs no
+    gradient, such as T5's position bias) runs the fused kernel's own meta function, which (like
+    flash or memory-efficient attention on a GPU) keeps the rows' log-sum-exp for backward
+    instead of the attention matrix. The function is replaced for the
     block's duration rather than intercepted by a mode, because activation checkpointing
     recomputes forward passes where a mode's stack may differ, and must see the same kernel.
     """
     original = F.scaled_dot_product_attention
 
     def fused(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-        if query.device.type == "meta" and attn_mask is None and not enable_gqa:
+        # A mask that needs no gradient (T5's position bias) is taken by the fused kernels too
+        # (memory-efficient attention on a GPU, flash attention on a CPU).
+        frozen_mask = attn_mask is None or not attn_mask.requires_grad
+        if query.device.type == "meta" and frozen_mask and not enable_gqa:
             return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-                query, key, value, dropout_p, is_causal, scale=scale)[0]
+                query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)[0]
         return original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
                         scale=scale, enable_gqa=enable_gqa)
 

@@ -40,8 +40,9 @@ class ObjectiveOutput:
 class Objective(ABC):
     """A training loss (or a guidance objective) computed on a batch.
 
-    Options are keyword arguments of the constructor; every option has a default, so
-    ``cls()`` is a valid objective.
+    Options are one frozen attrs record ``Options`` (see [`videomage.options`][videomage.options]),
+    or, as in videomage 0.1, keyword arguments of the constructor; every option has a default, so
+    ``cls()`` is a valid objective. Each stage documents the batch keys it hands its objective.
     """
 
     name: ClassVar[str]

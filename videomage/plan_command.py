@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 
 from videomage.components import Command
+from videomage.config import SamplingConfig, default
 from videomage.errors import ConfigError
 from videomage.planning import GIB, STAGES, PlanRequest, StageEstimate, plan, suggest
 
@@ -34,10 +35,13 @@ def _duration(seconds: float) -> str:
 def report(request: PlanRequest, estimates: list[StageEstimate], tflops: float) -> str:
     size = "x".join(str(v) for v in (request.frames, request.height, request.width)) if request.frames else "native size"
     lines = [f"videomage plan: {request.model} ({request.dtype}), video {size}, "
-             f"activation checkpointing {'on' if request.gradient_checkpointing else 'off'}",
-             f"{'stage':<9} {'device peak':>12} {'weights':>10} {'working':>10} {'host':>10} {'per step':>10} {'steps':>6} {'stage time':>11}"]
+             f"activation checkpointing {'on' if request.gradient_checkpointing else 'off'}, "
+             f"text encoder {'released after encoding' if request.release_text_encoder else 'kept on the device'}",
+             f"{'stage':<9} {'device peak':>12} {'weights':>10} {'working':>10} {'released':>10} {'host':>10} {'per step':>10} "
+             f"{'steps':>6} {'stage time':>11}"]
     for e in estimates:
         lines.append(f"{e.stage:<9} {_gib(e.device_bytes):>12} {_gib(e.weights_bytes):>10} {_gib(e.working_bytes):>10} "
+                     f"{_gib(e.released_bytes) if e.released_bytes else '-':>10} "
                      f"{_gib(e.host_bytes):>10} {_duration(e.seconds(tflops)):>10} {e.steps:>6} "
                      f"{_duration(e.total_seconds(tflops)):>11}")
     lines.append(f"times at {tflops:g} TFLOP/s sustained (--tflops); 'per step' of generate is a guided SCS step.")
@@ -58,15 +62,31 @@ def request_from_args(args: argparse.Namespace) -> tuple[PlanRequest, list[str]]
         if s is not None:
             size = {k: v if v is not None else getattr(s, k) for k, v in size.items()}
         request = PlanRequest(model=recipe.model.id, backbone=recipe.model.backbone, dtype=args.dtype or recipe.model.dtype,
-                              gradient_checkpointing=args.gradient_checkpointing, subjects=max(len(recipe.subjects), 1),
-                              sampler=s.sampler if s else "scs", steps=s.steps if s else 50, tau=s.tau if s else 15, **size)
+                              gradient_checkpointing=args.gradient_checkpointing or recipe.model.gradient_checkpointing,
+                              subjects=max(len(recipe.subjects), 1),
+                              release_text_encoder=args.release_text_encoder or recipe.model.release_text_encoder,
+                              sampler=s.sampler if s else default(SamplingConfig, "sampler"), steps=s.steps if s else 50,
+                              tau=_guided_steps(s) if s else 15, sampler_options=dict(s.options) if s else {},
+                              **size)
         return request, stages
     if not args.model:
         raise ConfigError("plan: pass --model (a Hub id or a local folder) or --recipe (a .toml recipe)")
     request = PlanRequest(model=args.model, backbone=args.backbone, dtype=args.dtype or "bfloat16",
                           gradient_checkpointing=args.gradient_checkpointing, rank=args.rank, subjects=args.subjects,
+                          release_text_encoder=args.release_text_encoder,
                           sampler=args.sampler, steps=args.steps, tau=args.tau, **size)
     return request, stages
+
+
+def _guided_steps(s) -> int:
+    """The recipe's count of guided steps: its sampler's ``guided_steps_option`` in ``[sampling.options]``."""
+    from videomage.planning import guided_option
+    from videomage.plugins import get_registry
+
+    option = guided_option(s.sampler)
+    if option is None:
+        return 0
+    return int(getattr(get_registry().build_options("sampler", s.sampler, s.options), option))
 
 
 class Plan(Command):
@@ -89,9 +109,12 @@ class Plan(Command):
         parser.add_argument("--width", type=int, help="video width (default: the model's native width)")
         parser.add_argument("--gradient-checkpointing", action="store_true",
                             help="plan the training stages with activation checkpointing (default: off)")
+        parser.add_argument("--release-text-encoder", action="store_true",
+                            help="plan the stages with the text encoder moved to host memory once their prompts are "
+                                 "encoded (motion, fusion, generate; subject learning keeps it) (default: off)")
         parser.add_argument("--rank", type=int, default=4, help="LoRA rank of subjects and motion (default: 4)")
         parser.add_argument("--subjects", type=int, default=2, help="subjects fused (default: 2)")
-        parser.add_argument("--sampler", default="scs", help="sampler of the final video (default: scs)")
+        parser.add_argument("--sampler", default=default(SamplingConfig, "sampler"), help="sampler of the final video")
         parser.add_argument("--steps", type=int, default=50, help="sampling steps (default: 50)")
         parser.add_argument("--tau", type=int, default=15, help="guided SCS steps (default: 15)")
         parser.add_argument("--budget", type=float,
@@ -134,6 +157,6 @@ class Plan(Command):
                 for what, _, est in fits or []:
                     print(f"fits with {what}: largest stage {_gib(max(e.device_bytes for e in est))}")
                 if not fits:
-                    print("none of bfloat16 weights or activation checkpointing brings it under; "
+                    print("none of bfloat16 weights, activation checkpointing or releasing the text encoder brings it under; "
                           "use a smaller video (--frames, --height, --width) or a larger card")
         return 0

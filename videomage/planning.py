@@ -24,7 +24,7 @@ one at a time, so their count does not change the peak.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ import torch
 from videomage.components import Backbone, VideoSpec
 from videomage.errors import ConfigError
 from videomage.memory import LiveBytes, meta_kernels, storage_bytes
+from videomage.sampling import SamplingRequest
 
 __all__ = ["STAGES", "PlanRequest", "StageEstimate", "plan", "suggest"]
 
@@ -53,12 +54,15 @@ class PlanRequest:
     height: int | None = None
     width: int | None = None
     gradient_checkpointing: bool = False
+    release_text_encoder: bool = False  # the stages' option: the text encoder to the host once prompts are encoded
     rank: int = 4
     images: int = 4  # subject images, encoded together
     subjects: int = 2  # fused subjects
     sampler: str = "scs"
     steps: int = 50  # sampling steps of the final video
     tau: int = 15  # guided SCS steps among them
+    #: Further options of the sampler component (e.g. a memory/speed trade-off it owns).
+    sampler_options: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
 
 
 @attrs.frozen(kw_only=True)
@@ -72,10 +76,13 @@ class StageEstimate:
     unguided_step_flops: float = 0.0  # ``generate`` only: a step past tau
     steps: int = 0  # training steps, or sampling steps
     guided_steps: int = 0
+    released_bytes: int = 0  # weights moved to the host during the stage and still there at its end (a released text encoder)
+    above_weights_bytes: int | None = None  # the device peak above the weights when some were released; else working_bytes
 
     @property
     def device_bytes(self) -> int:
-        return self.weights_bytes + self.working_bytes
+        """Weights and live tensors at the stage's peak (weights moved to the host no longer count)."""
+        return self.weights_bytes + (self.working_bytes if self.above_weights_bytes is None else self.above_weights_bytes)
 
     @property
     def host_bytes(self) -> int:
@@ -102,9 +109,7 @@ class _MetaRun(LiveBytes):
 
     def __init__(self) -> None:
         super().__init__()
-        from torch.utils.flop_counter import flop_registry
-
-        self._formulas = flop_registry
+        self._formulas = _formulas()
         self.flops = 0
         self.marks: list[float] = []
 
@@ -121,6 +126,24 @@ class _MetaRun(LiveBytes):
         return out
 
 
+def _formulas() -> dict:
+    """PyTorch's per-operator formulas, plus the CPU flash-attention kernel that attention on the
+    meta device runs (:func:`~videomage.memory.meta_kernels`), which PyTorch's table lacks: without
+    it, every fused attention of a plan counted no operations."""
+    from torch.utils.flop_counter import flop_registry, sdpa_backward_flop_count, sdpa_flop_count
+
+    aten = torch.ops.aten
+
+    def forward(query, key, value, *args, out_val=None, **kwargs):
+        return sdpa_flop_count(query.shape, key.shape, value.shape)
+
+    def backward(grad_out, query, key, value, *args, out_val=None, **kwargs):
+        return sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape)
+
+    return {**flop_registry, aten._scaled_dot_product_flash_attention_for_cpu: forward,
+            aten._scaled_dot_product_flash_attention_for_cpu_backward: backward}
+
+
 def weights_bytes(backbone: Backbone) -> int:
     """Bytes of every parameter and buffer the backbone holds (denoiser, VAE, text encoder)."""
     modules = {id(m): m for m in vars(backbone).values() if isinstance(m, torch.nn.Module)}
@@ -130,8 +153,10 @@ def weights_bytes(backbone: Backbone) -> int:
     return storage_bytes(t for m in modules.values() for t in (*m.parameters(), *m.buffers()))
 
 
-def measure(run: Callable[[], Any], marks: Callable[[_MetaRun], Any] | None = None) -> tuple[int, list[float], Any]:
-    """``(peak live bytes, operations counted at each mark, result)`` of ``run()`` on the meta device.
+def measure(run: Callable[[], Any], marks: Callable[[_MetaRun], Any] | None = None) -> tuple[int, list[float], Any, _MetaRun]:
+    """``(peak live bytes, operations counted at each mark, result, counter)`` of ``run()`` on the
+    meta device. The peak counts weights moved off the device as gone from then on (the counter's
+    ``peak_live`` does not, and its ``released`` is what is still off at the end).
 
     ``marks(counter)`` installs the hooks that call ``counter.mark()`` at step boundaries (an
     optimizer step, a scheduler step) and returns their handles; the per-step operations are the
@@ -147,7 +172,7 @@ def measure(run: Callable[[], Any], marks: Callable[[_MetaRun], Any] | None = No
         finally:
             for h in handles:
                 h.remove()
-    return live.peak, live.marks, result
+    return live.peak, live.marks, result, live
 
 
 def _optimizer_steps(counter: _MetaRun):
@@ -162,6 +187,10 @@ def _per_step(marks: list[float]) -> float:
 
 
 # -- the stages, run for real on the meta backbone ---------------------------------------------
+#: Artifacts planned stages produced, by model, shapes and stage (see ``_Job.keep``).
+_MADE: dict[tuple, Any] = {}
+
+
 class _Job:
     """A meta backbone of the request's model at the request's size, with the files stages read."""
 
@@ -189,8 +218,8 @@ class _Job:
     def options(self, **extra):
         from videomage.stages.common import StageOptions
 
-        return StageOptions(progress=False, prior_count=1, prior_steps=1,
-                            gradient_checkpointing=self.request.gradient_checkpointing, **extra)
+        return StageOptions(progress=False, prior_count=1, prior_steps=1, gradient_checkpointing=self.request.gradient_checkpointing,
+                            release_text_encoder=self.request.release_text_encoder, **extra)
 
     def images(self) -> Path:
         from PIL import Image
@@ -202,8 +231,15 @@ class _Job:
                 Image.new("RGB", (16, 16), (40 * i, 90, 160)).save(folder / f"{i}.png")
         return folder
 
+    def _key(self) -> tuple:
+        r = self.request
+        return (self.cls, r.model, r.dtype, r.rank, r.subjects, r.images, r.frames, r.height, r.width)
+
     def keep(self, stage: str, artifact) -> None:
-        """Save what a planned stage produced (as zeros) for the stages after it."""
+        """Save what a planned stage produced (as zeros) for the stages after it, and remember it for
+        later plans of the same model and shapes (``suggest`` plans a job several times; a plan that
+        measures for real reuses the artifacts its estimate made: only their shapes matter)."""
+        _MADE[(*self._key(), stage)] = artifact
         if stage == "subject":
             for i in range(self.request.subjects):
                 _cpu_copy(artifact, token=f"<subject{i}>").save(self.folder / f"subject{i}.safetensors")
@@ -218,7 +254,8 @@ class _Job:
         motion = self.folder / "motion.safetensors"
         for stage, path, runner in (("subject", subjects[0], _subject), ("motion", motion, _motion)):
             if not path.is_file():
-                self.keep(stage, measure(runner(self), _optimizer_steps)[2])
+                made = _MADE.get((*self._key(), stage))
+                self.keep(stage, made if made is not None else measure(runner(self), _optimizer_steps)[2])
         return subjects, motion
 
     def fused(self) -> Path:
@@ -295,11 +332,20 @@ def _fusion(job: _Job):
     return lambda: fuse(bb, make_adapter(), subjects, config, job.options())
 
 
+def guided_option(sampler: str) -> str | None:
+    """The option of ``sampler`` that counts its guided (costlier) first steps, which a sampler
+    declares as ``guided_steps_option``; ``None`` for a sampler whose steps all cost the same."""
+    from videomage.plugins import get_registry
+
+    return getattr(get_registry().get("sampler", sampler), "guided_steps_option", None)
+
+
 def _generate(job: _Job, guided: int):
     """Sampling ``guided + 1`` steps (the last unguided) and decoding, marked at each scheduler step."""
     from videomage.loading import make_adapter
     from videomage.plugins import get_registry
     from videomage.stages.generate import install_concepts
+    from videomage.text import release_text_encoder
 
     subjects, motion = job.artifacts()
     bb = job.backbone()
@@ -308,13 +354,15 @@ def _generate(job: _Job, guided: int):
     prompt = " and ".join(f"<subject{i}>" for i in range(job.request.subjects)) + " are riding"
 
     def run():
+        from videomage.stages.generate import concepts_of
+
         installed = install_concepts(bb, adapter, job.fused(), motion)
-        request: dict[str, Any] = {"prompt": prompt, "steps": guided + 1, "progress": False}
-        if sampler == "scs":
-            request.update(subject_adapter="subjects", motion_adapter="motion", tokens=installed["tokens"], tau=guided)
-        else:
-            request["adapters"] = {"subjects": 1.0, "motion": 1.0}
-        latents = get_registry().create("sampler", sampler).sample(bb, adapter, request)
+        request = SamplingRequest(prompt=prompt, steps=guided + 1, progress=False, **concepts_of(installed))
+        option = guided_option(sampler)  # the sampler's own count of guided steps, if it has one
+        values = {**job.request.sampler_options, **({option: guided} if option else {})}
+        component = get_registry().create("sampler", sampler, **values)
+        release_text_encoder(bb, component.prompts(request), job.request.release_text_encoder)
+        latents = component.sample(bb, adapter, request)
         with torch.no_grad():
             return bb.decode_latents(latents)
 
@@ -368,6 +416,10 @@ def plan(request: PlanRequest, stages: Sequence[str] = STAGES, *, log: Callable[
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"plan: unknown stage {unknown[0]!r}; choose from {', '.join(STAGES)}")
+    if "generate" in stages:  # a wrong sampler name or option fails now, not after the other stages' plans
+        from videomage.plugins import get_registry
+
+        get_registry().build_options("sampler", request.sampler, request.sampler_options)
     out = []
     with tempfile.TemporaryDirectory(prefix="videomage-plan-") as tmp, _quiet():
         job = _Job(request, Path(tmp), build)
@@ -376,23 +428,31 @@ def plan(request: PlanRequest, stages: Sequence[str] = STAGES, *, log: Callable[
             if log is not None:
                 log(f"planning {stage} ...")
             if stage == "generate":
-                guided = min(2, request.tau, request.steps) if request.sampler == "scs" else 1
+                guides = guided_option(request.sampler) is not None
+                guided = min(2, request.tau, request.steps) if guides else 1
                 run, marks = _generate(job, guided)
-                peak, m, _ = measure(run, marks)
+                peak, m, _, live = measure(run, marks)
                 # The last marks are the sampling steps (a sampler may step copies of its scheduler
                 # first): with two guided steps and one unguided, the second guided one is steady.
                 unguided = m[-1] - m[-2] if len(m) >= 2 else 0.0
-                steady = m[-2] - m[-3] if request.sampler == "scs" and guided >= 2 and len(m) >= 3 else unguided
-                tau = min(request.tau, request.steps) if request.sampler == "scs" else 0
-                out.append(StageEstimate(stage=stage, weights_bytes=weights, working_bytes=peak, step_flops=steady,
-                                         unguided_step_flops=unguided, steps=request.steps, guided_steps=tau))
+                steady = m[-2] - m[-3] if guides and guided >= 2 and len(m) >= 3 else unguided
+                tau = min(request.tau, request.steps) if guides else 0
+                out.append(StageEstimate(stage=stage, weights_bytes=weights, step_flops=steady, unguided_step_flops=unguided,
+                                         steps=request.steps, guided_steps=tau, **_memory(peak, live)))
                 continue
             runner = {"subject": _subject, "motion": _motion, "fusion": _fusion}[stage]
-            peak, m, artifact = measure(runner(job), _optimizer_steps)
+            peak, m, artifact, live = measure(runner(job), _optimizer_steps)
             job.keep(stage, artifact)
-            out.append(StageEstimate(stage=stage, weights_bytes=weights, working_bytes=peak, step_flops=_per_step(m),
-                                     steps=TRAINING_STEPS[stage]))
+            out.append(StageEstimate(stage=stage, weights_bytes=weights, step_flops=_per_step(m),
+                                     steps=TRAINING_STEPS[stage], **_memory(peak, live)))
     return out
+
+
+def _memory(peak: int, live: _MetaRun) -> dict[str, Any]:
+    """A stage's memory fields: its working set, and where weights left the device, its peak above them."""
+    if live.peak_live == peak and not live.released:  # nothing was released
+        return {"working_bytes": peak}
+    return {"working_bytes": live.peak_live, "above_weights_bytes": peak, "released_bytes": live.released}
 
 
 @contextmanager
@@ -409,17 +469,21 @@ def suggest(request: PlanRequest, budget_bytes: int, stages: Sequence[str] = STA
     """Settings that bring every stage under ``budget_bytes``, cheapest change first.
 
     Each candidate is ``(what changed, request, estimates)``; an empty list means none of the
-    changes this planner knows (a half-precision base model, activation checkpointing) fits.
+    changes this planner knows (a half-precision base model, activation checkpointing, releasing
+    the text encoder once prompts are encoded), alone or together, fits.
     """
-    candidates = []
-    if request.dtype == "float32":
-        candidates.append(("a bfloat16 base model (--dtype bfloat16)", attrs.evolve(request, dtype="bfloat16")))
-    if not request.gradient_checkpointing:
-        candidates.append(("activation checkpointing (--gradient-checkpointing)",
-                           attrs.evolve(request, gradient_checkpointing=True)))
-        if request.dtype == "float32":
-            candidates.append(("bfloat16 and activation checkpointing",
-                               attrs.evolve(request, dtype="bfloat16", gradient_checkpointing=True)))
+    savers = [(what, change) for what, change, needed in (
+        ("a bfloat16 base model (--dtype bfloat16)", {"dtype": "bfloat16"}, request.dtype == "float32"),
+        ("activation checkpointing (--gradient-checkpointing)", {"gradient_checkpointing": True},
+         not request.gradient_checkpointing),
+        ("the text encoder released after encoding (--release-text-encoder)", {"release_text_encoder": True},
+         not request.release_text_encoder and any(s != "subject" for s in stages)),  # subject learning keeps it
+    ) if needed]
+    # Each saver alone, then (where there are several) all of them together.
+    candidates = [(what, attrs.evolve(request, **change)) for what, change in savers]
+    if len(savers) > 1:
+        every = {k: v for _, change in savers for k, v in change.items()}
+        candidates.append((" and ".join(what.split(" (")[0] for what, _ in savers), attrs.evolve(request, **every)))
     fits = []
     for what, candidate in candidates:
         estimates = plan(candidate, stages)

@@ -133,3 +133,28 @@ def plugin_versions(pm: pluggy.PluginManager) -> dict[str, str]:
         dist = dists.get(name)
         versions[name] = dist.version if dist is not None else "unknown"
     return versions
+
+
+def unloaded_provider(kind: str, name: str) -> str | None:
+    """The installed plugin that ``VIDEOMAGE_LOAD_PLUGINS`` leaves out and that provides ``kind`` ``name``.
+
+    Only asked when a component is missing: each plugin left out is imported and its
+    registration hook called (nothing is registered), so the error can name the plugin to load.
+    """
+    wanted = _selection()
+    if wanted is None:
+        return None
+    from videomage.registry import HOOKS
+
+    hook_name = HOOKS.get(kind)
+    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if ep.name in wanted:
+            continue
+        try:
+            hook = getattr(ep.load(), hook_name or "", None)
+            classes = hook() if callable(hook) else None
+        except Exception:  # a broken plugin cannot be the answer; the caller reports the missing name
+            continue
+        if any(getattr(c, "name", None) == name for c in classes or ()):
+            return ep.name
+    return None

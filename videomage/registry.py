@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
 from videomage.components import iter_component_bases
 from videomage.errors import PluginError, RegistryError, did_you_mean, format_choices
+from videomage.options import build, construct, declared, options_class
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 #: Component kind -> the registration hook that provides it.
 HOOKS: dict[str, str] = {kind: f"register_{kind}s" for kind, _ in iter_component_bases()}
 BASES: dict[str, type] = dict(iter_component_bases())
+#: Kinds whose options, when a class declares no ``Options`` record, are its constructor's
+#: keyword arguments. Backbones are made by ``from_pretrained`` and commands by argparse: they
+#: have options only where they declare a record.
+DERIVED_OPTIONS = ("adapter", "objective", "sampler", "mask_source", "metric")
 
 
 @attrs.frozen(kw_only=True)
@@ -27,6 +32,15 @@ class Entry:
     name: str
     cls: type
     plugin: str
+
+
+class _NoOptions:
+    """A component that takes no options."""
+
+    Options = attrs.make_class("Options", {}, frozen=True, kw_only=True)
+
+
+_NO_OPTIONS = _NoOptions.Options
 
 
 class Registry:
@@ -80,6 +94,11 @@ class Registry:
                 f"plugin {plugin!r}: {kind} {cls.__qualname__} has name {name!r}; expected a "
                 f"snake_case string such as 'my_{kind}' (lower-case letters, digits, underscores)."
             )
+        if kind in DERIVED_OPTIONS:
+            try:
+                options_class(cls)
+            except PluginError as exc:
+                raise PluginError(f"plugin {plugin!r}: {exc}") from None
         existing = self._entries[kind].get(name)
         if existing is not None and existing.cls is not cls:
             raise PluginError(
@@ -102,6 +121,14 @@ class Registry:
         """The class registered as ``name``; an unknown name lists the valid choices."""
         entries = self._check_kind(kind)
         if name not in entries:
+            from videomage.plugins import unloaded_provider
+
+            provider = unloaded_provider(kind, name)
+            if provider is not None:
+                raise RegistryError(
+                    f"{kind} {name!r} is provided by plugin {provider!r}, which is not loaded: VIDEOMAGE_LOAD_PLUGINS "
+                    f"leaves it out. Add {provider!r} to VIDEOMAGE_LOAD_PLUGINS, or unset it to load every plugin."
+                )
             raise RegistryError(
                 f"unknown {kind} {name!r}.{did_you_mean(name, entries)} Valid {kind}s: "
                 f"{format_choices(entries)}. Install the plugin that provides it, or check "
@@ -109,13 +136,30 @@ class Registry:
             )
         return entries[name].cls
 
-    def create(self, kind: str, name: str, **options: Any) -> Any:
-        """Instantiate the component ``name`` with ``options``."""
+    def options_class(self, kind: str, name: str) -> type:
+        """The options record of component ``name`` (declared ``Options``, or derived from its constructor)."""
         cls = self.get(kind, name)
-        try:
-            return cls(**options)
-        except TypeError as exc:
-            raise RegistryError(f"{kind} {name!r} does not accept options {sorted(options)}: {exc}") from exc
+        return options_class(cls) if kind in DERIVED_OPTIONS or declared(cls) else _NO_OPTIONS
+
+    def build_options(self, kind: str, name: str, data: Mapping[str, Any] | None = None) -> Any:
+        """Component ``name``'s options record from plain data (a recipe table, ``-o KEY=VALUE``).
+
+        An unknown key gets a did-you-mean and the valid options; a wrong value names the field,
+        the expectation and the value.
+        """
+        cls = self.get(kind, name)
+        where = f"{kind.replace('_', ' ')} {name!r}"
+        if kind not in DERIVED_OPTIONS and not declared(cls):
+            return build(_NoOptions, data, where=where)
+        return build(cls, data, where=where)
+
+    def create(self, kind: str, name: str, options: Any = None, /, **values: Any) -> Any:
+        """Instantiate component ``name`` with an options record, or with options as keywords."""
+        cls = self.get(kind, name)
+        if kind not in DERIVED_OPTIONS and not declared(cls):
+            return cls(**values)
+        record = options if options is not None else self.build_options(kind, name, values)
+        return construct(cls, record)
 
     def _check_kind(self, kind: str) -> dict[str, Entry]:
         if kind not in self._entries:

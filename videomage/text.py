@@ -14,6 +14,15 @@ Prompt encodings are cached while no learned row is being trained. The cache key
 rows' in-place version counters, so an optimizer step or :meth:`TokenTable.set_embeddings`
 makes older entries unreachable, and samplers may encode every step for free.
 
+**Releasing the encoder.** Once a stage's prompts are fixed and no row trains (motion learning
+after the inversion, fusion, generation), the encoder is only needed for those prompts:
+:meth:`TokenTable.release` encodes each of them once, keeps the encodings, and moves the encoder
+to host memory (UMT5-XXL is 10.6 GiB of a Wan job's accelerator memory). A prompt encoded later
+is assembled from the kept encodings, or, if it was not among them, encoded by the encoder where
+it lies (on the host: correct, but slow for a large encoder). Training a learned row
+(:meth:`TokenTable.parameters`) brings the encoder back first, since the row's gradient passes
+through it. :mod:`videomage.memory`'s counters are told of both moves, so a plan shows them.
+
 A backbone subclasses :class:`TokenTable` for its encoder's conventions (:meth:`~TokenTable.run`,
 :meth:`~TokenTable.positions`, optionally :meth:`~TokenTable.pieces`) and mixes
 :class:`TextMethods` into its :class:`~videomage.Backbone` for the contract's text methods.
@@ -31,7 +40,7 @@ import torch
 
 from videomage.errors import ArtifactError, ConfigError
 
-__all__ = ["TextMethods", "TokenTable"]
+__all__ = ["TextMethods", "TokenTable", "release_text_encoder"]
 
 
 class TokenTable(ABC):
@@ -46,6 +55,8 @@ class TokenTable(ABC):
         self._row_ids: dict[str, int] = {}
         self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._wrapped = False
+        self._home: torch.device | None = None  # where the encoder belongs while it is released
+        self._kept: dict[tuple, torch.Tensor] = {}  # (prompt, rows) -> its encoding, while released
 
     # -- what a backbone defines -----------------------------------------------------------
     @abstractmethod
@@ -89,7 +100,7 @@ class TokenTable(ABC):
         if not rows:
             return
         self.tokenizer.add_tokens(list(rows), special_tokens=True)  # special: kept whole
-        device = self.weight().device
+        device = self.device
         for token, row in rows.items():
             self.rows[token] = torch.nn.Parameter(row.detach().to(device, torch.float32).clone(), requires_grad=False)
             self._row_ids[token] = self.tokenizer.convert_tokens_to_ids(token)
@@ -135,8 +146,12 @@ class TokenTable(ABC):
         return [vocab[t] for t in tokens]
 
     def parameters(self, tokens: Sequence[str]) -> dict[str, torch.nn.Parameter]:
-        """The trainable float32 row of each learned token (not the vocabulary's)."""
+        """The trainable float32 row of each learned token (not the vocabulary's).
+
+        A released encoder comes back to the device: the rows' gradients pass through it.
+        """
         self.ids(tokens)
+        self.restore()
         missing = [t for t in tokens if t not in self.rows]
         if missing:
             raise ConfigError(f"token {missing[0]!r} is a word of the base vocabulary, not a learned token; "
@@ -160,15 +175,68 @@ class TokenTable(ABC):
             for token, vector in embeddings.items():
                 self.rows[token].copy_(vector.float())
 
+    # -- where the encoder is ----------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        """Where the encoder belongs (and the learned rows and the encodings live)."""
+        return self._home if self._home is not None else self.weight().device
+
+    @property
+    def released(self) -> bool:
+        return self._home is not None
+
+    def _rows_key(self) -> tuple:
+        return tuple((t, id(r), r._version) for t, r in self.rows.items())
+
+    def release(self, prompts: Sequence[str], host: str = "cpu") -> None:
+        """Encode each of ``prompts`` once and keep it, then move the encoder to ``host``.
+
+        No learned row may be training (their encodings would need the encoder's graph). On the
+        meta device (a plan) and on the host itself nothing moves, but memory counters are told.
+        """
+        from videomage import memory
+
+        if any(row.requires_grad for row in self.rows.values()):
+            raise RuntimeError("release the text encoder only when no learned token row is training")
+        self.restore()  # encode on the device, whatever an earlier release left
+        rows = self._rows_key()
+        with torch.no_grad():
+            kept = {(p, rows): self.run([p]).detach() for p in dict.fromkeys(prompts)}
+        home = self.weight().device
+        if home.type not in ("meta", torch.device(host).type):
+            self.encoder.to(host)
+        self._home, self._kept = home, kept
+        memory.moved_off_device(self._bytes())
+
+    def restore(self) -> None:
+        """Bring a released encoder back to its device (nothing if it is not released)."""
+        from videomage import memory
+
+        if self._home is None:
+            return
+        if self.weight().device != self._home:
+            self.encoder.to(self._home)
+        self._home, self._kept = None, {}
+        memory.moved_to_device(self._bytes())
+
+    def _bytes(self) -> int:
+        from videomage.memory import storage_bytes
+
+        return storage_bytes((*self.encoder.parameters(), *self.encoder.buffers()))
+
     # -- prompts ---------------------------------------------------------------------------
     def encode(self, prompts: Sequence[str]) -> torch.Tensor:
         """``run``, cached while no learned row is being trained."""
         training = any(row.requires_grad for row in self.rows.values())
-        key = (tuple(prompts), tuple((t, id(r), r._version) for t, r in self.rows.items()))
+        key = (tuple(prompts), self._rows_key())
         if not training and key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        hidden = self.run(prompts)
+        if self._home is not None:  # released: from the kept encodings, else where the encoder lies
+            kept = [self._kept.get((p, key[1])) for p in prompts]
+            hidden = torch.cat(kept) if all(k is not None for k in kept) else self.run(prompts).to(self._home)
+        else:
+            hidden = self.run(prompts)
         if not training:
             self._cache[key] = hidden.detach()
             if len(self._cache) > self.cache_size:
@@ -206,5 +274,20 @@ class TextMethods:
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
         return self.text.encode(prompts).to(self.dtype)
 
+    def release_text_encoder(self, prompts: Sequence[str]) -> None:
+        """Encode ``prompts`` once and move the text encoder to host memory (``TokenTable.release``)."""
+        self.text.release(prompts)
+
     def word_positions(self, prompt: str, word: str, occurrence: int = 0) -> list[int]:
         return self.text.positions(prompt, word, occurrence)
+
+
+def release_text_encoder(backbone: Any, prompts: Sequence[str], enabled: bool) -> None:
+    """What a stage calls once its prompts are fixed: release the text encoder if ``enabled``
+    (the stages' ``release_text_encoder`` option) and the backbone can (one with ``TextMethods``).
+
+    The empty prompt (the default negative prompt of every sample a stage draws) is always kept.
+    """
+    release = getattr(backbone, "release_text_encoder", None)
+    if enabled and release is not None:
+        release(["", *prompts])

@@ -39,13 +39,14 @@ from videomage.artifact import atomic_write
 from videomage.components import ObjectiveOutput
 from videomage.errors import ConfigError, TrainingError
 
-__all__ = ["ParamGroup", "Trainer", "TrainerConfig", "backward_scope", "stream_seed"]
+__all__ = ["ParamGroup", "Trainer", "TrainerConfig", "backward_now", "backward_scope", "stream_seed"]
 
 CHECKPOINT = "checkpoint.safetensors"
 FORMAT = "2"  # checkpoint layout: tensors keyed by group and name
 HALF = (torch.float16, torch.bfloat16)
 
 _BACKWARD_SCOPE: ContextVar[ExitStack | None] = ContextVar("videomage_backward_scope", default=None)
+_BACKWARD_NOW: ContextVar[Callable[[torch.Tensor], None] | None] = ContextVar("videomage_backward_now", default=None)
 
 
 def backward_scope() -> ExitStack | None:
@@ -60,6 +61,26 @@ def backward_scope() -> ExitStack | None:
             store = (backward_scope() or local).enter_context(backbone.capture_attention(...))
     """
     return _BACKWARD_SCOPE.get()
+
+
+def backward_now(loss: torch.Tensor) -> torch.Tensor:
+    """Backpropagate ``loss``, one additive term of a trainer step's loss, right away; return it detached.
+
+    A step whose loss sums terms from separate forward passes (fusion: one distillation term per
+    subject and the attention term) would otherwise hold every pass's graph until the trainer
+    backpropagates the sum. Backpropagating each term as soon as it is computed frees its graph
+    before the next pass runs: the gradients accumulate to those of the sum, and the step peaks
+    at one pass's activations instead of all of them. The step returns the sum of the detached
+    terms; the trainer backpropagates only what still has a graph, with the same loss scaling
+    and accumulation divisor as a whole loss.
+
+    Outside a trainer step, ``loss`` comes back unchanged, so a caller's sum backpropagates as before.
+    """
+    run = _BACKWARD_NOW.get()
+    if run is None or not loss.requires_grad:
+        return loss
+    run(loss)
+    return loss.detach()
 
 
 def _names(value) -> tuple[str, ...] | None:
@@ -189,12 +210,21 @@ class Trainer:
             logs: dict[str, float] = {}
             total = 0.0
             for _ in range(self.config.grad_accum):
+                early: list[bool] = []  # one per term step_loss backpropagated itself (backward_now)
+
+                def backward(part: torch.Tensor) -> None:
+                    part = part / self.config.grad_accum
+                    (self.scaler.scale(part) if self.scaler else part).backward()
+                    early.append(True)
+
                 with ExitStack() as scope:  # what the objective keeps open through the backward pass
                     token = _BACKWARD_SCOPE.set(scope)
+                    now = _BACKWARD_NOW.set(backward)
                     try:
                         with self._autocast():
                             out = self.step_loss(self.step, self.generator)
                     finally:
+                        _BACKWARD_NOW.reset(now)
                         _BACKWARD_SCOPE.reset(token)
                     if not torch.isfinite(out.loss):
                         raise TrainingError(
@@ -203,7 +233,8 @@ class Trainer:
                             f"precision, or check the inputs; {self._checkpoint_note()}"
                         )
                     loss = out.loss / self.config.grad_accum
-                    (self.scaler.scale(loss) if self.scaler else loss).backward()
+                    if loss.requires_grad or not early:  # (without a graph and nothing done early: autograd's own error)
+                        (self.scaler.scale(loss) if self.scaler else loss).backward()
                 total += out.loss.detach().item() / self.config.grad_accum
                 for k, v in out.logs.items():
                     logs[k] = logs.get(k, 0.0) + float(v) / self.config.grad_accum

@@ -92,11 +92,18 @@ def release(folder: str | Path) -> None:
         fh.close()
 
 
-def model_digest(model: str) -> str:
-    """A digest of a model folder's weights: each file's name, size and first and last MiB.
+#: What ``model_digest`` reads of each file: this many blocks of ``_BLOCK`` bytes, evenly spaced.
+_BLOCKS, _BLOCK = 64, 1 << 16
 
-    Reading a few MiB per file, not gigabytes, keeps this instant on real models while still
-    telling apart any two trainings of the same architecture. A Hub id stands for itself.
+
+def model_digest(model: str) -> str:
+    """A digest of a model folder's weights: each file's name and size, and 64 blocks of 64 KiB
+    evenly spaced through it (the whole file when it is smaller than 4 MiB).
+
+    Reading 4 MiB per file, not gigabytes, keeps this instant on real models. Blocks spread
+    through the file, not only its ends, tell apart two checkpoints that differ in some layers
+    only (a LoRA merged into the attention layers, a partial fine-tune): their changed tensors
+    lie between the file's first and last megabytes. A Hub id stands for itself.
     """
     import hashlib
 
@@ -105,16 +112,17 @@ def model_digest(model: str) -> str:
     if not folder.is_dir():
         h.update(model.encode())
         return h.hexdigest()[:16]
-    chunk = 1 << 20
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
         size = f.stat().st_size
         h.update(f"{f.relative_to(folder)}:{size}".encode())
         try:
             with open(f, "rb") as fh:
-                h.update(fh.read(chunk))
-                if size > 2 * chunk:
-                    fh.seek(-chunk, os.SEEK_END)
-                    h.update(fh.read(chunk))
+                if size <= _BLOCKS * _BLOCK:
+                    h.update(fh.read())
+                    continue
+                for i in range(_BLOCKS):
+                    fh.seek((size - _BLOCK) * i // (_BLOCKS - 1))
+                    h.update(fh.read(_BLOCK))
         except OSError:
             continue  # an unreadable file is reported by the loader, with a better message
     return h.hexdigest()[:16]

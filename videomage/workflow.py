@@ -75,20 +75,56 @@ def check_recipe(recipe: Recipe) -> None:
         check_entities(recipe.motion.prompt, recipe.motion.entities)
         check_video(recipe.motion.video)
         inputs.append(recipe.motion.video)
-    if len(recipe.subjects) > 1:
-        check_component("mask_source", recipe.fusion.mask_source)
+    check_components(recipe)
     if recipe.sampling is not None:
-        check_component("sampler", recipe.sampling.sampler)
+        from videomage.stages.generate import check_concepts
+
         if not recipe.subjects and recipe.motion is None:
             raise ConfigError("recipe: [sampling] needs at least one [[subjects]] or a [motion] to sample with")
-        if recipe.sampling.sampler == "scs" and (not recipe.subjects or recipe.motion is None):
-            raise ConfigError("recipe: sampler 'scs' needs both [[subjects]] and a [motion]; set sampler = \"cfg\" "
-                              "in [sampling] to use only one of them")
+        check_concepts(recipe.sampling.sampler, subjects=bool(recipe.subjects), motion=recipe.motion is not None)
     out = recipe.output.dir
     if out.exists() and not out.is_dir():
         raise ConfigError(f"recipe: [output] dir {str(out)!r} is a file; name a folder")
     check_writable_folder(out, "recipe: [output] dir")
     refuse_overwriting_inputs(_outputs(recipe), inputs)
+
+
+def components(recipe: Recipe) -> list[tuple[str, str, dict, str]]:
+    """Every component the recipe names: ``(kind, name, options, where)``."""
+    out = [("adapter", recipe.model.adapter, recipe.model.adapter_options, "[model] adapter")]
+    for i, s in enumerate(recipe.subjects):
+        out.append(("objective", s.objective, s.objective_options, f"[[subjects]] {i + 1} objective"))
+    if recipe.motion is not None:
+        m = recipe.motion
+        out += [("objective", m.objective, m.objective_options, "[motion] objective"),
+                ("objective", m.inversion_objective, m.inversion_objective_options, "[motion] inversion_objective")]
+    if len(recipe.subjects) > 1:
+        f = recipe.fusion
+        out += [("mask_source", f.mask_source, f.mask_source_options, "[fusion] mask_source"),
+                ("objective", f.distill_objective, f.distill_options, "[fusion] distill_objective"),
+                ("objective", f.attention_objective, f.attention_options, "[fusion] attention_objective")]
+    if recipe.sampling is not None:
+        from videomage.sampling import split
+
+        shared, own = split(recipe.sampling.options)
+        if shared:
+            key = sorted(shared)[0]
+            raise ConfigError(f"recipe: [sampling.options] {key!r} is a setting of every sampler; write it in [sampling]")
+        out.append(("sampler", recipe.sampling.sampler, own, "[sampling] sampler"))
+    return out
+
+
+def check_components(recipe: Recipe) -> None:
+    """Every named component is installed and its options table is valid for it."""
+    from videomage.errors import VideomageError
+    from videomage.plugins import get_registry
+
+    registry = get_registry()
+    for kind, name, options, where in components(recipe):
+        try:
+            registry.build_options(kind, name, options)
+        except VideomageError as exc:
+            raise type(exc)(f"recipe: {where}: {exc}") from None
 
 
 def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print,
@@ -115,7 +151,8 @@ def run_recipe(recipe: Recipe, *, progress: bool = True, log: Log = print,
 
 
 #: StageOptions fields that change no product (so not part of any key).
-_NOT_PRODUCT = ("seed", "work_dir", "progress", "checkpoint_every", "validate_every")
+_NOT_PRODUCT = ("seed", "work_dir", "progress", "checkpoint_every", "validate_every", "gradient_checkpointing",
+                "release_text_encoder")
 
 
 def _run(recipe: Recipe, *, progress: bool, log: Log, template: StageOptions | None = None) -> dict[str, Path]:
@@ -123,9 +160,11 @@ def _run(recipe: Recipe, *, progress: bool, log: Log, template: StageOptions | N
 
     out = recipe.output.dir
     backbone = load_backbone(recipe.model.id, backbone=recipe.model.backbone, device=recipe.model.device, dtype=recipe.model.dtype)
-    adapter = make_adapter()
+    adapter = make_adapter(recipe.model.adapter, recipe.model.adapter_options)
     base = (backbone.name, backbone.fingerprint(), model_digest(recipe.model.id), recipe.seed)
     template = template or StageOptions()
+    template = attrs.evolve(template, gradient_checkpointing=template.gradient_checkpointing or recipe.model.gradient_checkpointing,
+                            release_text_encoder=template.release_text_encoder or recipe.model.release_text_encoder)
     changed = {k: v for k, v in _settings(template).items() if k not in _NOT_PRODUCT and v != _settings(StageOptions())[k]}
     if changed:  # keys made with the default options stay as they were
         base = (*base, changed)
@@ -193,26 +232,27 @@ def _run(recipe: Recipe, *, progress: bool, log: Log, template: StageOptions | N
         produced["fused"] = subjects_path
 
     if recipe.sampling is not None:
+        from videomage.options import keyed
+        from videomage.plugins import get_registry
         from videomage.stages.generate import generate
 
         s = recipe.sampling
         video = out / "video.mp4"
         consumed = [content_hash(subjects_path)] + ([hashes["motion"]] if "motion" in hashes else [])
-        # guidance_checkpointing trades memory for time and gives the same video: not part of the key.
-        key = content_hash("sampling", base, _settings(attrs.evolve(s, guidance_checkpointing=True)), consumed)
+        # Neutral options (memory/speed trade-offs such as SCS's guidance_checkpointing) give the same
+        # video: not part of the key.
+        sampler_options = get_registry().build_options("sampler", s.sampler, s.options)
+        key = content_hash("sampling", base, _settings(attrs.evolve(s, options=keyed(sampler_options))), consumed)
         if _done(video, key):
             log(f"sampling: up to date ({video})")
         else:
             log("sampling")
             options = {"steps": s.steps, "guidance_scale": s.guidance_scale, "seed": s.seed, "frames": s.frames,
                        "height": s.height, "width": s.width, "negative_prompt": s.negative_prompt, "scheduler": s.scheduler,
-                       "progress": progress}
-            if s.sampler == "scs":
-                options.update(alpha_cross=s.alpha_cross, alpha_temporal=s.alpha_temporal, guidance_norm=s.guidance_norm,
-                               tau=s.tau, beta_s=s.beta_s, beta_m=s.beta_m,
-                               guidance_checkpointing=s.guidance_checkpointing)
+                       "progress": progress, **s.options}
             generate(backbone, adapter, prompt=s.prompt, out=video, subjects=subjects_path, motion=produced.get("motion"),
                      sampler=s.sampler, options=options, gif=recipe.output.gif, contact_sheet=recipe.output.contact_sheet,
+                     release_text=template.release_text_encoder,
                      record_extra={"recipe": _settings(recipe), "input_hash": key})
         produced["video"] = video
     return produced

@@ -8,9 +8,13 @@ cluttered scenes, install a segmentation plugin (a SAM-2-class model) and pass i
 
 from __future__ import annotations
 
+from typing import Any
+
+import attrs
 import torch
 
 from videomage import InputError, MaskSource, hookimpl
+from videomage.kit import from_values, number
 
 
 class ForegroundMask(MaskSource):
@@ -25,8 +29,14 @@ class ForegroundMask(MaskSource):
 
     name = "foreground"
 
-    def __init__(self, threshold: float = 0.2) -> None:
-        self.threshold = threshold
+    @attrs.frozen(kw_only=True)
+    class Options:
+        threshold: float = number(0.2, above=0, help="RGB distance from the background colour (0 to about 1.7) "
+                                  "above which a pixel is fully the subject")
+
+    def __init__(self, options: Options | None = None, **values: Any) -> None:
+        self.options = from_values(self, options, values)
+        self.threshold = self.options.threshold
 
     def masks(self, video: torch.Tensor, *, subject: str) -> torch.Tensor:
         if video.ndim != 4 or video.shape[1] != 3:

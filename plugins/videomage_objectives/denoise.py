@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import torch
 
-from videomage import ConfigError, Objective, ObjectiveOutput, TrainingContext
+from videomage import Objective, ObjectiveOutput, TrainingContext
+from videomage.kit import from_values, number
 
 
 def noised(ctx: TrainingContext, latents: torch.Tensor, batch: Mapping[str, Any], prefix: str = ""):
@@ -48,10 +50,18 @@ class Denoise(Objective):
 
     name = "denoise"
 
-    def __init__(self, lambda_reg: float = 0.25) -> None:
-        if lambda_reg < 0:
-            raise ConfigError(f"denoise: lambda_reg must be >= 0, got {lambda_reg!r}")
-        self.lambda_reg = lambda_reg
+    @attrs.frozen(kw_only=True)
+    class Options:
+        lambda_reg: float = number(0.25, low=0, help="weight of the prior-preservation loss L_reg (0 turns it off: "
+                                   "no auxiliary videos are made)")
+
+    def __init__(self, options: Options | None = None, **values: Any) -> None:
+        self.options = from_values(self, options, values)
+        self.lambda_reg = self.options.lambda_reg
+
+    def reads(self, key: str) -> bool:
+        """Whether this objective uses the optional batch key ``key`` (the stages make costly ones on request)."""
+        return self.lambda_reg > 0 if key.startswith("prior_") else True
 
     def loss(self, ctx: TrainingContext, batch: Mapping[str, Any]) -> ObjectiveOutput:
         backbone = ctx.backbone

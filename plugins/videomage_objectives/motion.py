@@ -18,9 +18,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import torch
 
-from videomage import ConfigError, Objective, ObjectiveOutput, TrainingContext
+from videomage import Objective, ObjectiveOutput, TrainingContext
+from videomage.kit import from_values, number
 from videomage_objectives.denoise import mse, noised
 
 
@@ -38,10 +40,14 @@ class NegativeCFGMotion(Objective):
 
     name = "negative_cfg_motion"
 
-    def __init__(self, omega: float = 0.5) -> None:
-        if omega < 0:
-            raise ConfigError(f"negative_cfg_motion: omega must be >= 0, got {omega!r}")
-        self.omega = omega
+    @attrs.frozen(kw_only=True)
+    class Options:
+        omega: float = number(0.5, low=0, help="negative-guidance strength of the appearance-free target (0: the plain "
+                              "denoising loss)")
+
+    def __init__(self, options: Options | None = None, **values: Any) -> None:
+        self.options = from_values(self, options, values)
+        self.omega = self.options.omega
 
     def loss(self, ctx: TrainingContext, batch: Mapping[str, Any]) -> ObjectiveOutput:
         backbone = ctx.backbone

@@ -10,12 +10,14 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import torch
 from tqdm.auto import tqdm
 
-from videomage import Adapter, Backbone, ConfigError, Sampler
+from videomage import Adapter, Backbone, ConfigError, Sampler, SamplingRequest
+from videomage.kit import FIELDS, SPACINGS, as_dict, build, coerce, did_you_mean, format_choices, from_values
 
-#: Request keys every bundled sampler understands, with their defaults.
+#: Request keys of videomage 0.1's request dicts, with their defaults (kept for old callers).
 DEFAULTS: dict[str, Any] = {
     "prompt": None,
     "negative_prompt": "",
@@ -31,27 +33,38 @@ DEFAULTS: dict[str, Any] = {
     "progress": True,
 }
 
-#: Timestep spacings a diffusers scheduler config may name.
-SPACINGS = ("leading", "trailing", "linspace")
+
+def as_request(request: SamplingRequest | Mapping[str, Any]) -> SamplingRequest:
+    """A typed request; a 0.1 request dict is converted (its sampler options are ignored here).
+
+    The scheduler and starting-noise helpers read no prompt, and 0.1 callers gave them none."""
+    if isinstance(request, Mapping) and not request.get("prompt"):
+        request = {**request, "prompt": "(none)"}
+    return coerce(request)[0]
 
 
 def resolve(request: Mapping[str, Any], defaults: Mapping[str, Any], sampler: str) -> dict[str, Any]:
-    """Fill defaults and refuse unknown keys, so a typo never silently does nothing."""
+    """videomage 0.1's request dict with defaults filled and unknown keys refused (kept for old callers)."""
     unknown = sorted(set(request) - set(defaults))
     if unknown:
         raise ConfigError(f"sampler {sampler!r}: unknown request key {unknown[0]!r}; valid keys: {sorted(defaults)}")
-    out = {**defaults, **request}
-    if not out["prompt"]:
-        raise ConfigError(f"sampler {sampler!r}: a non-empty 'prompt' is required")
-    if int(out["steps"]) < 1:
-        raise ConfigError(f"sampler {sampler!r}: steps must be >= 1, got {out['steps']!r}")
-    if out["timestep_spacing"] not in (None, *SPACINGS):
-        raise ConfigError(f"sampler {sampler!r}: timestep_spacing must be one of {', '.join(SPACINGS)} (or None for the "
-                          f"model's own), got {out['timestep_spacing']!r}")
-    return out
+    return {**defaults, **request}
 
 
-def make_scheduler(backbone: Backbone, req: Mapping[str, Any]) -> Any:
+def with_request_options(sampler: Any, extra: Mapping[str, Any]) -> Any:
+    """The sampler's options with those a 0.1 request dict carried; a key that is neither a request
+    field nor an option is refused with the closest of both."""
+    if not extra:
+        return sampler.options
+    valid = [f.name for f in attrs.fields(type(sampler.options))]
+    for key in extra:
+        if key not in valid:
+            raise ConfigError(f"sampler {sampler.name!r}: unknown request key {key!r}.{did_you_mean(key, [*FIELDS, *valid])} "
+                              f"Request fields: {format_choices(FIELDS)}; options: {format_choices(valid)}.")
+    return build(type(sampler), {**as_dict(sampler.options), **extra}, where=f"sampler {sampler.name!r}")
+
+
+def make_scheduler(backbone: Backbone, req: SamplingRequest | Mapping[str, Any]) -> Any:
     """The requested scheduler with its timesteps set.
 
     ``timestep_spacing`` (None: the model's config) overrides the config's spacing, where the
@@ -59,21 +72,27 @@ def make_scheduler(backbone: Backbone, req: Mapping[str, Any]) -> Any:
     steps starts at t = 961 of 999, from noise the model never saw at that level. Flow-matching
     schedulers start at pure noise whatever the spacing.
     """
-    scheduler = backbone.make_scheduler(req["scheduler"])
-    spacing = req.get("timestep_spacing")
+    req = as_request(req)
+    scheduler = backbone.make_scheduler(req.scheduler)
+    spacing = req.timestep_spacing
     if spacing is not None and "timestep_spacing" in scheduler.config:
         scheduler = type(scheduler).from_config(scheduler.config, timestep_spacing=spacing)
-    scheduler.set_timesteps(int(req["steps"]))
+    scheduler.set_timesteps(int(req.steps))
     return scheduler
 
 
-def initial_latents(backbone: Backbone, req: Mapping[str, Any], scheduler: Any) -> tuple[torch.Tensor, torch.Generator]:
-    """Seeded starting noise at the requested (or native) size, and the generator to go on with."""
+def initial_latents(backbone: Backbone, req: SamplingRequest | Mapping[str, Any], scheduler: Any) -> tuple[torch.Tensor, torch.Generator]:
+    """Seeded starting noise at the requested (or native) size, or the request's own starting
+    latents, and the generator to go on with."""
+    req = as_request(req)
     spec = backbone.video_spec
-    frames, height, width = (req["frames"] or spec.frames), (req["height"] or spec.height), (req["width"] or spec.width)
-    generator = torch.Generator().manual_seed(int(req["seed"]))
-    shape = (1, *backbone.latent_shape(frames, height, width))
-    noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+    frames, height, width = (req.frames or spec.frames), (req.height or spec.height), (req.width or spec.width)
+    generator = torch.Generator().manual_seed(int(req.seed))
+    if req.latents is not None:
+        noise = req.latents.detach().to("cpu", torch.float32)
+    else:
+        shape = (1, *backbone.latent_shape(frames, height, width))
+        noise = torch.randn(shape, generator=generator, dtype=torch.float32)
     # Flow-matching schedulers start from unit noise and have no ``init_noise_sigma``.
     sigma = getattr(scheduler, "init_noise_sigma", 1.0)
     # float32 whatever the model's dtype: in bf16 a step's change (or an SCS refinement) below
@@ -114,26 +133,34 @@ def scheduler_step(scheduler: Any, eps: torch.Tensor, t: torch.Tensor, latents: 
 class CFGSampler(Sampler):
     """Classifier-free guidance with the cond/uncond passes batched.
 
-    Request keys: ``prompt``, ``negative_prompt`` (""), ``steps`` (50), ``guidance_scale`` (9),
-    ``scheduler`` (the backbone's default, or a diffusers scheduler class name), ``seed`` (0),
-    ``frames``/``height``/``width`` (the backbone's native size), ``adapters`` (name -> weight,
-    all others off), ``timestep_spacing`` (None: the model's; "trailing" for few-step samples),
-    ``progress`` (True). Latents stay float32 whatever the model's dtype.
+    Every concept of the request (its subjects and its motion) is active, each adapter at its
+    concept's weight; all other adapters are off. CFG has no options of its own: the request's
+    ``guidance_scale``, ``steps``, ``scheduler`` and ``timestep_spacing`` are all it needs.
+    Latents stay float32 whatever the model's dtype.
     """
 
     name = "cfg"
 
-    def sample(self, backbone: Backbone, adapter: Adapter | None, request: Mapping[str, Any]) -> torch.Tensor:
-        req = resolve(request, DEFAULTS, self.name)
+    @attrs.frozen(kw_only=True)
+    class Options:
+        """CFG takes no options."""
+
+    def __init__(self, options: Options | None = None, **values: Any) -> None:
+        self.options = from_values(self, options, values)
+
+    def sample(self, backbone: Backbone, adapter: Adapter | None, request: SamplingRequest | Mapping[str, Any]) -> torch.Tensor:
+        req, extra = coerce(request)
+        with_request_options(self, extra)  # refuses an unknown key by name
+        weights = req.adapter_weights()
         if adapter is not None:
-            adapter.activate(backbone, dict(req["adapters"]))
-        elif req["adapters"]:
-            raise ConfigError("sampler 'cfg': adapters were requested but no adapter plugin was given")
+            adapter.activate(backbone, weights)
+        elif weights:
+            raise ConfigError(f"sampler 'cfg': concepts {sorted(weights)} were requested but no adapter plugin was given")
         scheduler = make_scheduler(backbone, req)
         latents, generator = initial_latents(backbone, req, scheduler)
         with torch.no_grad():
-            embeds = backbone.encode_prompt([req["negative_prompt"], req["prompt"]])
-            for t in tqdm(scheduler.timesteps, desc="sampling", disable=not req["progress"]):
-                eps = guided(backbone, latents, t, embeds, float(req["guidance_scale"]), scheduler)
+            embeds = backbone.encode_prompt([req.negative_prompt, req.prompt])
+            for t in tqdm(scheduler.timesteps, desc="sampling", disable=not req.progress):
+                eps = guided(backbone, latents, t, embeds, float(req.guidance_scale), scheduler)
                 latents = scheduler_step(scheduler, eps, t, latents, generator)
         return latents

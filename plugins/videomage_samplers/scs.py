@@ -38,16 +38,18 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+import attrs
 import torch
 from tqdm.auto import tqdm
 
-from videomage import Adapter, AttentionStore, Backbone, ConfigError, Sampler
+from videomage import Adapter, AttentionStore, Backbone, ConfigError, Sampler, SamplingRequest
+from videomage.kit import choice, coerce, flag, from_values, integer, number, text
 from videomage_samplers.boundary import guided_steps
-from videomage_samplers.cfg import DEFAULTS, guided, initial_latents, make_scheduler, predict, resolve, scale_input, scheduler_step
+from videomage_samplers.cfg import DEFAULTS, guided, with_request_options, initial_latents, make_scheduler, predict, scale_input, scheduler_step
 from videomage_samplers.matching import matched_positions, motion_prompt_for
 from videomage_samplers.stepping import keep_refinement, require_survival
 
-__all__ = ["SCSSampler", "matched_positions", "motion_prompt_for"]
+__all__ = ["SCSOptions", "SCSSampler", "matched_positions", "motion_prompt_for"]
 
 #: ``guidance_norm`` choices: divide each gradient by its RMS over the latent, or use it as is (the paper).
 NORMS = ("rms", "none")
@@ -56,39 +58,45 @@ NORMS = ("rms", "none")
 ALPHA_CROSS = 1e-3
 ALPHA_TEMPORAL = 5e-5
 
+
+
+@attrs.frozen(kw_only=True)
+class SCSOptions:
+    """SCS's options (``generate --sampler scs -o tau=10 -o alpha_cross=2e-3``, or ``[sampling.options]``)."""
+
+    tau: int = integer(15, low=0, help="how many of the first steps are guided")
+    alpha_cross: float = number(ALPHA_CROSS, low=0, help="step size of the cross-attention term (subject layout -> "
+                                "motion branch); under guidance_norm 'rms' the RMS change of a latent element per step")
+    alpha_temporal: float = number(ALPHA_TEMPORAL, low=0, help="step size of the temporal-attention term (motion -> "
+                                   "subject branch)")
+    guidance_norm: str = choice("rms", NORMS, help="'rms': each alpha is the RMS change of a latent element per guided "
+                                "step, the same at any video size; 'none': the paper's x -= alpha * grad")
+    beta_s: float = number(0.5, low=0, help="weight of the subject branch's prediction (beta_s + beta_m = 1)")
+    beta_m: float = number(0.5, low=0, help="weight of the motion branch's prediction (beta_s + beta_m = 1)")
+    step_from: str = choice("mixture", ("mixture", "shared"), help="step from the refined mixture of the branches, or "
+                            "from the unrefined shared latent")
+    motion_prompt: str | None = text(None, help="the motion branch's prompt (default: the prompt with each subject token "
+                                     "replaced by its class word)")
+    guidance_checkpointing: bool = flag(True, neutral=True, help="recompute activations in each guided step's backward "
+                                        "pass: several times less memory, guided steps about 1.3x slower")
+
+    def __attrs_post_init__(self) -> None:
+        total = self.beta_s + self.beta_m
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError(
+                f"SCSOptions.beta_s + beta_m must be 1 (the two branches' mixture weights), got beta_s = "
+                f"{self.beta_s!r} + beta_m = {self.beta_m!r} = {total:g}; for example beta_s = 0.5, beta_m = 0.5"
+            )
+
+
+#: videomage 0.1's request keys of SCS with their defaults (kept for old callers).
 SCS_DEFAULTS: dict[str, Any] = {
     **{k: v for k, v in DEFAULTS.items() if k != "adapters"},
     "subject_adapter": None,
     "motion_adapter": None,
-    "tokens": {},  # subject token -> class word
-    "motion_prompt": None,  # derived from prompt and tokens when None
-    "alpha_cross": ALPHA_CROSS,
-    "alpha_temporal": ALPHA_TEMPORAL,
-    "guidance_norm": "rms",
-    "tau": 15,
-    "beta_s": 0.5,
-    "beta_m": 0.5,
-    "step_from": "mixture",
-    "guidance_checkpointing": True,
+    "tokens": {},
+    **{f.name: f.default for f in attrs.fields(SCSOptions)},
 }
-
-
-def check_request(req: Mapping[str, Any]) -> None:
-    """Refuse settings SCS cannot honour, naming them."""
-    if req["step_from"] not in ("mixture", "shared"):
-        raise ConfigError(f"sampler 'scs': step_from must be 'mixture' or 'shared', got {req['step_from']!r}")
-    if req["guidance_norm"] not in NORMS:
-        raise ConfigError(f"sampler 'scs': guidance_norm must be one of {', '.join(NORMS)}, got {req['guidance_norm']!r}")
-    for key in ("alpha_cross", "alpha_temporal", "beta_s", "beta_m"):
-        value = req[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"sampler 'scs': {key} must be a number >= 0, got {value!r}")
-    total = float(req["beta_s"]) + float(req["beta_m"])
-    if abs(total - 1.0) > 1e-6:
-        raise ConfigError(
-            f"sampler 'scs': beta_s + beta_m must be 1 (the mixture weights of the two branches), got beta_s = "
-            f"{req['beta_s']!r} + beta_m = {req['beta_m']!r} = {total:g}; for example beta_s = 0.5, beta_m = 0.5"
-        )
 
 
 def subject_maps(layers: Sequence[torch.Tensor], union: Sequence[int], groups: Sequence[Sequence[int]],
@@ -106,32 +114,43 @@ def subject_maps(layers: Sequence[torch.Tensor], union: Sequence[int], groups: S
 class SCSSampler(Sampler):
     """Spatial-temporal collaborative sampling with a subject and a motion branch.
 
-    Request keys: those of ``cfg`` except ``adapters``, plus ``subject_adapter``,
-    ``motion_adapter``, ``tokens`` (subject token -> class word), ``motion_prompt`` (derived when
-    omitted), ``alpha_cross`` / ``alpha_temporal`` (step sizes of the two guidance terms),
-    ``guidance_norm`` ("rms" or "none"), ``tau`` (15), ``beta_s``/``beta_m`` (0.5/0.5, summing
-    to 1), ``step_from`` ("mixture" or "shared"), ``guidance_checkpointing`` (True: each guided
-    step's backward pass recomputes the denoiser's activations, where the backbone supports it,
-    so a guided step peaks near an unguided one instead of at several times it, for about one
-    more forward pass per branch; False keeps them).
+    Concepts: the request's subjects (their adapters active together, at their weights) make
+    the subject branch, its motion the motion branch; both are required. Subject tokens are
+    matched with their class words between the two prompts. Options: [`SCSOptions`][videomage_samplers.scs.SCSOptions].
     """
 
     name = "scs"
+    Options = SCSOptions
+    #: The concepts a request must carry (checked before a model loads).
+    requires_concepts = ("subjects", "motion")
+    #: The option counting the guided (costlier) first steps, which ``videomage plan`` measures apart.
+    guided_steps_option = "tau"
 
-    def sample(self, backbone: Backbone, adapter: Adapter | None, request: Mapping[str, Any]) -> torch.Tensor:
-        req = resolve(request, SCS_DEFAULTS, self.name)
-        if adapter is None or not req["subject_adapter"] or not req["motion_adapter"]:
-            raise ConfigError("sampler 'scs' needs an adapter plugin and both 'subject_adapter' and 'motion_adapter'")
-        check_request(req)
-        tokens = dict(req["tokens"])
-        prompt = req["prompt"]
-        motion_prompt = req["motion_prompt"] or motion_prompt_for(prompt, tokens)
-        beta_s, beta_m, tau = float(req["beta_s"]), float(req["beta_m"]), int(req["tau"])
-        alphas, norm = (float(req["alpha_temporal"]), float(req["alpha_cross"])), req["guidance_norm"]
-        scale = float(req["guidance_scale"])
-        subject, motion = {req["subject_adapter"]: 1.0}, {req["motion_adapter"]: 1.0}
-        positions = matched_positions(backbone, prompt, req["motion_prompt"], tokens) if tau > 0 else None
-        mixture = req["step_from"] == "mixture"
+    def __init__(self, options: SCSOptions | None = None, **values: Any) -> None:
+        self.options = from_values(self, options, values)
+
+    def prompts(self, request: SamplingRequest | Mapping[str, Any]) -> list[str]:
+        """The prompt, the negative prompt and the motion branch's prompt (the subject tokens
+        replaced by their class words, unless the ``motion_prompt`` option gives it)."""
+        req, extra = coerce(request)
+        opts = with_request_options(self, extra)
+        return [req.prompt, req.negative_prompt, opts.motion_prompt or motion_prompt_for(req.prompt, req.subject_tokens())]
+
+    def sample(self, backbone: Backbone, adapter: Adapter | None, request: SamplingRequest | Mapping[str, Any]) -> torch.Tensor:
+        req, extra = coerce(request)
+        opts = with_request_options(self, extra)
+        if adapter is None or not req.subjects or req.motion is None:
+            raise ConfigError("sampler 'scs' needs an adapter plugin and both a subjects and a motion concept (generate "
+                              "--subjects and --motion); use --sampler cfg to sample with only one of them")
+        tokens = req.subject_tokens()
+        prompt = req.prompt
+        motion_prompt = opts.motion_prompt or motion_prompt_for(prompt, tokens)
+        beta_s, beta_m, tau = opts.beta_s, opts.beta_m, opts.tau
+        alphas, norm = (opts.alpha_temporal, opts.alpha_cross), opts.guidance_norm
+        scale = float(req.guidance_scale)
+        subject, motion = req.adapter_weights(req.subjects), req.adapter_weights((req.motion,))
+        positions = matched_positions(backbone, prompt, opts.motion_prompt, tokens) if tau > 0 else None
+        mixture = opts.step_from == "mixture"
 
         scheduler = make_scheduler(backbone, req)
         tau = guided_steps(backbone, scheduler.timesteps, tau)  # within the first expert (boundary.py)
@@ -139,16 +158,16 @@ class SCSSampler(Sampler):
             require_survival(scheduler, tau)
         latents, generator = initial_latents(backbone, req, scheduler)
         with torch.no_grad():
-            emb_s = backbone.encode_prompt([req["negative_prompt"], prompt])
-            emb_m = backbone.encode_prompt([req["negative_prompt"], motion_prompt])
+            emb_s = backbone.encode_prompt([req.negative_prompt, prompt])
+            emb_m = backbone.encode_prompt([req.negative_prompt, motion_prompt])
         size = tuple(latents.shape[-2:])
 
-        for i, t in enumerate(tqdm(scheduler.timesteps, desc="SCS sampling", disable=not req["progress"])):
+        for i, t in enumerate(tqdm(scheduler.timesteps, desc="SCS sampling", disable=not req.progress)):
             x_sub, x_mot = latents, latents
             if i < tau:
                 x_sub, x_mot = self.guide(
                     backbone, adapter, latents, t, (emb_s[1:], emb_m[1:]), (subject, motion), positions, alphas, size,
-                    scheduler, checkpointing=bool(req["guidance_checkpointing"]), norm=norm,
+                    scheduler, checkpointing=opts.guidance_checkpointing, norm=norm,
                 )
             with torch.no_grad():
                 eps = 0

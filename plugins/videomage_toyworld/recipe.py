@@ -79,7 +79,7 @@ def case_recipe(settings: CaseSettings, inputs: dict[str, Path], *, model: str, 
                               lr=s.subject_lr, text_lr=s.subject_lr / 10, rank=s.rank) for c in case.SUBJECTS]
     motion = MotionConfig(video=inputs["motion"], prompt=case.MOTION_PROMPT, entities=case.MOTION_ENTITIES,
                           steps=s.motion_steps, inversion_steps=s.inversion_steps, lr=s.motion_lr, rank=s.rank,
-                          omega=s.omega)
+                          objective_options={"omega": s.omega})
     fusion = FusionConfig(steps=s.fusion_steps, lr=s.fusion_lr, lambda_attn=s.lambda_attn,
                           videos_per_subject=s.videos_per_subject)
     sampling: dict[str, Any] = {"prompt": prompt or case.TARGET_PROMPT, "sampler": s.sampler, "steps": s.sampling_steps,
@@ -87,8 +87,7 @@ def case_recipe(settings: CaseSettings, inputs: dict[str, Path], *, model: str, 
     if s.sampler == "scs":
         # The toy world's measurements were made with the paper's unnormalised rule.
         scs = {"tau": s.tau, "alpha_cross": s.alpha, "alpha_temporal": s.alpha, "guidance_norm": "none"}
-        # Where the sampler's own options have their own table, they go there.
-        sampling.update({"options": scs} if "options" in attrs.fields_dict(SamplingConfig) else scs)
+        sampling["options"] = scs
     return Recipe(model=ModelConfig(id=model), subjects=subjects, motion=motion, fusion=fusion,
                   sampling=SamplingConfig(**sampling), output=OutputConfig(dir=out, contact_sheet=True), seed=s.seed)
 

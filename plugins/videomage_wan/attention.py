@@ -25,9 +25,11 @@ renormalisation, so per head the slice is ``softmax over f'`` of the same-locati
 memory is ``B * heads * (h/2)*(w/2) * F^2`` numbers (8 M for the 1.3B model's 81 x 480 x 832).
 
 **Cost.** The output of each layer still comes from diffusers' own processor (SDPA), so a
-capture never changes the model's result. The maps are computed beside it from the layer's own
-``to_q``/``to_k`` (with any LoRA on them) and ``norm_q``/``norm_k`` (the product ``q k^T`` in
-the model's precision, as SDPA computes it; the softmax and sums in float32); the cross maps in
+capture never changes the model's result. The maps are computed beside it from the very ``q``
+and ``k`` that processor attends with (projected with any LoRA, normalised and rotated; handed
+over at its attention call, so nothing is projected twice; another processor's layer has them
+projected again), the product ``q k^T`` in the model's precision, as SDPA computes it, the
+softmax and sums in float32; the cross maps in
 chunks of queries sized so that one chunk's probabilities hold at most ``chunk_elements``
 numbers. With gradients enabled each chunk runs under activation
 checkpointing, so the backward pass recomputes it instead of storing it: beyond one chunk, a
@@ -125,6 +127,31 @@ def same_location(q: torch.Tensor, k: torch.Tensor, state: CaptureState) -> torc
     return scores.softmax(-1).mean(1)
 
 
+@contextmanager
+def _grabbing_attention_inputs() -> Iterator[list]:
+    """Inside the block, diffusers' Wan processor hands its attention call's query and key (normalised,
+    rotated, with any LoRA applied, ``[B, N, heads, d]``) to the list yielded, beside computing it.
+
+    A capture reads the maps from exactly the ``q`` and ``k`` the layer attends with, instead of
+    projecting, normalising and rotating them a second time (two of a block's ten linear
+    layers per captured attention, in the forward pass and again in a checkpointed recomputation).
+    """
+    from diffusers.models.transformers import transformer_wan
+
+    grabbed: list = []
+    original = transformer_wan.dispatch_attention_fn
+
+    def dispatch(query, key, *args, **kwargs):
+        grabbed.append((query, key))
+        return original(query, key, *args, **kwargs)
+
+    transformer_wan.dispatch_attention_fn = dispatch
+    try:
+        yield grabbed
+    finally:
+        transformer_wan.dispatch_attention_fn = original
+
+
 class CaptureProcessor:
     """Runs the layer's own processor, and records the layer's maps beside it."""
 
@@ -132,16 +159,21 @@ class CaptureProcessor:
         self.inner, self.kind, self.state, self.store = inner, kind, state, store
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None, **kwargs):
-        out = self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
         if recomputing() and not replays(self.state):
-            return out  # recomputing a forward pass that ran outside this capture: as it ran
+            # recomputing a forward pass that ran outside this capture: as it ran
+            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
+        with _grabbing_attention_inputs() as grabbed:
+            out = self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
         # Computed in either case (a checkpointed recomputation must save what the forward pass
         # saved), kept only once: in the backward pass a checkpointed block runs again.
+        if len(grabbed) == 1:  # the processor's own q and k (one attention call: text-to-video)
+            q, k = (x.transpose(1, 2) for x in grabbed[0])
+        else:  # another processor: project them again, as the layer does
+            q, k = queries_and_keys(attn, hidden_states, encoder_hidden_states if self.kind == "cross" else None,
+                                    None if self.kind == "cross" else rotary_emb)
         if self.kind == "cross":
-            q, k = queries_and_keys(attn, hidden_states, encoder_hidden_states)
             maps, kept_in = cross_maps(q, k, self.state.tokens, self.state), self.store.cross
         else:
-            q, k = queries_and_keys(attn, hidden_states, None, rotary_emb)
             maps, kept_in = same_location(q, k, self.state), self.store.temporal
         if not recomputing():
             kept_in.append(maps)

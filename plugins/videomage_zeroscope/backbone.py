@@ -31,8 +31,8 @@ from diffusers.models.transformers.transformer_temporal import TransformerTempor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from videomage import AttentionStore, Backbone, ConfigError, VideoSpec
-from videomage.kit import (TextMethods, capturing, check_model_request,
-                           checkpoint_call, checkpointed, config_fingerprint, use_safetensors)
+from videomage.kit import (TextMethods, capturing, check_model_request, checkpoint_always,
+                           checkpointed, config_fingerprint, use_safetensors)
 from videomage_zeroscope import attention
 from videomage_zeroscope.files import check_folder, is_family, video_spec
 from videomage_zeroscope.tokens import CLIPText
@@ -143,16 +143,26 @@ class ZeroScopeBackbone(TextMethods, Backbone):
         return config_fingerprint(self.denoiser.config, text_width=self.text.encoder.config.hidden_size)
 
     def enable_gradient_checkpointing(self) -> None:
-        """Recompute the spatial transformers' activations in the backward pass.
+        """Recompute every layer's activations in the backward pass of training.
 
-        ``UNet3DConditionModel`` itself refuses gradient checkpointing in diffusers, but its
-        spatial ``Transformer2DModel`` blocks support it, and they hold most of the activation
-        memory (full attention over every frame's h*w positions; temporal attention is F x F).
+        The layers are those :meth:`activation_checkpointing` lists (resnets, temporal
+        convolutions, spatial and temporal transformers, resamplers, ``transformer_in``), so each
+        keeps only its input: a subject step, a motion step (whose adapter lives in the temporal
+        transformers) and each fusion term hold one layer's activations at a time in the backward
+        pass. ``UNet3DConditionModel`` itself refuses diffusers' gradient checkpointing; the
+        layers are wrapped here instead, with the checkpoint function that tells a recomputation
+        which attention capture was open.
         """
-        for module in self.denoiser.modules():
-            if isinstance(module, Transformer2DModel):
-                # Our checkpoint function: a recomputation knows which attention capture was open.
-                module.enable_gradient_checkpointing(lambda block, *args: checkpoint_call(block.__call__, *args))
+        checkpoint_always(self._checkpoint_layers())
+
+    def _checkpoint_layers(self) -> list[torch.nn.Module]:
+        unet = self.denoiser
+        blocks = [b for b in (*unet.down_blocks, unet.mid_block, *unet.up_blocks) if b is not None]
+        layers = [layer for block in blocks for child in block.children() if isinstance(child, torch.nn.ModuleList)
+                  for layer in child]
+        if getattr(unet, "transformer_in", None) is not None:
+            layers.append(unet.transformer_in)
+        return layers
 
     @contextmanager
     def activation_checkpointing(self) -> Iterator[bool]:
@@ -164,13 +174,7 @@ class ZeroScopeBackbone(TextMethods, Backbone):
         costs about one more forward pass and bounds what backpropagating to the latents (SCS
         guidance) holds at once to one layer's activations.
         """
-        unet = self.denoiser
-        blocks = [b for b in (*unet.down_blocks, unet.mid_block, *unet.up_blocks) if b is not None]
-        layers = [layer for block in blocks for child in block.children() if isinstance(child, torch.nn.ModuleList)
-                  for layer in child]
-        if getattr(unet, "transformer_in", None) is not None:
-            layers.append(unet.transformer_in)
-        with checkpointed(layers):
+        with checkpointed(self._checkpoint_layers()):
             yield True
 
     # -- roles -----------------------------------------------------------------------------

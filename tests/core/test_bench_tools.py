@@ -55,3 +55,13 @@ def test_the_real_size_wan_builds_with_the_published_parameter_count(tmp_path):
     assert parameter_count(backbone.denoiser) == 1_418_996_800  # Wan 2.1 T2V 1.3B's transformer
     assert backbone.latent_shape(17, 256, 256) == (16, 5, 32, 32)
     assert backbone.role_modules("spatial") and backbone.role_modules("temporal")
+
+
+def test_a_view_of_a_tensor_made_before_is_not_new_memory():
+    """A linear layer takes ``t()`` of its weight: the view shares the weight's storage, which
+    existed before counting began, so it costs nothing (it was once counted for as long as the weight lived)."""
+    layer = torch.nn.Linear(256, 256)
+    with LiveBytes() as live:
+        out = layer(torch.ones(2, 256))
+        layer.weight.data.mul_(1.0)  # in place on a storage made before: nothing new either
+    assert live.current == out.untyped_storage().nbytes() + 2 * 256 * 4  # the output, and the input

@@ -142,7 +142,9 @@ def test_every_option_of_every_command_has_help_and_a_default():
     missing = []
     for name, command in sub.choices.items():
         entries = option_entries(command.format_help())
-        options = [a for a in command._actions if a.option_strings and a.option_strings[0] != "-h"]
+        # Deprecated aliases are hidden from the help (argparse.SUPPRESS) and still accepted.
+        options = [a for a in command._actions if a.option_strings and a.option_strings[0] != "-h"
+                   and a.help is not argparse.SUPPRESS]
         assert options, name
         for action in options:
             flag = action.option_strings[0]

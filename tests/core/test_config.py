@@ -34,6 +34,8 @@ entities = ["person", "horse"]
 
 [sampling]
 prompt = "<toy> is riding <dog> in the snow"
+
+[sampling.options]
 tau = 0
 """
 
@@ -52,10 +54,10 @@ def test_recipe_reads_every_section_and_resolves_paths(tmp_path):
     assert recipe.subjects[0].images == tmp_path / "data/toy"
     assert recipe.motion.entities == ("person", "horse")
     assert recipe.motion.video == tmp_path / "data/ride.mp4"
-    assert recipe.sampling.tau == 0 and recipe.sampling.guidance_scale == 9.0
-    assert recipe.sampling.guidance_checkpointing is True  # the default: guided steps bounded in memory
+    assert recipe.sampling.sampler == "scs" and recipe.sampling.options == {"tau": 0}
+    assert recipe.sampling.guidance_scale == 9.0
     fast = Recipe.from_toml(write(tmp_path, RECIPE.replace("tau = 0", "tau = 0\nguidance_checkpointing = false")))
-    assert fast.sampling.guidance_checkpointing is False
+    assert fast.sampling.options == {"tau": 0, "guidance_checkpointing": False}
     assert recipe.output.dir == tmp_path / "videomage-out"
     assert recipe.model.id == "models/tiny"  # no such local folder: kept as a Hub id
 

@@ -99,13 +99,13 @@ class Env:
 
     def learn_subject(self, images: Path, out: Path, *extra: str, token: str = "<toy>") -> list[str]:
         return ["learn-subject", *self.m, "--images", str(images), "--token", token, "--class-word",
-                token.strip("<>") or "toy", "--out", str(out), "--lambda-reg", "0", *FAST, *extra]
+                token.strip("<>") or "toy", "--out", str(out), "-o", "lambda_reg=0", *FAST, *extra]
 
     def generate(self, out: Path, *extra: str, sampler: str = "cfg", subjects: Path | None = None) -> list[str]:
         extra_args = ["--motion", str(self.motion)] if sampler == "scs" else []
         return ["generate", *self.m, "--subjects", str(subjects or self.subject), *extra_args, "--prompt",
                 "<toy> is riding <person>" if sampler == "scs" else "a <toy>", "--sampler", sampler, "--steps", "1",
-                "--tau", "1", "--no-progress", "--out", str(out), *extra]
+                *(["-o", "tau=1"] if sampler == "scs" else []), "--no-progress", "--out", str(out), *extra]
 
 
 FAST = ["--steps", "1", "--no-progress", "--sample-steps", "2"]

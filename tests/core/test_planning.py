@@ -58,21 +58,23 @@ def test_the_plan_is_within_15_percent_of_the_measured_peak(models, model, stage
 def test_meta_attention_costs_what_the_fused_kernel_costs():
     """The meta device decomposes attention into the math path, which keeps the whole attention
     matrix for backward; ``meta_kernels`` makes it keep what the fused kernel keeps."""
-    def step(device):
+    def step(device, masked):
         torch.manual_seed(0)
         with torch.device(device):
             proj = torch.nn.Linear(64, 64)
             x = torch.randn(2, 4, 256, 16, requires_grad=True)
+            bias = torch.randn(1, 4, 256, 256) if masked else None  # T5's position bias: no gradient
         with LiveBytes() as live:
             q = proj(x.transpose(1, 2).reshape(2, 256, 64)).reshape(2, 256, 4, 16).transpose(1, 2)
-            torch.nn.functional.scaled_dot_product_attention(q, x, x).square().mean().backward()
+            torch.nn.functional.scaled_dot_product_attention(q, x, x, attn_mask=bias).square().mean().backward()
         return live.peak
 
-    real = step("cpu")
-    with meta_kernels():
-        fused = step("meta")
-    assert fused == real
-    assert step("meta") > 2 * real  # without it, the estimate would be off by the attention matrices
+    for masked in (False, True):
+        real = step("cpu", masked)
+        with meta_kernels():
+            fused = step("meta", masked)
+        assert fused == real, masked
+        assert step("meta", masked) > 2 * real  # without it, the estimate would be off by the attention matrices
 
 
 def test_published_configs_build_on_meta_with_their_parameter_counts():
@@ -122,3 +124,48 @@ def test_plan_command_and_budget(models, capsys):
     fits = suggest(request, budget, ["subject"])
     assert any("checkpointing" in what for what, _, _ in fits)
     assert all(max(e.device_bytes for e in est) <= budget for _, _, est in fits)
+
+
+def test_fused_attention_on_the_meta_device_counts_its_operations():
+    """The kernel meta_kernels runs is missing from PyTorch's table of formulas; the plan adds it."""
+    from videomage.planning import _MetaRun
+
+    with torch.device("meta"):
+        q = torch.randn(1, 4, 256, 32, requires_grad=True)
+    with meta_kernels(), _MetaRun() as live:
+        torch.nn.functional.scaled_dot_product_attention(q, q, q).sum().backward()
+    forward = 4 * 4 * 256 * 256 * 32  # q k^T and p v: 2 multiply-adds per element each
+    assert live.flops == pytest.approx(3.5 * forward)  # and backward's 2.5 forwards
+
+
+def test_sampler_options_reach_the_planned_sampler(models):
+    """``sampler_options`` are the sampler's own: SCS with its guidance checkpointing off plans the
+    stored guided step, which saves the recomputation: one forward per branch, as much as half an
+    unguided step (whose two batched forwards are one per branch at twice the batch)."""
+    path, size = models["wan-tiny"], {"frames": 5, "height": 32, "width": 32}
+    (checkpointed,) = plan(PlanRequest(model=path, **size), ["generate"])
+    (stored,) = plan(PlanRequest(model=path, sampler_options={"guidance_checkpointing": False}, **size), ["generate"])
+    assert stored.step_flops < checkpointed.step_flops
+    assert checkpointed.step_flops - stored.step_flops == pytest.approx(checkpointed.unguided_step_flops / 2, rel=0.5)
+    from videomage.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no_such_option"):  # at once, before any stage is planned
+        plan(PlanRequest(model=path, sampler_options={"no_such_option": 1}, **size), ["subject", "generate"])
+
+
+def test_a_recipe_is_planned_with_its_sampler_options(tmp_path):
+    """A recipe that turns SCS's guidance checkpointing off is planned with it off (a plan of the
+    checkpointed step would understate the stored step's memory)."""
+    import argparse
+
+    from videomage.plan_command import request_from_args
+
+    from tests.core.test_config import RECIPE
+
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(RECIPE.replace("tau = 0", "tau = 4\nguidance_checkpointing = false"))
+    args = argparse.Namespace(stage=None, frames=None, height=None, width=None, recipe=recipe, dtype=None,
+                              gradient_checkpointing=False, release_text_encoder=False)
+    request, stages = request_from_args(args)
+    assert stages == list(("subject", "motion", "fusion", "generate"))
+    assert request.tau == 4 and request.sampler_options == {"tau": 4, "guidance_checkpointing": False}

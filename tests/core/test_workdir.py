@@ -89,3 +89,16 @@ def test_model_digest_sees_changed_weights(tmp_path):
     weights.write_bytes(b"b" * 100)
     assert model_digest(str(tmp_path)) != before
     assert model_digest("org/model") == model_digest("org/model")
+
+
+def test_model_digest_sees_a_change_in_the_middle_of_a_large_file(tmp_path):
+    """Two checkpoints of one architecture that differ in some layers only: same size, same first
+    and last megabytes, other bytes in between."""
+    weights = tmp_path / "transformer" / "w.safetensors"
+    weights.parent.mkdir()
+    data = bytearray(b"x" * (48 << 20))  # 48 MiB
+    weights.write_bytes(bytes(data))
+    before = model_digest(str(tmp_path))
+    data[20 << 20 : (20 << 20) + (2 << 20)] = b"y" * (2 << 20)  # 2 MiB changed at 20 MiB
+    weights.write_bytes(bytes(data))
+    assert model_digest(str(tmp_path)) != before

@@ -165,20 +165,33 @@ def test_training_target_is_the_noise_and_add_noise_is_the_forward_process(backb
     assert torch.equal(backbone.training_target(x0, noise, t), noise)
 
 
-def test_gradient_checkpointing_keeps_the_gradients(tiny_model_dir):
+@pytest.mark.parametrize("role", ["spatial", "temporal"])
+def test_gradient_checkpointing_covers_every_layer_and_keeps_the_gradients(tiny_model_dir, role):
+    """Training checkpoints resnets, temporal convolutions and both kinds of transformer (a motion
+    adapter lives in the temporal ones), with the gradients of the plain backward pass."""
+    from diffusers.models.resnet import ResnetBlock2D, TemporalConvLayer
+    from diffusers.models.transformers.transformer_2d import Transformer2DModel
+    from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
     from videomage_lora.adapter import LoRA
 
     grads = []
     for checkpointing in (False, True):
         bb = load_backbone(str(tiny_model_dir))
         adapter = LoRA()
-        adapter.attach(bb, "s", roles=["spatial"])
+        adapter.attach(bb, "s", roles=[role])
         adapter.activate(bb, {"s": 1.0})
         with torch.no_grad():
             for p in adapter.parameters(bb, "s"):
                 p.fill_(0.05)
         if checkpointing:
             bb.enable_gradient_checkpointing()
+            kinds = (ResnetBlock2D, TemporalConvLayer, TransformerTemporalModel, Transformer2DModel)
+            layers = [m for m in bb.denoiser.modules() if isinstance(m, kinds)]
+            assert {type(m) for m in layers} == set(kinds)
+            assert all("forward" in m.__dict__ for m in layers)  # each wrapped by the checkpoint
+            with bb.activation_checkpointing():  # SCS's temporary checkpointing leaves training's on
+                pass
+            assert all("forward" in m.__dict__ for m in layers)
         g = torch.Generator().manual_seed(0)
         latents = torch.randn(1, 4, 2, 16, 16, generator=g)
         bb.predict(latents, torch.tensor([300]), bb.encode_prompt(["a red circle"])).square().mean().backward()

@@ -53,3 +53,43 @@ def test_fuse_with_gradient_checkpointing_gives_the_same_student(family, tiny_mo
     assert plain.keys() == checkpointed.keys()
     for key in plain:  # recomputation gives the same gradients, up to float rounding
         assert torch.allclose(plain[key], checkpointed[key], atol=1e-5), key
+
+
+def test_fusion_backpropagates_each_term_at_once_with_the_gradients_of_the_sum(tiny_model_dir, tmp_path, monkeypatch):
+    """Each distillation term and the attention term is backpropagated as soon as it is computed
+    (a step holds one forward graph, not three); the student's gradients are the summed loss's."""
+    import videomage.stages.fusion as fusion
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    model = str(tiny_model_dir)
+    paths = subjects(load_backbone(model), make_adapter(), tmp_path)
+    work = tmp_path / "work"  # the teacher videos are made once and read by both runs
+    backward = torch.Tensor.backward
+
+    def step(summed):
+        if summed:  # the loss as it was: every term summed, one backward pass
+            monkeypatch.setattr(fusion, "backward_now", lambda loss: loss)
+        calls, grads = [], []
+
+        def counted(self, *args, **kwargs):
+            calls.append(1)
+            return backward(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, "backward", counted)
+        hook = register_optimizer_step_pre_hook(
+            lambda opt, *_: grads.extend(p.grad.clone() for g in opt.param_groups for p in g["params"]))
+        try:
+            opts = StageOptions(progress=False, prior_steps=1, work_dir=work)
+            fuse(load_backbone(model), make_adapter(), paths, FusionConfig(steps=1, videos_per_subject=1), opts)
+        finally:
+            hook.remove()
+            monkeypatch.undo()
+        (work / "ckpt-fusion" / "checkpoint.safetensors").unlink()
+        return len(calls), grads
+
+    n_sum, summed = step(True)
+    n_each, each = step(False)
+    assert (n_sum, n_each) == (1, 3)  # two subjects' distillation terms and the attention term
+    assert len(summed) == len(each) > 0
+    for a, b in zip(summed, each):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)

@@ -166,3 +166,51 @@ def test_batched_guidance_equals_one_video_at_a_time(backbone):
                 for i, p in enumerate(prompts)]
     assert not torch.allclose(each[0], each[1])
     assert torch.allclose(both, torch.cat(each), atol=1e-5)
+
+
+# -- the typed request: concepts, and what each sampler does with them --------------------------
+def test_typed_request_cfg_activates_every_concept_and_scs_splits_them(two_adapters):
+    from videomage.sampling import Concept, SamplingRequest
+
+    backbone, adapter = two_adapters
+    concepts = {"subjects": (Concept(adapter="subjects", tokens=TOKENS),), "motion": Concept(adapter="motion")}
+    request = SamplingRequest(prompt=PROMPT, steps=3, frames=2, seed=5, progress=False, **concepts)
+    seen = []
+    activate = type(adapter).activate
+
+    def spy(self, b, weights):
+        seen.append(dict(weights))
+        return activate(self, b, weights)
+
+    type(adapter).activate = spy
+    try:
+        both = get_registry().create("sampler", "cfg").sample(backbone, adapter, request)
+        assert seen == [{"subjects": 1.0, "motion": 1.0}]  # CFG: every concept at once
+        seen.clear()
+        split = get_registry().create("sampler", "scs", tau=0).sample(backbone, adapter, request)
+        assert {"subjects": 1.0} in seen and {"motion": 1.0} in seen  # SCS: one branch each
+        assert {"subjects": 1.0, "motion": 1.0} not in seen
+    finally:
+        type(adapter).activate = activate
+    assert torch.equal(both, cfg(backbone, adapter, {"subjects": 1.0, "motion": 1.0}))  # the same as 0.1's dict
+    assert torch.equal(split, scs(backbone, adapter, tau=0))
+    # Starting latents given in the request replace the seeded draw.
+    noise = torch.randn(both.shape, generator=torch.Generator().manual_seed(9))
+    own = get_registry().create("sampler", "cfg").sample(backbone, adapter, attrs_evolve(request, latents=noise, seed=0))
+    again = get_registry().create("sampler", "cfg").sample(backbone, adapter, attrs_evolve(request, latents=noise, seed=1))
+    assert torch.equal(own, again) and not torch.equal(own, both)
+
+
+def attrs_evolve(record, **changes):
+    import attrs
+
+    return attrs.evolve(record, **changes)
+
+
+def test_scs_refuses_a_request_without_both_concepts(two_adapters):
+    from videomage.sampling import Concept, SamplingRequest
+
+    backbone, adapter = two_adapters
+    request = SamplingRequest(prompt=PROMPT, steps=2, frames=2, subjects=[Concept(adapter="subjects", tokens=TOKENS)])
+    with pytest.raises(ConfigError, match="sampler 'scs' needs .* a subjects and a motion concept"):
+        get_registry().create("sampler", "scs").sample(backbone, adapter, request)

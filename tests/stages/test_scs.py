@@ -149,8 +149,11 @@ def test_defaults_agree_between_the_sampler_the_config_and_the_cli():
     parser = argparse.ArgumentParser()
     Generate().add_arguments(parser)
     cli = parser.parse_args(["--model", "m", "--prompt", "x", "--out", "o.mp4"])
+    assert config.sampler == cli.sampler == "scs" and config.options == {} and cli.option == []
+    record = get_registry().build_options("sampler", config.sampler, config.options)  # the options' one source
     for key in ("alpha_cross", "alpha_temporal", "guidance_norm", "tau", "beta_s", "beta_m"):
-        assert getattr(config, key) == getattr(cli, key) == SCS_DEFAULTS[key], key
+        assert getattr(record, key) == SCS_DEFAULTS[key], key
+        assert getattr(cli, key) is None  # the deprecated flag sets nothing unless given
 
 
 # -- 5. the mixture weights sum to one ---------------------------------------------------------
@@ -159,8 +162,8 @@ def test_betas_that_do_not_sum_to_one_are_refused(model_dirs, family):
     backbone, adapter = loaded(model_dirs, family)
     with pytest.raises(ConfigError, match=r"beta_s \+ beta_m must be 1.*0.5 \+ beta_m = 0.6 = 1.1"):
         scs(backbone, adapter, tau=0, beta_s=0.5, beta_m=0.6)
-    with pytest.raises(ConfigError, match=r"beta_s \+ beta_m.*sum to 1, got 0.7 \+ 0.5"):
-        SamplingConfig(prompt="x", beta_s=0.7)
+    with pytest.raises(ConfigError, match=r"sampler 'scs'.*beta_s \+ beta_m must be 1.*0.7 \+ beta_m = 0.5"):
+        get_registry().build_options("sampler", "scs", SamplingConfig(prompt="x", options={"beta_s": 0.7}).options)
     scs(backbone, adapter, tau=0, beta_s=0.25, beta_m=0.75)
 
 
@@ -196,7 +199,7 @@ def test_trailing_spacing_starts_few_step_samples_at_the_last_timestep(model_dir
     request = {"scheduler": None, "steps": 25}
     assert int(make_scheduler(backbone, {**request, "timestep_spacing": None}).timesteps[0]) == 961  # the model's config
     assert int(make_scheduler(backbone, {**request, "timestep_spacing": "trailing"}).timesteps[0]) == 999
-    with pytest.raises(ConfigError, match="timestep_spacing must be one of"):
+    with pytest.raises(ConfigError, match="timestep_spacing: expected one of"):
         get_registry().create("sampler", "cfg").sample(backbone, None, {"prompt": "x", "timestep_spacing": "last"})
 
 
@@ -207,11 +210,11 @@ def test_stages_ask_for_trailing_spacing_and_user_sampling_keeps_the_model_confi
 
     backbone, adapter = loaded(model_dirs, "zeroscope")
     seen = []
-    monkeypatch.setattr(CFGSampler, "sample", lambda self, b, a, request: seen.append(dict(request)) or
+    monkeypatch.setattr(CFGSampler, "sample", lambda self, b, a, request: seen.append(request) or
                         torch.zeros(1, *b.latent_shape(2, 64, 64)))
     config = SubjectConfig(token="<toy>", class_word="toy", images=tmp_path, steps=1)
     prior_latents(backbone, adapter, config, StageOptions(prior_count=1, prior_steps=2, frames=2, progress=False))
-    assert seen and all(r["timestep_spacing"] == "trailing" for r in seen)
+    assert seen and all(r.timestep_spacing == "trailing" for r in seen)
     assert SCS_DEFAULTS["timestep_spacing"] is None  # a user's own sampling: the model's scheduler config
 
 

@@ -30,7 +30,7 @@ def record_sample_seeds(monkeypatch):
     original = cls.sample
 
     def spy(self, backbone, adapter, request):
-        seeds.append(int(request["seed"]))
+        seeds.append(int(request.seed))
         return original(self, backbone, adapter, request)
 
     monkeypatch.setattr(cls, "sample", spy)

@@ -128,16 +128,21 @@ def test_stage_commands_end_to_end(tiny_model_dir, tmp_path, capsys):
     assert main(["fuse", *model, "--subjects", str(tmp_path / "toy.safetensors"), str(tmp_path / "dog.safetensors"),
                  "--videos-per-subject", "1", "--out", str(tmp_path / "pair.safetensors"), *common]) == 0
     assert main(["generate", *model, "--subjects", str(tmp_path / "pair.safetensors"), "--motion",
-                 str(tmp_path / "ride.safetensors"), "--prompt", "<toy> is riding <dog> in the snow", "--tau", "1",
+                 str(tmp_path / "ride.safetensors"), "--prompt", "<toy> is riding <dog> in the snow", "-o", "tau=1",
                  "--frames", "3", "--out", str(tmp_path / "out.mp4"), "--steps", "2", "--no-progress"]) == 0
     frames = iio.imread(tmp_path / "out.mp4", index=None, plugin="FFMPEG")
     assert frames.shape == (3, 32, 32, 3)
-    assert json.loads((tmp_path / "out.json").read_text())["request"]["guidance_checkpointing"] is True
+    record = json.loads((tmp_path / "out.json").read_text())
+    assert record["sampler"] == "scs" and record["options"]["guidance_checkpointing"] is True and record["options"]["tau"] == 1
+    assert [c["tokens"] for c in record["request"]["subjects"]] == [{"<toy>": "toy", "<dog>": "dog"}]
     assert main(["generate", *model, "--subjects", str(tmp_path / "pair.safetensors"), "--motion",
                  str(tmp_path / "ride.safetensors"), "--prompt", "<toy> is riding <dog> in the snow", "--tau", "1",
                  "--frames", "3", "--out", str(tmp_path / "fast.mp4"), "--steps", "2", "--no-progress",
-                 "--no-guidance-checkpointing"]) == 0
-    assert json.loads((tmp_path / "fast.json").read_text())["request"]["guidance_checkpointing"] is False
+                 "--no-guidance-checkpointing"]) == 0  # 0.1's flags: deprecated aliases of -o, with a warning
+    err = capsys.readouterr().err
+    assert "--guidance-checkpointing is deprecated; write -o guidance_checkpointing=false" in err
+    assert "--tau is deprecated; write -o tau=1" in err and "--lambda-reg is deprecated; write -o lambda_reg=0.0" in err
+    assert json.loads((tmp_path / "fast.json").read_text())["options"]["guidance_checkpointing"] is False
 
 
 def test_stage_command_errors_name_the_input(tiny_model_dir, tmp_path, capsys):
@@ -151,6 +156,19 @@ def test_stage_command_errors_name_the_input(tiny_model_dir, tmp_path, capsys):
     assert "nowhere" in err and "does not exist" in err and "recognises" not in err
 
 
+def stopping_at_subject(seen: list, parts: list):
+    """A subject stage that records the options and work-folder key it was given, then stops the job."""
+
+    def stop(backbone, adapter, config, opts):
+        from videomage.workdir import JOB_FILE
+
+        seen.append(opts)
+        parts.append(json.loads((opts.work_dir / JOB_FILE).read_text())["parts"])
+        raise KeyboardInterrupt
+
+    return stop
+
+
 def test_stage_options_reach_the_stages_and_join_their_keys(tiny_model_dir, tmp_path, monkeypatch):
     from videomage.stages.common import StageOptions
     from videomage.workflow import run_recipe
@@ -160,14 +178,7 @@ def test_stage_options_reach_the_stages_and_join_their_keys(tiny_model_dir, tmp_
     recipe = from_mapping(Recipe, fast(tutorial_recipe(), tiny_model_dir)).resolve_paths(project)
     seen, parts = [], []
 
-    def stop(backbone, adapter, config, opts):
-        from videomage.workdir import JOB_FILE
-
-        seen.append(opts)
-        parts.append(json.loads((opts.work_dir / JOB_FILE).read_text())["parts"])
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("videomage.stages.subject.learn_subject", stop)
+    monkeypatch.setattr("videomage.stages.subject.learn_subject", stopping_at_subject(seen, parts))
     for options in (None, StageOptions(prior_count=1, prior_steps=2)):
         with pytest.raises(KeyboardInterrupt):
             run_recipe(recipe, progress=False, log=lambda m: None, stage_options=options)
@@ -176,3 +187,23 @@ def test_stage_options_reach_the_stages_and_join_their_keys(tiny_model_dir, tmp_
     assert chosen.seed == recipe.seed and chosen.work_dir == default.work_dir
     # The prior settings change the subject, so they are part of its key (its work folder's job).
     assert parts[0]["model and seed"] != parts[1]["model and seed"] and parts[0]["settings"] == parts[1]["settings"]
+
+
+def test_a_recipes_memory_savers_reach_every_stage_and_change_no_key(tiny_model_dir, tmp_path, monkeypatch):
+    from videomage.workflow import run_recipe
+
+    project = tmp_path / "project"
+    make_inputs(project, size=32, frames=4)
+    data = fast(tutorial_recipe(), tiny_model_dir)
+    saving = {**data, "model": {**data["model"], "gradient_checkpointing": True, "release_text_encoder": True}}
+    seen, parts = [], []
+
+    monkeypatch.setattr("videomage.stages.subject.learn_subject", stopping_at_subject(seen, parts))
+    for mapping in (data, saving):
+        with pytest.raises(KeyboardInterrupt):
+            run_recipe(from_mapping(Recipe, mapping).resolve_paths(project), progress=False, log=lambda m: None)
+    plain, saved = seen
+    assert (plain.gradient_checkpointing, plain.release_text_encoder) == (False, False)
+    assert (saved.gradient_checkpointing, saved.release_text_encoder) == (True, True)
+    # They change no result, so a recipe that turns them on resumes the same work (same key).
+    assert parts[0] == parts[1]

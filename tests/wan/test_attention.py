@@ -164,3 +164,20 @@ def test_activation_checkpointing_keeps_the_gradient_and_holds_less(backbone, in
     assert torch.allclose(g_plain, g_ckpt, atol=1e-6) and g_plain.abs().sum() > 0
     assert peak_ckpt < peak_plain, (peak_ckpt, peak_plain)
     assert all("forward" not in block.__dict__ for block in backbone.denoiser.blocks)
+
+
+def test_a_capture_reads_the_maps_from_the_layers_own_queries_and_keys(backbone, inputs):
+    """The maps come from the q and k the layer attends with: no layer projects its queries twice."""
+    latents, t, embeds = inputs
+    calls = []
+    hooks = [getattr(block, name).to_q.register_forward_hook(lambda *_: calls.append(1))
+             for block in backbone.denoiser.blocks for name in ("attn1", "attn2")]
+    with torch.no_grad():
+        backbone.predict(latents, t, embeds)
+        plain = len(calls)
+        with backbone.capture_attention(cross_tokens=[1, 2], temporal=True) as store:
+            backbone.predict(latents, t, embeds)
+    for h in hooks:
+        h.remove()
+    assert len(store.cross) == len(store.temporal) == len(backbone.denoiser.blocks)
+    assert len(calls) == 2 * plain

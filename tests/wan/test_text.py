@@ -39,6 +39,21 @@ def test_prompts_encode_to_a_fixed_length_with_zero_padding(backbone):
     assert embeds[0, 3:].abs().sum() == 0 and embeds[0, :3].abs().sum() > 0
 
 
+def test_prompts_encode_on_their_own_length_as_on_the_full_length(backbone):
+    # The encoder runs on the longest prompt's positions only; the hidden states must be the
+    # ones a full-length pass (the Wan pipeline's) gives, padding zero-filled.
+    text = backbone.text
+    prompts = ["a toy", "a red toy is riding a horse"]
+    batch = text.tokenize(prompts)
+    assert int(batch.attention_mask.sum(1).max()) < text.length  # the test means something
+    with torch.no_grad():
+        full = text.encoder(batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        full = full * batch.attention_mask[..., None].to(full.dtype)
+        ours = text.run(prompts)
+    assert ours.shape == full.shape
+    torch.testing.assert_close(ours, full, rtol=1e-5, atol=1e-6)
+
+
 def test_word_positions_follow_characters_not_ids(backbone):
     prompt = "a dog and a doggo"  # "doggo" is not a word of the tiny vocabulary: letters
     assert backbone.word_positions(prompt, "dog") == [1]

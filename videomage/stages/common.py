@@ -19,6 +19,7 @@ import attrs
 from videomage.artifact import Artifact, atomic_write
 from videomage.components import Adapter, Backbone
 from videomage.errors import ArtifactError
+from videomage.sampling import Concept, SamplingRequest
 from videomage.trainer import ParamGroup, TrainerConfig, stream_seed
 
 
@@ -46,11 +47,13 @@ class StageOptions:
     grad_accum: int = 1
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
+    release_text_encoder: bool = False  # move the text encoder to the host once the stage's prompts are encoded
     checkpoint_every: int = 50
     validate_every: int | None = None  # write a validation sample every N steps (needs work_dir)
     prior_count: int = 4  # generated prior-preservation videos per subject
     prior_steps: int = 25  # sampling steps of every video a stage generates: prior, teacher, validation
     frames: int | None = None  # clip length for video inputs; the backbone's native one when None
+    sampler: str = "cfg"  # the sampler of the videos a stage generates: prior, teacher and validation videos
 
     def path(self, name: str) -> Path | None:
         return None if self.work_dir is None else Path(self.work_dir) / name
@@ -87,13 +90,13 @@ def validation(backbone: Backbone, adapter: Adapter, opts: StageOptions, *, name
         from videomage.media import write_mp4
         from videomage.plugins import get_registry
 
-        request = {"prompt": prompt, "steps": opts.prior_steps, "seed": stream_seed(opts.seed, f"validation/{name}"),
-                   "frames": opts.frames, "adapters": adapters, "progress": False,
-                   "timestep_spacing": "trailing"}  # few steps: start at pure noise
+        request = SamplingRequest(prompt=prompt, steps=opts.prior_steps, seed=stream_seed(opts.seed, f"validation/{name}"),
+                                  frames=opts.frames, subjects=[Concept(adapter=a, weight=w) for a, w in adapters.items()],
+                                  progress=False, timestep_spacing="trailing")  # few steps: start at pure noise
         if opts.progress:  # the training bar stands still meanwhile; say why
             tqdm.write(f"sampling a validation video at step {step} ({opts.prior_steps} steps)")
         with torch.no_grad(), adapter.disabled(backbone):  # disabled() restores the training state on exit
-            latents = get_registry().create("sampler", "cfg").sample(backbone, adapter, request)
+            latents = get_registry().create("sampler", opts.sampler).sample(backbone, adapter, request)
             video = backbone.decode_latents(latents)[0].float().cpu()
         folder.mkdir(parents=True, exist_ok=True)
         out = write_mp4(video, folder / f"{name}-step{step:05d}.mp4", fps=backbone.video_spec.fps)
@@ -135,10 +138,10 @@ def weights_digest(backbone: Backbone) -> str:
     return digest
 
 
-def sampling_settings(backbone: Backbone) -> dict[str, Any]:
+def sampling_settings(backbone: Backbone, sampler: str) -> dict[str, Any]:
     """What, beside the weights and the request, decides a video the stages generate."""
     return {"backbone": backbone.name, "fingerprint": backbone.fingerprint(), "dtype": str(backbone.dtype),
-            "scheduler": getattr(backbone, "default_scheduler", None), "sampler": "cfg"}
+            "scheduler": getattr(backbone, "default_scheduler", None), "sampler": sampler}
 
 
 def content_hash(*parts: Any) -> str:
@@ -215,3 +218,13 @@ def encode_batched(backbone: Backbone, videos: torch.Tensor, batch: int = 4) -> 
 def pick(generator: torch.Generator, n: int) -> int:
     """A uniformly random index in ``range(n)`` drawn from ``generator``."""
     return int(torch.randint(n, (1,), generator=generator))
+
+
+def reads(objective: Any, key: str) -> bool:
+    """Whether ``objective`` wants the optional batch key ``key``.
+
+    A stage makes its costly optional keys (the subject stage's prior videos) only for an
+    objective whose ``reads(key)`` says so; an objective without ``reads`` gets none of them.
+    """
+    method = getattr(objective, "reads", None)
+    return bool(method(key)) if callable(method) else False

@@ -6,6 +6,15 @@ initial weight change is the teachers' average (``Adapter.attach_average``). Los
 ``L_fusion + lambda_attn * L_attn``, where ``L_attn`` is computed on CutMix composites: a strip
 of each subject's video, centred on the subject's mask, pasted side by side, with the prompt
 "A <toy> and a <dog>" and each subject's mask in its strip.
+
+The batches this stage hands its objectives (its contract with any loss), context
+``trained = ("student",)``:
+
+* ``distill_objective``: ``subjects``, a list with per subject ``latents`` ``[1, C, F, h, w]`` (one
+  of its teacher's videos), ``prompts`` (``["A <toy>"]``) and ``teacher`` (the teacher adapter's name);
+* ``attention_objective`` (when ``lambda_attn > 0``): ``latents`` (one composite clip),
+  ``prompts`` (``["A <toy> and a <dog>"]``), ``masks`` ``[1, N, F, H, W]`` in ``[0, 1]`` and
+  ``token_positions`` (per subject, its token's positions in the prompt).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from videomage.config import FusionConfig
 from videomage.experts import experts_of_roles
 from videomage.errors import ArtifactError, ConfigError
 from videomage.plugins import get_registry
+from videomage.sampling import Concept, SamplingRequest
 from videomage.stages.common import (
     StageOptions,
     cached_tensors,
@@ -34,7 +44,8 @@ from videomage.stages.common import (
     weights_digest,
 )
 from videomage.stages.subject import _jsonable
-from videomage.trainer import ParamGroup, Trainer, stream_seed
+from videomage.text import release_text_encoder
+from videomage.trainer import ParamGroup, Trainer, backward_now, stream_seed
 
 
 def load_subjects(paths: Sequence[str | Path]) -> list[Artifact]:
@@ -75,8 +86,10 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
     """Distil the subject adapters into one student with attention regularisation."""
     arts = load_subjects(subjects)
     registry = get_registry()
-    mask_source = registry.create("mask_source", config.mask_source)
-    sampler = registry.create("sampler", "cfg")
+    mask_source = registry.create("mask_source", config.mask_source, **config.mask_source_options)
+    sampler = registry.create("sampler", opts.sampler)
+    distill = registry.create("objective", config.distill_objective, **config.distill_options)
+    attn = registry.create("objective", config.attention_objective, **config.attention_options)
     frames = opts.frames or backbone.video_spec.frames
     teachers, tokens, words = [], [], []
     for i, (path, art) in enumerate(zip(subjects, arts)):
@@ -87,23 +100,28 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
         tokens.append(token)
         words.append(word)
 
+    # Every prompt of the stage is known now (teachers, composite, validation).
+    release_text_encoder(backbone, [*(f"A {t}" for t in tokens), "A " + " and a ".join(tokens)], opts.release_text_encoder)
+
     # Teacher videos (latents, pixels, masks), generated once per artifact and settings.
     data = []
     for i, (path, name) in enumerate(zip(subjects, teachers)):
         prompt = f"A {tokens[i]}"
         # Each teacher draws its own videos: seeds from (seed, "teacher", token).
         seeds = [stream_seed(opts.seed, f"teacher/{tokens[i]}", k) for k in range(config.videos_per_subject)]
-        key = content_hash("teacher", weights_digest(backbone), sampling_settings(backbone), Path(path), prompt, seeds,
-                           opts.prior_steps, frames, config.mask_source, "trailing")
+        key = content_hash("teacher", weights_digest(backbone), sampling_settings(backbone, opts.sampler), Path(path), prompt,
+                           seeds, opts.prior_steps, frames, config.mask_source, "trailing",
+                           *([config.mask_source_options] if config.mask_source_options else []))
 
-        def generate(name=name, prompt=prompt, word=words[i], seeds=seeds):
+        def generate(name=name, prompt=prompt, token=tokens[i], word=words[i], seeds=seeds):
             from tqdm.auto import tqdm  # minutes on a real model: show them
 
             lat = []
             for seed in tqdm(seeds, desc=f"teacher videos ({prompt})", unit="video", disable=not opts.progress):
                 adapter.activate(backbone, {name: 1.0})
-                request = {"prompt": prompt, "steps": opts.prior_steps, "seed": seed, "frames": frames,
-                           "progress": False, "adapters": {name: 1.0}, "timestep_spacing": "trailing"}
+                request = SamplingRequest(prompt=prompt, steps=opts.prior_steps, seed=seed, frames=frames, progress=False,
+                                          subjects=[Concept(adapter=name, tokens={token: word})],
+                                          timestep_spacing="trailing")
                 lat.append(sampler.sample(backbone, adapter, request))
             lat = torch.cat(lat)
             with torch.no_grad():
@@ -129,8 +147,6 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
         adapter.remove(backbone, name)
     adapter.attach_average(backbone, name, teachers)
     adapter.activate(backbone, {name: 1.0})
-    distill = registry.create("objective", "fusion_distill")
-    attn = registry.create("objective", "attention_reg")
     # The student lives where its teachers live (in a two-expert model, the subjects' expert).
     roles = list(dict.fromkeys(r for a in arts for r in a.roles))
     ctx = TrainingContext(backbone=backbone, adapter=adapter, trained=(name,), experts=experts_of_roles(roles))
@@ -141,20 +157,23 @@ def fuse(backbone: Backbone, adapter: Adapter, subjects: Sequence[str | Path], c
         for i, d in enumerate(data):
             k = pick(generator, len(d["latents"]))
             items.append({"latents": d["latents"][k : k + 1], "prompts": [f"A {tokens[i]}"], "teacher": teachers[i]})
-        out = distill.loss(ctx, {"subjects": items})
-        loss, logs = out.loss, dict(out.logs)
+        # One term per forward pass, each backpropagated as soon as it is computed (backward_now):
+        # the step holds one pass's graph, not N + 1, and the gradients are the sum's. L_fusion is
+        # the mean over subjects, so each subject's term is its one-subject loss over N.
+        loss = sum(backward_now(distill.loss(ctx, {"subjects": [item]}).loss / len(items)) for item in items)
+        logs = {"l_fusion": float(loss)}
         if config.lambda_attn > 0:
             k = pick(generator, len(composite_latents))
             a = attn.loss(ctx, {"latents": composite_latents[k : k + 1], "prompts": [composite_prompt],
                                 "masks": composite_masks[k : k + 1], "token_positions": positions})
-            loss = loss + config.lambda_attn * a.loss
+            loss = loss + backward_now(config.lambda_attn * a.loss)
             logs.update(a.logs)
         return ObjectiveOutput(loss=loss, logs=logs)
 
     opts.prepare(backbone)
     history = Trainer(
         opts.trainer_config(config.steps, "fusion", stream="fusion/" + "+".join(tokens), backbone=backbone),
-        [ParamGroup(name="lora", params=adapter.parameters(backbone, name), lr=config.lr)],
+        [ParamGroup(name=adapter.name, params=adapter.parameters(backbone, name), lr=config.lr)],
         step_loss, checkpoint_dir=opts.path("ckpt-fusion"),
         validate=validation(backbone, adapter, opts, name="fusion", prompt=composite_prompt, adapters={name: 1.0}),
     ).fit()

@@ -2,9 +2,17 @@
 
 1. **Textual inversion**: one token per entity (``person`` -> ``<motion:person>``) learned on one frame
    (the middle one) of the reference clip, base model frozen, no adapter, prompt ``c_ap``.
-2. **Motion adapter** on the temporal roles, trained with ``negative_cfg_motion``: the target
-   ``(1 + omega) * eps - omega * eps_base(x_t, c_ap, t)`` removes what the base model explains
-   by the actors' appearance, so the adapter keeps the motion only.
+2. **Motion adapter** on the temporal roles, trained with the config's ``objective``, by default
+   the paper's negative-CFG loss: the target ``(1 + omega) * eps - omega * eps_base(x_t, c_ap, t)``
+   removes what the base model explains by the actors' appearance, so the adapter keeps the
+   motion only.
+
+The batches this stage hands its objectives (its contract with any loss):
+
+* inversion (``inversion_objective``, context ``trained = ()``, every adapter off): ``latents``
+  ``[1, C, 1, h, w]`` (the middle frame as a one-frame video), ``prompts`` ``[c_ap]``;
+* motion (``objective``, context ``trained = ("motion",)``): ``latents`` ``[1, C, F, h, w]``
+  (the whole clip), ``prompts`` ``[c_m]``, ``appearance_prompts`` ``[c_ap]``.
 
 ``c_ap`` = the appearance template with the entity tokens ("A static video of <motion:person>
 and <motion:horse>"); ``c_m`` = the motion prompt with each entity word replaced by its token
@@ -30,6 +38,7 @@ from videomage.media import read_video
 from videomage.plugins import get_registry
 from videomage.stages.common import StageOptions, TokenRows, encode_batched, seeded, validation
 from videomage.stages.subject import _jsonable
+from videomage.text import release_text_encoder
 from videomage.trainer import ParamGroup, Trainer
 
 
@@ -65,21 +74,22 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
     clip = read_video(config.video, frames, spec.height, spec.width)  # checked before any work
     c_m, c_ap, tokens = motion_prompts(config)
     backbone.add_tokens(list(tokens), list(tokens.values()))
-    latents = encode_batched(backbone, clip[None])
     registry = get_registry()
+    objective = registry.create("objective", config.objective, **config.objective_options)
+    inversion_objective = registry.create("objective", config.inversion_objective, **config.inversion_objective_options)
+    latents = encode_batched(backbone, clip[None])
     opts.prepare(backbone)
 
     # 1. Textual inversion on the middle frame, with every adapter off. The frame is encoded
     # as a one-frame video (an image), which is also right for VAEs that compress time.
     if config.inversion_steps:
         middle = encode_batched(backbone, clip[None, frames // 2 : frames // 2 + 1])
-        denoise = registry.create("objective", "denoise", lambda_reg=0.0)
         rows = TokenRows(backbone, list(tokens), config.inversion_lr)
         ctx = TrainingContext(backbone=backbone, adapter=adapter)
 
         def inversion_loss(step, generator):
             ctx.generator = generator
-            return denoise.loss(ctx, {"latents": middle, "prompts": [c_ap]})
+            return inversion_objective.loss(ctx, {"latents": middle, "prompts": [c_ap]})
 
         try:
             with adapter.disabled(backbone):
@@ -91,7 +101,9 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
         finally:
             rows.close()
 
-    # 2. The motion adapter on the temporal roles against the appearance-free target.
+    # 2. The motion adapter on the temporal roles against the appearance-free target. The tokens
+    # are fixed now: the text encoder has two prompts left to encode.
+    release_text_encoder(backbone, [c_m, c_ap], opts.release_text_encoder)
     name = "motion"
     if name in adapter.adapter_names(backbone):
         adapter.remove(backbone, name)
@@ -100,7 +112,6 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
     with seeded(opts.seed, name):  # the adapter's initial weights: a function of the seed
         adapter.attach(backbone, name, roles=roles, rank=config.rank)
     adapter.activate(backbone, {name: 1.0})
-    objective = registry.create("objective", "negative_cfg_motion", omega=config.omega)
     ctx = TrainingContext(backbone=backbone, adapter=adapter, trained=(name,), experts=experts)
 
     def motion_loss(step, generator):
@@ -109,7 +120,7 @@ def learn_motion(backbone: Backbone, adapter: Adapter, config: MotionConfig, opt
 
     history = Trainer(
         opts.trainer_config(config.steps, "motion", stream=f"motion/{c_m}", backbone=backbone),
-        [ParamGroup(name="lora", params=adapter.parameters(backbone, name), lr=config.lr)],
+        [ParamGroup(name=adapter.name, params=adapter.parameters(backbone, name), lr=config.lr)],
         motion_loss, checkpoint_dir=opts.path("ckpt-motion"),
         validate=validation(backbone, adapter, opts, name="motion", prompt=c_m, adapters={name: 1.0}),
     ).fit()

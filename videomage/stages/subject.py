@@ -1,11 +1,20 @@
 """Subject learning (VideoMage §3.1): a LoRA on the spatial roles plus a learned token.
 
 Trainable: the subject adapter (spatial roles only) at ``lr`` and the token's embedding row at
-``text_lr`` (about ten times lower). Loss: ``L_sub + lambda_reg * L_reg`` (objective
-``denoise``): ``L_sub`` on the subject's images as one-frame videos with prompt "A <toy>",
-``L_reg`` on auxiliary videos with their captions. The auxiliary videos come from
-``prior_videos`` (a folder of clips, each with a same-named ``.txt`` caption) or are generated
-once by the frozen base model from class-word prompts and cached.
+``text_lr`` (about ten times lower). Loss: the config's ``objective``, by default the paper's
+``L_sub + lambda_reg * L_reg`` (``denoise``): ``L_sub`` on the subject's images as one-frame
+videos with prompt "A <toy>", ``L_reg`` on auxiliary videos with their captions. The auxiliary
+videos come from ``prior_videos`` (a folder of clips, each with a same-named ``.txt`` caption) or
+are generated once by the frozen base model from class-word prompts and cached.
+
+The batch this stage hands its objective (its contract with any loss), one step at a time:
+
+* ``latents``: ``[1, C, 1, h, w]``, one subject image encoded as a one-frame video;
+* ``prompts``: ``["A <toy>"]`` (the config's ``prompt_template`` with the token);
+* ``prior_latents`` ``[1, C, F, h, w]`` and ``prior_prompts`` (its caption): one auxiliary video,
+  only for an objective whose ``reads("prior_latents")`` is true (making them costs sampling).
+
+The context's ``trained`` is ``("subject",)``, the adapter being learned.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from videomage.experts import expert_roles, resolve as resolve_experts
 from videomage.errors import InputError
 from videomage.media import VIDEO_SUFFIXES, read_images, read_video
 from videomage.plugins import get_registry
+from videomage.sampling import SamplingRequest
 from videomage.stages.common import (
     StageOptions,
     TokenRows,
@@ -29,6 +39,7 @@ from videomage.stages.common import (
     content_hash,
     encode_batched,
     pick,
+    reads,
     sampling_settings,
     seeded,
     validation,
@@ -60,17 +71,17 @@ def prior_latents(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
     prompt = config.prompt_template.format(token=config.class_word)
     # Each subject draws its own videos: seeds from (seed, "prior", token), never the raw --seed.
     seeds = [stream_seed(opts.seed, f"prior/{config.token}", i) for i in range(opts.prior_count)]
-    key = content_hash("prior", weights_digest(backbone), sampling_settings(backbone), prompt, seeds, opts.prior_steps, frames,
-                       "trailing")
-    sampler = get_registry().create("sampler", "cfg")
+    key = content_hash("prior", weights_digest(backbone), sampling_settings(backbone, opts.sampler), prompt, seeds,
+                       opts.prior_steps, frames, "trailing")
+    sampler = get_registry().create("sampler", opts.sampler)
 
     def generate() -> dict[str, torch.Tensor]:
         from tqdm.auto import tqdm  # minutes on a real model: show them
 
         out = []
         for seed in tqdm(seeds, desc="prior videos", unit="video", disable=not opts.progress):
-            request = {"prompt": prompt, "steps": opts.prior_steps, "seed": seed, "frames": frames, "progress": False,
-                       "timestep_spacing": "trailing"}  # few steps: start at pure noise
+            request = SamplingRequest(prompt=prompt, steps=opts.prior_steps, seed=seed, frames=frames, progress=False,
+                                      timestep_spacing="trailing")  # few steps: start at pure noise
             with adapter.disabled(backbone):
                 out.append(sampler.sample(backbone, adapter, request))
         return {"latents": torch.cat(out)}
@@ -83,6 +94,7 @@ def learn_subject(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
     """Train one subject's adapter and token; return the artifact (the caller saves it)."""
     spec = backbone.video_spec
     images = read_images(config.images, spec.height, spec.width)  # inputs checked before any work
+    objective = get_registry().create("objective", config.objective, **config.objective_options)
     name = "subject"
     backbone.add_tokens([config.token], [config.class_word])
     if name in adapter.adapter_names(backbone):
@@ -95,11 +107,10 @@ def learn_subject(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
 
     image_latents = encode_batched(backbone, images)
     prior, prior_prompts = (None, None)
-    if config.lambda_reg > 0:
+    if reads(objective, "prior_latents"):
         with torch.no_grad():
             prior, prior_prompts = prior_latents(backbone, adapter, config, opts)
     prompt = config.prompt_template.format(token=config.token)
-    objective = get_registry().create("objective", "denoise", lambda_reg=config.lambda_reg)
     ctx = TrainingContext(backbone=backbone, adapter=adapter, trained=(name,), experts=experts)
 
     def step_loss(step: int, generator: torch.Generator):
@@ -112,7 +123,7 @@ def learn_subject(backbone: Backbone, adapter: Adapter, config: SubjectConfig, o
         return objective.loss(ctx, batch)
 
     tokens = TokenRows(backbone, [config.token], config.text_lr)
-    groups = [ParamGroup(name="lora", params=adapter.parameters(backbone, name), lr=config.lr), tokens.group]
+    groups = [ParamGroup(name=adapter.name, params=adapter.parameters(backbone, name), lr=config.lr), tokens.group]
     opts.prepare(backbone)
     slug = config.token.strip("<>")
     validate = validation(backbone, adapter, opts, name=f"subject-{slug}", prompt=prompt, adapters={name: 1.0})
