@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Every INTERVAL seconds (default 1800), evaluate toy world v2's latest export (runs/v2/model) over
+# Every INTERVAL seconds (default 1800), evaluate toy world v2's latest export ($RUN/model) over
 # 64 samples and ship + commit it into plugins/videomage_toyworld/model_v2 when it beats the shipped
-# one. Results go to runs/v2/eval.jsonl, output to runs/v2/ship.log. From the repository root:
+# one. Results go to $RUN/eval.jsonl, output to $RUN/ship.log. From the repository root:
 #   toyworld/ship_v2.sh [INTERVAL]
+# RUN names the run folder (default runs/v2); COMMIT=0 ships without committing (commit by hand
+# once, instead of a weights commit per improvement).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
+RUN=${RUN:-runs/v2}  # the run folder
 INTERVAL=${1:-1800}
+NO_COMMIT=$([ "${COMMIT:-1}" = 0 ] && echo --no-commit || true)
 OMP_NUM_THREADS=1 setsid nohup bash -c "
   while true; do
     sleep $INTERVAL
-    if [ -d runs/v2/model ]; then
-      $PY -m toyworld.evaluate_v2 --model runs/v2/model --ship --log runs/v2/eval.jsonl --sheet runs/v2/eval-latest.png || true
+    if [ -d $RUN/model ]; then
+      $PY -m toyworld.evaluate_v2 --model $RUN/model --ship $NO_COMMIT --log $RUN/eval.jsonl --sheet $RUN/eval-latest.png || true
     fi
-  done" >>runs/v2/ship.log 2>&1 </dev/null &
-echo $! >runs/v2/ship.pid
-echo "ship loop pid $(cat runs/v2/ship.pid), log runs/v2/ship.log"
+  done" >>$RUN/ship.log 2>&1 </dev/null &
+echo $! >$RUN/ship.pid
+echo "ship loop pid $(cat $RUN/ship.pid), log $RUN/ship.log"

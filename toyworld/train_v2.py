@@ -63,6 +63,7 @@ class Plan:
     export_every: int = 100
     log_every: int = 10
     tiny: bool = False
+    latent_channels: int = wan_model.LATENT_CHANNELS
     device: str = "cpu"
     mixed_precision: str = "no"
 
@@ -182,6 +183,20 @@ def load_weights(pipe, folder: Path) -> int:
     return int(json.loads(record.read_text()).get("step", 0)) if record.exists() else 0
 
 
+def load_blocks(pipe, folder: Path) -> list[str]:
+    """Start the transformer and text encoder from a saved model's, where shapes match: a model with
+    another latent width keeps its own patch embedding and output head (returned: what was not copied)."""
+    from diffusers import WanTransformer3DModel
+    from transformers import UMT5EncoderModel
+
+    saved = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer").float().state_dict()
+    own = pipe.transformer.state_dict()
+    same = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
+    pipe.transformer.load_state_dict({**own, **same})
+    pipe.text_encoder.load_state_dict(UMT5EncoderModel.from_pretrained(folder, subfolder="text_encoder").float().state_dict())
+    return sorted(set(own) - set(same))
+
+
 def train_denoiser(pipe, plan: Plan, out: Path, offset: int) -> None:
     backbone = make_backbone(pipe, out / "model")
     transformer = pipe.transformer.train().requires_grad_(True)
@@ -243,12 +258,12 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int) -> None:
     export(pipe, out / "model", plan.steps)
 
 
-def train(out: str | Path, plan: Plan, *, warm: Path | None = None) -> Path:
+def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path | None = None) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").write_text(json.dumps(attrs.asdict(plan), indent=1) + "\n")
     # The same seed builds the same initial weights on every run; checkpoints restore the trained ones.
-    pipe = wan_model.build_pipeline(plan.seed, tiny=plan.tiny).to(plan.device)
+    pipe = wan_model.build_pipeline(plan.seed, tiny=plan.tiny, latent_channels=plan.latent_channels).to(plan.device)
     offset_file = out / "denoiser" / "offset.json"
     has_checkpoint = (out / "denoiser" / "checkpoint.safetensors").exists()
     if has_checkpoint or warm is None:
@@ -258,6 +273,8 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None) -> Path:
         else:
             train_vae(pipe, plan, out)
             fix_latent_stats(pipe, plan)
+            if blocks is not None and not has_checkpoint:  # a new denoiser from an older model's blocks
+                print(json.dumps({"blocks_from": str(blocks), "fresh": load_blocks(pipe, blocks)}), flush=True)
     else:
         offset = load_weights(pipe, warm)
         offset_file.parent.mkdir(parents=True, exist_ok=True)
@@ -287,15 +304,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (train on a GPU where there is one)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPUs)")
     parser.add_argument("--tiny", action="store_true", help="unit-test sizes (32x32 frames, tiny model)")
+    parser.add_argument("--latent-channels", type=int, default=d.latent_channels,
+                        help="the VAE's latent channels per 4x4 pixel patch (48 keeps every number of it)")
+    parser.add_argument("--blocks-from", type=Path, default=None,
+                        help="a new run's denoiser starts from this saved model's transformer blocks and text "
+                             "encoder where shapes match (another latent width: patch embedding and head stay fresh)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     plan = Plan(steps=args.steps, decay_steps=args.decay_steps, vae_steps=args.vae_steps, batch=args.batch, lr=args.lr, reuse=args.reuse,
                 seed=args.seed, checkpoint_every=args.checkpoint_every, export_every=args.export_every,
-                log_every=args.log_every, tiny=args.tiny, device=args.device, mixed_precision="bf16" if args.bf16 else "no")
+                log_every=args.log_every, tiny=args.tiny, latent_channels=args.latent_channels, device=args.device, mixed_precision="bf16" if args.bf16 else "no")
     warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None
     if args.warm is not None and warm is None:
         print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)
-    print(f"model written to {train(args.out, plan, warm=warm)}")
+    blocks = args.blocks_from
+    if warm is not None and latent_channels_of(warm) != plan.latent_channels:
+        # An older model of another latent width: a new VAE, and the denoiser from its blocks.
+        print(f"warm folder {warm} has {latent_channels_of(warm)} latent channels, not {plan.latent_channels}: "
+              "training a new VAE and starting the denoiser from its blocks", file=sys.stderr)
+        warm, blocks = None, blocks or warm
+    print(f"model written to {train(args.out, plan, warm=warm, blocks=blocks)}")
+
+
+def latent_channels_of(folder: Path) -> int:
+    return int(json.loads((Path(folder) / "transformer" / "config.json").read_text())["in_channels"])
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ published one:
 * ``WanTransformer3DModel``: 6 blocks of width 128 (4 heads of 32), patch ``(1, 2, 2)``, about
   1.75 M parameters;
 * ``AutoencoderKLWan`` with a 4x4 pixel patchify, no further downsampling in space or time
-  (``scale_factor_temporal`` 1) and 48 latent channels, coding each frame on its own: 9 frames
-  of 64x64 become latents ``[48, 9, 16, 16]``, so a motion is seen frame by frame;
+  (``scale_factor_temporal`` 1) and 16 latent channels, coding each frame on its own: 9 frames
+  of 64x64 become latents ``[16, 9, 16, 16]``, so a motion is seen frame by frame;
 * ``UMT5EncoderModel``: 2 layers of width 64 over the world's own words (a T5 tokenizer whose
   pieces are the world's words, with single characters as fallback, so learned tokens work);
 * Wan's scheduler (UniPC, flow prediction) with a shift of 2 for these short sequences.
@@ -33,7 +33,9 @@ MODEL_V2_DIR = Path(__file__).resolve().parent / "model_v2"
 #: v2's native size: 9 frames (``1 + 4k``, as Wan's VAE takes) of 64x64.
 SPEC = VideoSpec(height=64, width=64, frames=9, fps=8)
 TEXT_LENGTH = 24
-LATENT_CHANNELS = 48
+#: Latent channels of a frame's 4x4 pixel patch (48 numbers): 16, so a 2x2 token carries 64 numbers,
+#: half the transformer's width (see :func:`build_vae`).
+LATENT_CHANNELS = 16
 #: Words v2's captions add to v1's vocabulary (motion families).
 V2_WORDS = ("bouncing", "arcing")
 
@@ -58,26 +60,29 @@ def build_text_encoder(vocab_size: int, width: int = 64, layers: int = 2) -> UMT
     ))
 
 
-def build_transformer(*, layers: int = 6, heads: int = 4, head_dim: int = 32, text_width: int = 64) -> WanTransformer3DModel:
+def build_transformer(*, layers: int = 6, heads: int = 4, head_dim: int = 32, text_width: int = 64,
+                      latent_channels: int = LATENT_CHANNELS) -> WanTransformer3DModel:
     return WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=head_dim, in_channels=LATENT_CHANNELS,
-        out_channels=LATENT_CHANNELS, text_dim=text_width, freq_dim=64, ffn_dim=4 * heads * head_dim,
+        patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=head_dim, in_channels=latent_channels,
+        out_channels=latent_channels, text_dim=text_width, freq_dim=64, ffn_dim=4 * heads * head_dim,
         num_layers=layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
     )
 
 
-def build_vae(base_dim: int = 48) -> AutoencoderKLWan:
+def build_vae(base_dim: int = 48, latent_channels: int = LATENT_CHANNELS) -> AutoencoderKLWan:
     """Wan's VAE (the 2.2 variant with a pixel patchify) at 4x in space and none in time, frame by frame.
 
     A 4x4 patchify (48 channels) feeds one resolution level of Wan's causal blocks, and the latents
-    keep 48 channels: the VAE compresses nothing, it only has to learn to pass pixels through,
-    which it does in a few hundred CPU steps, where the 8x-compressing shape did not learn in
-    as many. See :func:`frame_by_frame` for the time axis.
+    keep ``latent_channels`` of those 48 numbers' worth: little to learn, which it does in a few
+    hundred CPU steps, where the 8x-compressing shape did not learn in as many. 16 channels make
+    a 2x2 token 64 numbers, half the transformer's width; the 48 of the first v2 models made it
+    192, more than the width carries (``docs/toyworld.md``). See :func:`frame_by_frame` for the
+    time axis.
     """
     return frame_by_frame(AutoencoderKLWan(
-        base_dim=base_dim, z_dim=LATENT_CHANNELS, dim_mult=[1], num_res_blocks=1, temperal_downsample=[],
+        base_dim=base_dim, z_dim=latent_channels, dim_mult=[1], num_res_blocks=1, temperal_downsample=[],
         in_channels=48, out_channels=48, patch_size=4, scale_factor_spatial=4, scale_factor_temporal=1,
-        latents_mean=[0.0] * LATENT_CHANNELS, latents_std=[1.0] * LATENT_CHANNELS,
+        latents_mean=[0.0] * latent_channels, latents_std=[1.0] * latent_channels,
     ))
 
 
@@ -104,7 +109,7 @@ def build_scheduler() -> UniPCMultistepScheduler:
                                    num_train_timesteps=1000)
 
 
-def build_pipeline(seed: int = 0, *, tiny: bool = False) -> WanPipeline:
+def build_pipeline(seed: int = 0, *, tiny: bool = False, latent_channels: int = LATENT_CHANNELS) -> WanPipeline:
     """Freshly initialised components; ``tiny`` shrinks them for unit tests (same structure)."""
     import torch
 
@@ -113,8 +118,9 @@ def build_pipeline(seed: int = 0, *, tiny: bool = False) -> WanPipeline:
     width = 16 if tiny else 64
     return WanPipeline(
         tokenizer=tokenizer, text_encoder=build_text_encoder(len(tokenizer) + 1, width=width, layers=1 if tiny else 2),
-        transformer=build_transformer(layers=2, heads=2, head_dim=12, text_width=width) if tiny else build_transformer(),
-        vae=build_vae(base_dim=8 if tiny else 48), scheduler=build_scheduler(),
+        transformer=(build_transformer(layers=2, heads=2, head_dim=12, text_width=width, latent_channels=latent_channels)
+                     if tiny else build_transformer(latent_channels=latent_channels)),
+        vae=build_vae(base_dim=8 if tiny else 48, latent_channels=latent_channels), scheduler=build_scheduler(),
     )
 
 

@@ -68,3 +68,64 @@ def test_weights_ship_only_when_their_evaluation_improves(straight, tmp_path, mo
     assert not evaluate_v2.ship(straight / "model", {**good, "direction": 0.2}, commit=False)
     assert json.loads((shipped / evaluate_v2.EVALUATION).read_text())["direction"] == 0.3
     assert evaluate_v2.ship(straight / "model", {**good, "direction": 0.4}, commit=False)
+
+
+def test_a_token_carries_at_most_half_the_transformer_width():
+    """The denoiser's only way from its input to its output runs through its width: a token of more
+    numbers than that (48 latent channels x a 2x2 patch = 192 against 128) leaves part of every
+    token's noise unpredictable, a floor under the loss, and that part of the initial noise
+    untouched by sampling. v2's latents are sized so a token fits in half the width."""
+    config = wan_model.build_transformer().config
+    per_token = config.in_channels * config.patch_size[1] * config.patch_size[2]
+    width = config.num_attention_heads * config.attention_head_dim
+    assert per_token <= width // 2, f"a token carries {per_token} numbers through a width of {width}"
+
+
+def test_a_new_denoiser_can_start_from_another_latent_widths_blocks(straight):
+    pipe = wan_model.build_pipeline(1, tiny=True, latent_channels=8)
+    fresh = train_v2.load_blocks(pipe, straight / "model")
+    assert fresh == ["patch_embedding.weight", "proj_out.bias", "proj_out.weight"]
+    saved = weights(straight / "model")
+    own = pipe.transformer.state_dict()
+    assert torch.equal(own["blocks.0.attn1.to_q.weight"], saved["blocks.0.attn1.to_q.weight"])
+    assert own["patch_embedding.weight"].shape[1] == 8 != saved["patch_embedding.weight"].shape[1]
+
+
+def test_what_a_too_narrow_denoiser_cannot_reach_survives_sampling_untouched(tmp_path):
+    """Why the invariant above: the output lies in the span of the head's columns, so outside it the
+    velocity is a constant and every solver step moves those latent coordinates by a constant:
+    they end as the initial noise (tiny model: 8 channels x 2x2 = 32 numbers a token, width 24)."""
+    from toyworld.common import guided, scheduler_step
+
+    pipe = wan_model.build_pipeline(0, tiny=True, latent_channels=8)
+    torch.nn.init.normal_(pipe.transformer.proj_out.weight, std=0.5)  # a trained-looking head
+    backbone = train_v2.make_backbone(pipe, tmp_path)
+    head = pipe.transformer.proj_out.weight.detach()
+    basis = torch.linalg.svd(head, full_matrices=True)[0][:, head.shape[1]:]  # what the head cannot write
+    assert basis.shape[1] == 32 - 24
+    scheduler = backbone.make_scheduler(None)
+    scheduler.set_timesteps(4)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn((2, *backbone.latent_shape(9, 32, 32)), generator=g)
+    start, embeds = x.clone(), backbone.encode_prompt(["", "", "a red circle", "a blue square"])
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            x = scheduler_step(scheduler, guided(backbone, x, t, embeds, 5.0, scheduler), t, x, g)
+
+    def outside(z):  # tokens in the head's order (row, column of the 2x2 patch, then channel)
+        b, c, f, h, w = z.shape
+        z = z.reshape(b, c, f, h // 2, 2, w // 2, 2).permute(0, 2, 3, 5, 4, 6, 1).reshape(-1, 4 * c) @ basis
+        return z - z.mean(0)
+
+    moved = (x - start).abs().mean()
+    assert moved > 0.1  # sampling changed the latents ...
+    assert torch.allclose(outside(x), outside(start), atol=1e-3 * float(moved))  # ... but not there
+
+
+def test_a_warm_folder_of_another_latent_width_gives_its_blocks_to_a_new_run(straight, tmp_path, capsys):
+    # The shipped model may predate a change of latent width: the restart trains a new VAE and
+    # takes the old transformer's blocks, instead of failing on the shapes.
+    train_v2.main([*TINY, "--out", str(tmp_path), "--steps", "1", "--latent-channels", "8", "--warm", str(straight / "model")])
+    assert "not 8" in capsys.readouterr().err
+    assert train_v2.latent_channels_of(tmp_path / "model") == 8
+    assert json.loads((tmp_path / "model" / train_v2.TRAINING_RECORD).read_text()) == {"step": 1}
