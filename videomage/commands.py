@@ -304,8 +304,8 @@ class Fuse(Command):
         from videomage.options import parse_assignments
         from videomage.stages.fusion import load_subjects, fuse
 
-        options = {f"{kind}_options": parse_assignments(getattr(args, f"{flag}_option"), flag_name=f"--{flag.replace('_', '-')}-option")
-                   for kind, flag in (("mask_source", "mask_source"), ("distill", "distill"), ("attention", "attention"))}
+        options = {f"{name}_options": parse_assignments(getattr(args, f"{name}_option"), flag_name=f"--{name.replace('_', '-')}-option")
+                   for name in ("mask_source", "distill", "attention")}
         config = FusionConfig(steps=args.steps, lr=args.lr, lambda_attn=args.lambda_attn,
                               videos_per_subject=args.videos_per_subject, mask_source=args.mask_source,
                               distill_objective=args.distill_objective, attention_objective=args.attention_objective,

@@ -57,6 +57,7 @@ def request_from_args(args: argparse.Namespace) -> tuple[PlanRequest, list[str]]
 
         recipe = Recipe.from_toml(args.recipe)
         s = recipe.sampling
+        options = {**(s.options if s else {}), **_sampler_options(args)}  # -o over the recipe's
         stages = [name for name, present in (("subject", bool(recipe.subjects)), ("motion", recipe.motion is not None),
                                              ("fusion", len(recipe.subjects) > 1), ("generate", s is not None)) if present]
         if s is not None:
@@ -66,16 +67,15 @@ def request_from_args(args: argparse.Namespace) -> tuple[PlanRequest, list[str]]
                               subjects=max(len(recipe.subjects), 1),
                               release_text_encoder=args.release_text_encoder or recipe.model.release_text_encoder,
                               sampler=s.sampler if s else default(SamplingConfig, "sampler"), steps=s.steps if s else 50,
-                              tau=_guided_steps(s) if s else 15,
-                              sampler_options={**(s.options if s else {}), **_sampler_options(args)}, **size)
+                              tau=_guided_steps(s.sampler, options) if s else 15, sampler_options=options, **size)
         return request, stages
     if not args.model:
         raise ConfigError("plan: pass --model (a Hub id or a local folder) or --recipe (a .toml recipe)")
+    options = _sampler_options(args)
     request = PlanRequest(model=args.model, backbone=args.backbone, dtype=args.dtype or "bfloat16",
                           gradient_checkpointing=args.gradient_checkpointing, rank=args.rank, subjects=args.subjects,
-                          release_text_encoder=args.release_text_encoder,
-                          sampler=args.sampler, steps=args.steps, tau=args.tau, sampler_options=_sampler_options(args),
-                          **size)
+                          release_text_encoder=args.release_text_encoder, sampler=args.sampler, steps=args.steps,
+                          tau=_guided_steps(args.sampler, options, args.tau), sampler_options=options, **size)
     return request, stages
 
 
@@ -85,15 +85,18 @@ def _sampler_options(args: argparse.Namespace) -> dict:
     return parse_assignments(getattr(args, "option", None))
 
 
-def _guided_steps(s) -> int:
-    """The recipe's count of guided steps: its sampler's ``guided_steps_option`` in ``[sampling.options]``."""
+def _guided_steps(sampler: str, options: dict, default: int | None = None) -> int:
+    """The guided steps the plan counts: the sampler's ``guided_steps_option`` where ``options`` set
+    it, else ``default`` (``--tau``), else the option's own default; 0 for a sampler without one."""
     from videomage.planning import guided_option
     from videomage.plugins import get_registry
 
-    option = guided_option(s.sampler)
+    option = guided_option(sampler)
     if option is None:
-        return 0
-    return int(getattr(get_registry().build_options("sampler", s.sampler, s.options), option))
+        return 0 if default is None else default
+    if option not in options and default is not None:
+        return default
+    return int(getattr(get_registry().build_options("sampler", sampler, options), option))
 
 
 class Plan(Command):

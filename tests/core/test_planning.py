@@ -170,5 +170,6 @@ def test_a_recipe_is_planned_with_its_sampler_options(tmp_path):
     assert stages == list(("subject", "motion", "fusion", "generate"))
     assert request.tau == 4 and request.sampler_options == {"tau": 4, "guidance_checkpointing": False}
     # -o on the command line overrides the recipe's options, as it does for generate
-    request, _ = request_from_args(argparse.Namespace(**vars(args), option=["guidance_checkpointing=true"]))
-    assert request.sampler_options == {"tau": 4, "guidance_checkpointing": True}
+    request, _ = request_from_args(argparse.Namespace(**vars(args), option=["guidance_checkpointing=true", "tau=2"]))
+    assert request.sampler_options == {"tau": 2, "guidance_checkpointing": True}
+    assert request.tau == 2  # the guided steps the plan counts follow the option too
