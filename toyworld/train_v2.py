@@ -10,7 +10,9 @@ Re-running the same command resumes wherever it stopped. Phases, each an ordinar
    normalisation the ``wan`` backbone applies);
 2. ``denoiser/``: the transformer and the text encoder learn flow matching through the ``wan``
    backbone's own ``encode_video``/``add_noise``/``predict``, on captioned v2 clips, captions
-   dropped to ``""`` 10% of the time for classifier-free guidance.
+   dropped to ``""`` 10% of the time for classifier-free guidance. An exponential moving
+   average of their weights (``--ema-decay``, kept in ``denoiser/ema.safetensors`` beside each
+   checkpoint) is what is exported: it averages out the noise of a high learning rate.
 
 The data of step ``k`` comes from a generator seeded by ``(seed, phase, k)``, so a resumed run
 sees the batches an uninterrupted one would. Every ``--export-every`` steps the model is written
@@ -27,6 +29,7 @@ import json
 import math
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import attrs
@@ -35,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from videomage.components import ObjectiveOutput
+from videomage.kit import atomic_write
 from videomage.trainer import ParamGroup, Trainer, TrainerConfig
 from toyworld.common import write_folder
 from videomage_toyworld import wan_model, world2
@@ -64,6 +68,8 @@ class Plan:
     log_every: int = 10
     tiny: bool = False
     latent_channels: int = wan_model.LATENT_CHANNELS
+    # Decay of the exported weights' moving average (0: export the trained weights themselves).
+    ema_decay: float = 0.999
     device: str = "cpu"
     mixed_precision: str = "no"
 
@@ -197,16 +203,80 @@ def load_blocks(pipe, folder: Path) -> list[str]:
     return sorted(set(own) - set(same))
 
 
+EMA_FILE = "ema.safetensors"
+
+
+class MovingAverage:
+    """An exponential moving average of ``params``, saved beside the trainer's checkpoint.
+
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` over the first updates ``n``, so a new
+    average follows the weights closely before it starts to smooth them. Saved with the step it
+    belongs to: a checkpoint of another step (a crash between the two writes) starts a new average
+    from the resumed weights instead of mixing in a stale one.
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter], decay: float) -> None:
+        self.params, self.decay = params, decay
+        self.shadow = [p.detach().clone() for p in params]
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - d)
+        self.updates += 1
+
+    @contextmanager
+    def applied(self):
+        """The averaged weights in the modules for the duration (then the trained ones again)."""
+        saved = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, s in zip(self.params, self.shadow):
+                p.copy_(s)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, s in zip(self.params, saved):
+                    p.copy_(s)
+
+    def save(self, path: Path, step: int) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {str(i): s.contiguous() for i, s in enumerate(self.shadow)}
+        meta = {"step": str(step), "updates": str(self.updates), "decay": repr(self.decay)}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+    def load(self, path: Path, step: int) -> bool:
+        """Restore the average saved at ``step``; ``False`` (a new average) when there is none for it."""
+        from safetensors import safe_open
+
+        if not path.exists():
+            return False
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata()
+            if int(meta["step"]) != step or len(list(fh.keys())) != len(self.shadow):
+                return False
+            tensors = [fh.get_tensor(str(i)) for i in range(len(self.shadow))]
+        if any(t.shape != s.shape for t, s in zip(tensors, self.shadow)):
+            return False
+        self.shadow = [t.to(s.device) for t, s in zip(tensors, self.shadow)]
+        self.updates = int(meta["updates"])
+        return True
+
+
 def train_denoiser(pipe, plan: Plan, out: Path, offset: int) -> None:
     backbone = make_backbone(pipe, out / "model")
     transformer = pipe.transformer.train().requires_grad_(True)
     text_encoder = pipe.text_encoder.train().requires_grad_(True)
     size = size_of(plan)
     trainer: Trainer
-    started = [time.time(), 0]
+    started = [time.time(), 0, False]
     window: list[float] = []
     cache: dict[int, tuple[torch.Tensor, list[str]]] = {}
     mean, std = backbone._stats(torch.zeros(1, device=plan.device))
+    params = [*transformer.parameters(), *text_encoder.parameters()]
+    average = MovingAverage(params, plan.ema_decay) if plan.ema_decay > 0 else None
 
     @torch.no_grad()
     def block(index: int) -> tuple[torch.Tensor, list[str]]:
@@ -220,8 +290,6 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int) -> None:
 
     def step_loss(step: int, generator: torch.Generator) -> ObjectiveOutput:
         global_step = offset + step
-        for group in trainer.optimizer.param_groups:
-            group["lr"] = lr_at(plan, global_step)
         latents, captions = block(global_step // plan.reuse)
         rng = data_rng(plan, 3, global_step)
         captions = ["" if rng.random() < plan.caption_dropout else c for c in captions]
@@ -233,29 +301,48 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int) -> None:
         window.append(float(loss.detach()))
         return ObjectiveOutput(loss=loss, logs={})
 
-    def every(step: int) -> None:
+    def exported(step: int) -> None:
+        transformer.eval(), text_encoder.eval()
+        with average.applied() if average is not None else nullcontext():
+            export(pipe, out / "model", step)
+        transformer.train(), text_encoder.train()
+
+    def every(step: int) -> None:  # after each optimizer step
+        if average is not None:
+            if not started[2]:  # the first step of this run: the average of the step it resumed from
+                started[2] = True
+                resumed = average.load(out / "denoiser" / EMA_FILE, step - 1)
+                print(json.dumps({"moving_average": "resumed" if resumed else "new", "step": offset + step - 1}), flush=True)
+                if not resumed:
+                    average.shadow = [p.detach().clone() for p in params]
+            average.update()
+            if step % plan.checkpoint_every == 0:
+                average.save(out / "denoiser" / EMA_FILE, step)  # beside the trainer's checkpoint of this step
         if step % plan.log_every == 0:
             elapsed = time.time() - started[0]
             done = step - started[1]
-            started[:] = [time.time(), step]
+            started[:2] = [time.time(), step]
             print(json.dumps({"phase": "denoiser", "step": offset + step, "loss": round(sum(window) / max(1, len(window)), 5),
                               "lr": round(lr_at(plan, offset + step), 6), "s_per_step": round(elapsed / max(1, done), 3),
                               "time": time.strftime("%H:%M:%S")}), flush=True)
             window.clear()
         if step % plan.export_every == 0:
-            transformer.eval(), text_encoder.eval()
-            export(pipe, out / "model", offset + step)
-            transformer.train(), text_encoder.train()
+            exported(offset + step)
 
     config = TrainerConfig(steps=plan.steps - offset, checkpoint_every=plan.checkpoint_every, seed=plan.seed,
-                           description="v2 denoiser", validate_every=math.gcd(plan.log_every, plan.export_every),
+                           description="v2 denoiser",
+                           validate_every=1 if average is not None else math.gcd(plan.log_every, plan.export_every),
                            mixed_precision=plan.mixed_precision)
     groups = [ParamGroup(name="transformer", params=list(transformer.parameters()), lr=plan.lr),
               ParamGroup(name="text_encoder", params=list(text_encoder.parameters()), lr=plan.lr)]
     trainer = Trainer(config, groups, step_loss, checkpoint_dir=out / "denoiser", validate=every)
     trainer.fit()
-    transformer.eval(), text_encoder.eval()
-    export(pipe, out / "model", plan.steps)
+    if average is not None and not started[2]:  # nothing left to train: the average of the last run
+        if not average.load(out / "denoiser" / EMA_FILE, trainer.step):
+            average.shadow = [p.detach().clone() for p in params]
+    elif average is not None:
+        average.save(out / "denoiser" / EMA_FILE, trainer.step)
+    exported(plan.steps)
 
 
 def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path | None = None) -> Path:
@@ -300,6 +387,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-every", type=int, default=d.log_every)
     parser.add_argument("--warm", type=Path, default=None,
                         help="when OUT holds no denoiser checkpoint, start from this saved model (e.g. the shipped one)")
+    parser.add_argument("--ema-decay", type=float, default=d.ema_decay,
+                        help="decay of the exported weights' moving average; 0 exports the trained weights")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (train on a GPU where there is one)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPUs)")
@@ -313,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     plan = Plan(steps=args.steps, decay_steps=args.decay_steps, vae_steps=args.vae_steps, batch=args.batch, lr=args.lr, reuse=args.reuse,
                 seed=args.seed, checkpoint_every=args.checkpoint_every, export_every=args.export_every,
-                log_every=args.log_every, tiny=args.tiny, latent_channels=args.latent_channels, device=args.device, mixed_precision="bf16" if args.bf16 else "no")
+                log_every=args.log_every, tiny=args.tiny, latent_channels=args.latent_channels, ema_decay=args.ema_decay, device=args.device, mixed_precision="bf16" if args.bf16 else "no")
     warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None
     if args.warm is not None and warm is None:
         print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)

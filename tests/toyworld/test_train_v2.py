@@ -129,3 +129,32 @@ def test_a_warm_folder_of_another_latent_width_gives_its_blocks_to_a_new_run(str
     assert "not 8" in capsys.readouterr().err
     assert train_v2.latent_channels_of(tmp_path / "model") == 8
     assert json.loads((tmp_path / "model" / train_v2.TRAINING_RECORD).read_text()) == {"step": 1}
+
+
+def test_the_moving_average_follows_its_formula_and_resumes_only_at_its_own_step(tmp_path):
+    p = torch.nn.Parameter(torch.zeros(3))
+    average = train_v2.MovingAverage([p], decay=0.5)
+    expected = torch.zeros(3)
+    for value in (1.0, 2.0, 3.0):
+        with torch.no_grad():
+            p.fill_(value)
+        d = min(0.5, (1 + average.updates) / (10 + average.updates))
+        expected = d * expected + (1 - d) * value
+        average.update()
+    assert torch.allclose(average.shadow[0], expected)
+    with average.applied():
+        assert torch.equal(p.detach(), expected)
+    assert torch.equal(p.detach(), torch.full((3,), 3.0))  # the trained weights come back
+    average.save(tmp_path / "ema.safetensors", step=7)
+    other = train_v2.MovingAverage([p], decay=0.5)
+    assert not other.load(tmp_path / "ema.safetensors", step=8)  # another step's checkpoint: a new average
+    assert other.load(tmp_path / "ema.safetensors", step=7) and other.updates == 3
+    assert torch.equal(other.shadow[0], expected)
+
+
+def test_the_export_is_the_moving_average_of_the_trained_weights(straight, tmp_path):
+    train_v2.main([*TINY, "--out", str(tmp_path), "--steps", "3", "--ema-decay", "0"])
+    averaged, trained = weights(straight / "model"), weights(tmp_path / "model")
+    assert not all(torch.equal(averaged[k], trained[k]) for k in trained)
+    assert (tmp_path / "denoiser" / train_v2.EMA_FILE).exists() is False
+    assert (straight / "denoiser" / train_v2.EMA_FILE).exists()
