@@ -158,3 +158,18 @@ def test_the_export_is_the_moving_average_of_the_trained_weights(straight, tmp_p
     assert not all(torch.equal(averaged[k], trained[k]) for k in trained)
     assert (tmp_path / "denoiser" / train_v2.EMA_FILE).exists() is False
     assert (straight / "denoiser" / train_v2.EMA_FILE).exists()
+
+
+def test_the_held_out_loss_splits_object_latents_from_the_background(straight):
+    from videomage.loading import load_backbone
+
+    error = torch.zeros(2, 4, 3, 4, 4)
+    covered = torch.zeros(2, 1, 3, 4, 4, dtype=torch.bool)
+    covered[0, :, 1, 2, 2] = True
+    error[0, :, 1, 2, 2] = 5.0  # wrong only where an object is
+    assert evaluate_v2.split_loss(error, covered) == (5.0, 0.0)
+    loss = evaluate_v2.held_out_loss(load_backbone(str(straight / "model")), n=4, batch=2)
+    assert set(loss) == {"object", "background"}
+    assert all(len(v) == len(evaluate_v2.SIGMAS) and all(np.isfinite(v)) and min(v) > 0 for v in loss.values())
+    # Fixed clips, noise and levels: the same model measures the same.
+    assert loss == evaluate_v2.held_out_loss(load_backbone(str(straight / "model")), n=4, batch=2)
