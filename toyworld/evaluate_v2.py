@@ -9,7 +9,8 @@ targets are 0.9 for each.
 Beside it, :func:`held_out_loss`: the flow-matching loss on 32 held-out clips at five fixed noise
 levels, split into the latents an object covers and the background's. It moves smoothly where
 the scored samples jump between checkpoints (each part is right or wrong), so it shows whether
-training still makes progress on the objects.
+training still makes progress on the objects. And :func:`reconstruction_scores`: the same reading
+of held-out clips passed through the VAE alone, the most a perfect denoiser could score.
 
 ``--ship`` copies the model (its transformer in float16) into the package (where the demo finds it) and commits
 it, but only when its evaluation beats the one recorded beside the shipped weights
@@ -70,7 +71,8 @@ def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20,
 
         write_contact_sheet(torch.cat(kept)[:16].flatten(0, 1), str(sheet), columns=kept[0].shape[1])
     out = alignment.summary(scores)
-    out.update(steps=float(steps), guidance=float(guidance), held_out_loss=held_out_loss(backbone))
+    out.update(steps=float(steps), guidance=float(guidance), held_out_loss=held_out_loss(backbone),
+               reconstruction=reconstruction_scores(backbone))
     return out
 
 
@@ -114,6 +116,21 @@ def held_out_loss(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> di
         out["object"].append(round(obj, 4))
         out["background"].append(round(rest, 4))
     return out
+
+
+@torch.no_grad()
+def reconstruction_scores(backbone, *, n: int = 24, seed: int = 7) -> dict[str, float]:
+    """The evaluation's reading of ``n`` held-out world clips passed through the VAE alone (encode,
+    decode): the most a perfect denoiser could score with this VAE."""
+    from videomage_toyworld.world2 import NO_DROPS, random_clip
+
+    rng = np.random.default_rng([seed, 23])
+    clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS,
+                         family=str(rng.choice(list(FAMILIES)))) for _ in range(n)]
+    video = torch.from_numpy(np.stack([c.frames for c in clips]))
+    decoded = torch.cat([backbone.decode_latents(backbone.encode_video(video[i : i + 8])) for i in range(0, n, 8)])
+    summary = alignment.summary([alignment.score(v, c.caption) for v, c in zip(decoded.float().cpu(), clips)])
+    return {p: round(summary[p], 4) for p in alignment.PARTS}
 
 
 def rank(result: dict) -> tuple[float, float]:

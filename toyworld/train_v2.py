@@ -49,10 +49,13 @@ TRAINING_RECORD = "training.json"
 
 @attrs.frozen(kw_only=True)
 class Plan:
-    vae_steps: int = 400
+    vae_steps: int = 3000
     vae_batch: int = 16
     vae_lr: float = 1e-3
     kl_weight: float = 1e-4  # on the latents' square: keeps them near unit scale
+    # Reconstruction weight of the pixels off a frame's border colour (objects), against 1 for the
+    # rest: an object covers a twentieth of a frame, and unweighted its shape was the first thing lost.
+    object_weight: float = 5.0
     steps: int = 20000
     batch: int = 8
     lr: float = 1e-3
@@ -106,6 +109,15 @@ def vae_frames(rng: np.random.Generator, n: int, size: int) -> torch.Tensor:
     return torch.cat([any_colour, world_frames])[:, :, None] * 2 - 1
 
 
+def pixel_weights(x: torch.Tensor, object_weight: float) -> torch.Tensor:
+    """``[B, 1, F, H, W]``: ``object_weight`` where a pixel of ``x`` ``[B, 3, F, H, W]`` differs from its
+    frame's border colour (the background's, read from the edge pixels) by more than 0.1, else 1."""
+    edge = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1)  # [B, 3, F, 4W]
+    border = edge.median(dim=-1).values[..., None, None]
+    off = (x - border).abs().amax(dim=1, keepdim=True) > 0.1
+    return 1 + (object_weight - 1) * off.float()
+
+
 def encode_frames(vae, x: torch.Tensor) -> torch.Tensor:
     """The posterior means of ``[B, 3, F, H, W]``; the VAE codes frames alone, so they fold into the batch."""
     b, _, f = x.shape[:3]
@@ -132,8 +144,11 @@ def train_vae(pipe, plan: Plan, out: Path) -> None:
         vae._conv_idx = [0]
         raw = vae.decoder(vae.post_quant_conv(z), feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=True)
         vae.clear_cache()
-        mse = F.mse_loss(unpatchify(raw, patch_size=vae.config.patch_size), x)
-        return ObjectiveOutput(loss=mse + plan.kl_weight * z.pow(2).mean(), logs={"mse": float(mse.detach())})
+        error = (unpatchify(raw, patch_size=vae.config.patch_size) - x).pow(2)
+        mse = error.mean()
+        weights = pixel_weights(x, plan.object_weight)
+        weighted = (error * weights).sum() / (weights.sum() * x.shape[1])
+        return ObjectiveOutput(loss=weighted + plan.kl_weight * z.pow(2).mean(), logs={"mse": float(mse.detach())})
 
     config = TrainerConfig(steps=plan.vae_steps, checkpoint_every=plan.checkpoint_every, seed=plan.seed,
                            description="v2 vae")
@@ -142,11 +157,15 @@ def train_vae(pipe, plan: Plan, out: Path) -> None:
     history = trainer.fit()
     vae.eval().requires_grad_(False)
     if history:
+        from toyworld.evaluate_v2 import reconstruction_scores
+
         with torch.no_grad():
             x = world2.batch(data_rng(plan, 0, 1), 4, size=size)["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1
             error = float(((vae.decode(vae.encode(x).latent_dist.mode()).sample - x) / 2).abs().mean())
+        fix_latent_stats(pipe, plan)
+        scores = reconstruction_scores(make_backbone(pipe, out / "model"), n=8 if plan.tiny else 24)
         print(json.dumps({"phase": "vae", "final_mse": round(sum(h["mse"] for h in history[-20:]) / len(history[-20:]), 5),
-                          "world_clip_mean_abs_error": round(error, 4)}), flush=True)
+                          "world_clip_mean_abs_error": round(error, 4), "reconstruction_scores": scores}), flush=True)
 
 
 @torch.no_grad()
@@ -175,16 +194,23 @@ def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32)
     return write_folder(folder, write)
 
 
+def load_vae(pipe, folder: Path) -> None:
+    """Copy a saved model's VAE and its latent statistics into ``pipe``."""
+    from diffusers import AutoencoderKLWan
+
+    vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae")
+    pipe.vae.load_state_dict(vae.state_dict())
+    pipe.vae.register_to_config(latents_mean=vae.config.latents_mean, latents_std=vae.config.latents_std)
+
+
 def load_weights(pipe, folder: Path) -> int:
     """Copy a saved model's weights into ``pipe``; return the step it was saved at (0 if unknown)."""
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from diffusers import WanTransformer3DModel
     from transformers import UMT5EncoderModel
 
     pipe.transformer.load_state_dict(WanTransformer3DModel.from_pretrained(folder, subfolder="transformer").float().state_dict())
     pipe.text_encoder.load_state_dict(UMT5EncoderModel.from_pretrained(folder, subfolder="text_encoder").float().state_dict())
-    vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae")
-    pipe.vae.load_state_dict(vae.state_dict())
-    pipe.vae.register_to_config(latents_mean=vae.config.latents_mean, latents_std=vae.config.latents_std)
+    load_vae(pipe, folder)
     record = folder / TRAINING_RECORD
     return int(json.loads(record.read_text()).get("step", 0)) if record.exists() else 0
 
@@ -357,6 +383,10 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path
         offset = json.loads(offset_file.read_text())["offset"] if offset_file.exists() else 0
         if offset:  # a warm-restarted run: the VAE and its statistics came from the warm folder
             load_weights(pipe, Path(json.loads(offset_file.read_text())["warm"]))
+        elif has_checkpoint and (out / "model" / "vae").is_dir():
+            # The denoiser has begun: its VAE is the one exported beside it, whatever --vae-steps
+            # says now (a longer VAE phase would change the latents under a trained denoiser).
+            load_vae(pipe, out / "model")
         else:
             train_vae(pipe, plan, out)
             fix_latent_stats(pipe, plan)
@@ -378,6 +408,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=d.steps)
     parser.add_argument("--decay-steps", type=int, default=d.decay_steps)
     parser.add_argument("--vae-steps", type=int, default=d.vae_steps)
+    parser.add_argument("--object-weight", type=float, default=d.object_weight,
+                        help="the VAE's reconstruction weight of pixels off the border colour (objects)")
     parser.add_argument("--batch", type=int, default=d.batch)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--reuse", type=int, default=d.reuse, help="steps each encoded batch of clips is trained on")
@@ -400,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
                              "encoder where shapes match (another latent width: patch embedding and head stay fresh)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    plan = Plan(steps=args.steps, decay_steps=args.decay_steps, vae_steps=args.vae_steps, batch=args.batch, lr=args.lr, reuse=args.reuse,
+    plan = Plan(steps=args.steps, decay_steps=args.decay_steps, vae_steps=args.vae_steps, object_weight=args.object_weight, batch=args.batch, lr=args.lr, reuse=args.reuse,
                 seed=args.seed, checkpoint_every=args.checkpoint_every, export_every=args.export_every,
                 log_every=args.log_every, tiny=args.tiny, latent_channels=args.latent_channels, ema_decay=args.ema_decay, device=args.device, mixed_precision="bf16" if args.bf16 else "no")
     warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None

@@ -173,3 +173,30 @@ def test_the_held_out_loss_splits_object_latents_from_the_background(straight):
     assert all(len(v) == len(evaluate_v2.SIGMAS) and all(np.isfinite(v)) and min(v) > 0 for v in loss.values())
     # Fixed clips, noise and levels: the same model measures the same.
     assert loss == evaluate_v2.held_out_loss(load_backbone(str(straight / "model")), n=4, batch=2)
+
+
+def test_the_vae_weighs_the_pixels_off_the_border_colour_more():
+    x = torch.full((1, 3, 1, 8, 8), 0.2)
+    x[..., 3:5, 3:5] = 0.9  # an object on a flat background
+    w = train_v2.pixel_weights(x, 5.0)
+    assert w.shape == (1, 1, 1, 8, 8)
+    assert torch.all(w[..., 3:5, 3:5] == 5.0) and w.sum() == 60 + 4 * 5.0
+
+
+def test_the_vae_phase_reports_what_its_reconstructions_score(straight, capsys):
+    from videomage.loading import load_backbone
+
+    scores = evaluate_v2.reconstruction_scores(load_backbone(str(straight / "model")), n=4)
+    assert set(scores) == {"colour", "shape", "background", "direction"}
+    assert all(0.0 <= v <= 1.0 for v in scores.values())
+
+
+def test_a_longer_vae_phase_never_changes_the_vae_under_a_begun_denoiser(straight, tmp_path):
+    import shutil
+
+    shutil.copytree(straight, tmp_path / "run")
+    train_v2.main([*TINY, "--out", str(tmp_path / "run"), "--steps", "4", "--vae-steps", "3"])
+    vae = "vae/diffusion_pytorch_model.safetensors"
+    before, after = load_file(str(straight / "model" / vae)), load_file(str(tmp_path / "run" / "model" / vae))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((tmp_path / "run" / "model" / train_v2.TRAINING_RECORD).read_text()) == {"step": 4}
