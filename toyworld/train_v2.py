@@ -178,7 +178,24 @@ def fix_latent_stats(pipe, plan: Plan) -> None:
     pipe.vae.register_to_config(latents_mean=[round(v, 5) for v in mean], latents_std=[round(v, 5) for v in std])
 
 
-def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32) -> Path:
+#: What a model folder's VAE was trained with, where its ``training.json`` does not say: the first
+#: v2 models' 400 unweighted steps.
+FIRST_VAE_RECIPE = {"vae_steps": 400, "object_weight": 1.0}
+
+
+def vae_recipe(plan: Plan) -> dict:
+    """The settings that make a VAE (and so the latent space a denoiser learns)."""
+    return {"latent_channels": plan.latent_channels, "vae_steps": plan.vae_steps, "object_weight": plan.object_weight}
+
+
+def recipe_of(folder: Path) -> dict:
+    """The VAE recipe a saved model records in ``training.json`` (older folders: :data:`FIRST_VAE_RECIPE`)."""
+    record = Path(folder) / TRAINING_RECORD
+    saved = json.loads(record.read_text()).get("vae") if record.exists() else None
+    return saved or {"latent_channels": latent_channels_of(folder), **FIRST_VAE_RECIPE}
+
+
+def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32, recipe: dict | None = None) -> Path:
     """Write the model into ``folder`` atomically: build it beside, then swap it in."""
     if dtype != torch.float32:
         # Cast copies, so the training weights stay float32.
@@ -189,7 +206,7 @@ def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32)
 
     def write(staging: Path) -> None:
         wan_model.save_pipeline(pipe, staging)
-        (staging / TRAINING_RECORD).write_text(json.dumps({"step": step}) + "\n")
+        (staging / TRAINING_RECORD).write_text(json.dumps({"step": step, **({"vae": recipe} if recipe else {})}) + "\n")
 
     return write_folder(folder, write)
 
@@ -291,7 +308,7 @@ class MovingAverage:
         return True
 
 
-def train_denoiser(pipe, plan: Plan, out: Path, offset: int) -> None:
+def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None = None) -> None:
     backbone = make_backbone(pipe, out / "model")
     transformer = pipe.transformer.train().requires_grad_(True)
     text_encoder = pipe.text_encoder.train().requires_grad_(True)
@@ -330,7 +347,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int) -> None:
     def exported(step: int) -> None:
         transformer.eval(), text_encoder.eval()
         with average.applied() if average is not None else nullcontext():
-            export(pipe, out / "model", step)
+            export(pipe, out / "model", step, recipe=recipe)
         transformer.train(), text_encoder.train()
 
     def every(step: int) -> None:  # after each optimizer step
@@ -379,25 +396,33 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path
     pipe = wan_model.build_pipeline(plan.seed, tiny=plan.tiny, latent_channels=plan.latent_channels).to(plan.device)
     offset_file = out / "denoiser" / "offset.json"
     has_checkpoint = (out / "denoiser" / "checkpoint.safetensors").exists()
+    recipe_file = out / "vae" / "recipe.json"
     if has_checkpoint or warm is None:
         offset = json.loads(offset_file.read_text())["offset"] if offset_file.exists() else 0
         if offset:  # a warm-restarted run: the VAE and its statistics came from the warm folder
-            load_weights(pipe, Path(json.loads(offset_file.read_text())["warm"]))
+            warm_folder = Path(json.loads(offset_file.read_text())["warm"])
+            load_weights(pipe, warm_folder)
+            recipe = json.loads(recipe_file.read_text()) if recipe_file.exists() else recipe_of(warm_folder)
         elif has_checkpoint and (out / "model" / "vae").is_dir():
             # The denoiser has begun: its VAE is the one exported beside it, whatever --vae-steps
             # says now (a longer VAE phase would change the latents under a trained denoiser).
             load_vae(pipe, out / "model")
+            recipe = json.loads(recipe_file.read_text()) if recipe_file.exists() else recipe_of(out / "model")
         else:
             train_vae(pipe, plan, out)
             fix_latent_stats(pipe, plan)
+            recipe = vae_recipe(plan)
             if blocks is not None and not has_checkpoint:  # a new denoiser from an older model's blocks
                 print(json.dumps({"blocks_from": str(blocks), "fresh": load_blocks(pipe, blocks)}), flush=True)
     else:
         offset = load_weights(pipe, warm)
+        recipe = recipe_of(warm)
         offset_file.parent.mkdir(parents=True, exist_ok=True)
         offset_file.write_text(json.dumps({"offset": offset, "warm": str(Path(warm).resolve())}) + "\n")
         print(json.dumps({"warm_restart": str(warm), "step": offset}), flush=True)
-    train_denoiser(pipe, plan, out, offset)
+    recipe_file.parent.mkdir(parents=True, exist_ok=True)
+    recipe_file.write_text(json.dumps(recipe) + "\n")
+    train_denoiser(pipe, plan, out, offset, recipe)
     return out / "model"
 
 
@@ -439,9 +464,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.warm is not None and warm is None:
         print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)
     blocks = args.blocks_from
-    if warm is not None and latent_channels_of(warm) != plan.latent_channels:
-        # An older model of another latent width: a new VAE, and the denoiser from its blocks.
-        print(f"warm folder {warm} has {latent_channels_of(warm)} latent channels, not {plan.latent_channels}: "
+    if warm is not None and recipe_of(warm) != vae_recipe(plan):
+        # An older model whose VAE was made otherwise (another latent width, fewer or unweighted
+        # steps): a new VAE, and the denoiser from its blocks.
+        print(f"warm folder {warm} has a VAE of {recipe_of(warm)}, this run makes {vae_recipe(plan)}: "
               "training a new VAE and starting the denoiser from its blocks", file=sys.stderr)
         warm, blocks = None, blocks or warm
     print(f"model written to {train(args.out, plan, warm=warm, blocks=blocks)}")
