@@ -10,7 +10,9 @@ Re-running the same command resumes wherever it stopped. Phases, each an ordinar
    normalisation the ``wan`` backbone applies);
 2. ``denoiser/``: the transformer and the text encoder learn flow matching through the ``wan``
    backbone's own ``encode_video``/``add_noise``/``predict``, on captioned v2 clips, captions
-   dropped to ``""`` 10% of the time for classifier-free guidance.
+   dropped to ``""`` 10% of the time for classifier-free guidance. An exponential moving
+   average of their weights (``--ema-decay``, kept in ``denoiser/ema.safetensors`` beside each
+   checkpoint) is what is exported: it averages out the noise of a high learning rate.
 
 The data of step ``k`` comes from a generator seeded by ``(seed, phase, k)``, so a resumed run
 sees the batches an uninterrupted one would. Every ``--export-every`` steps the model is written
@@ -27,6 +29,7 @@ import json
 import math
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import attrs
@@ -35,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from videomage.components import ObjectiveOutput
+from videomage.kit import atomic_write
 from videomage.trainer import ParamGroup, Trainer, TrainerConfig
 from toyworld.common import write_folder
 from videomage_toyworld import wan_model, world2
@@ -45,10 +49,13 @@ TRAINING_RECORD = "training.json"
 
 @attrs.frozen(kw_only=True)
 class Plan:
-    vae_steps: int = 400
+    vae_steps: int = 3000
     vae_batch: int = 16
     vae_lr: float = 1e-3
     kl_weight: float = 1e-4  # on the latents' square: keeps them near unit scale
+    # Reconstruction weight of the pixels off a frame's border colour (objects), against 1 for the
+    # rest: an object covers a twentieth of a frame, and unweighted its shape was the first thing lost.
+    object_weight: float = 5.0
     steps: int = 20000
     batch: int = 8
     lr: float = 1e-3
@@ -64,6 +71,8 @@ class Plan:
     log_every: int = 10
     tiny: bool = False
     latent_channels: int = wan_model.LATENT_CHANNELS
+    # Decay of the exported weights' moving average (0: export the trained weights themselves).
+    ema_decay: float = 0.999
     device: str = "cpu"
     mixed_precision: str = "no"
 
@@ -100,6 +109,15 @@ def vae_frames(rng: np.random.Generator, n: int, size: int) -> torch.Tensor:
     return torch.cat([any_colour, world_frames])[:, :, None] * 2 - 1
 
 
+def pixel_weights(x: torch.Tensor, object_weight: float) -> torch.Tensor:
+    """``[B, 1, F, H, W]``: ``object_weight`` where a pixel of ``x`` ``[B, 3, F, H, W]`` differs from its
+    frame's border colour (the background's, read from the edge pixels) by more than 0.1, else 1."""
+    edge = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1)  # [B, 3, F, 4W]
+    border = edge.median(dim=-1).values[..., None, None]
+    off = (x - border).abs().amax(dim=1, keepdim=True) > 0.1
+    return 1 + (object_weight - 1) * off.float()
+
+
 def encode_frames(vae, x: torch.Tensor) -> torch.Tensor:
     """The posterior means of ``[B, 3, F, H, W]``; the VAE codes frames alone, so they fold into the batch."""
     b, _, f = x.shape[:3]
@@ -126,8 +144,11 @@ def train_vae(pipe, plan: Plan, out: Path) -> None:
         vae._conv_idx = [0]
         raw = vae.decoder(vae.post_quant_conv(z), feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=True)
         vae.clear_cache()
-        mse = F.mse_loss(unpatchify(raw, patch_size=vae.config.patch_size), x)
-        return ObjectiveOutput(loss=mse + plan.kl_weight * z.pow(2).mean(), logs={"mse": float(mse.detach())})
+        error = (unpatchify(raw, patch_size=vae.config.patch_size) - x).pow(2)
+        mse = error.mean()
+        weights = pixel_weights(x, plan.object_weight)
+        weighted = (error * weights).sum() / (weights.sum() * x.shape[1])
+        return ObjectiveOutput(loss=weighted + plan.kl_weight * z.pow(2).mean(), logs={"mse": float(mse.detach())})
 
     config = TrainerConfig(steps=plan.vae_steps, checkpoint_every=plan.checkpoint_every, seed=plan.seed,
                            description="v2 vae")
@@ -136,11 +157,15 @@ def train_vae(pipe, plan: Plan, out: Path) -> None:
     history = trainer.fit()
     vae.eval().requires_grad_(False)
     if history:
+        from toyworld.evaluate_v2 import reconstruction_scores
+
         with torch.no_grad():
             x = world2.batch(data_rng(plan, 0, 1), 4, size=size)["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1
             error = float(((vae.decode(vae.encode(x).latent_dist.mode()).sample - x) / 2).abs().mean())
+        fix_latent_stats(pipe, plan)
+        scores = reconstruction_scores(make_backbone(pipe, out / "model"), n=8 if plan.tiny else 24)
         print(json.dumps({"phase": "vae", "final_mse": round(sum(h["mse"] for h in history[-20:]) / len(history[-20:]), 5),
-                          "world_clip_mean_abs_error": round(error, 4)}), flush=True)
+                          "world_clip_mean_abs_error": round(error, 4), "reconstruction_scores": scores}), flush=True)
 
 
 @torch.no_grad()
@@ -153,7 +178,24 @@ def fix_latent_stats(pipe, plan: Plan) -> None:
     pipe.vae.register_to_config(latents_mean=[round(v, 5) for v in mean], latents_std=[round(v, 5) for v in std])
 
 
-def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32) -> Path:
+#: What a model folder's VAE was trained with, where its ``training.json`` does not say: the first
+#: v2 models' 400 unweighted steps.
+FIRST_VAE_RECIPE = {"vae_steps": 400, "object_weight": 1.0}
+
+
+def vae_recipe(plan: Plan) -> dict:
+    """The settings that make a VAE (and so the latent space a denoiser learns)."""
+    return {"latent_channels": plan.latent_channels, "vae_steps": plan.vae_steps, "object_weight": plan.object_weight}
+
+
+def recipe_of(folder: Path) -> dict:
+    """The VAE recipe a saved model records in ``training.json`` (older folders: :data:`FIRST_VAE_RECIPE`)."""
+    record = Path(folder) / TRAINING_RECORD
+    saved = json.loads(record.read_text()).get("vae") if record.exists() else None
+    return saved or {"latent_channels": latent_channels_of(folder), **FIRST_VAE_RECIPE}
+
+
+def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32, recipe: dict | None = None) -> Path:
     """Write the model into ``folder`` atomically: build it beside, then swap it in."""
     if dtype != torch.float32:
         # Cast copies, so the training weights stay float32.
@@ -164,21 +206,28 @@ def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32)
 
     def write(staging: Path) -> None:
         wan_model.save_pipeline(pipe, staging)
-        (staging / TRAINING_RECORD).write_text(json.dumps({"step": step}) + "\n")
+        (staging / TRAINING_RECORD).write_text(json.dumps({"step": step, **({"vae": recipe} if recipe else {})}) + "\n")
 
     return write_folder(folder, write)
 
 
+def load_vae(pipe, folder: Path) -> None:
+    """Copy a saved model's VAE and its latent statistics into ``pipe``."""
+    from diffusers import AutoencoderKLWan
+
+    vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae")
+    pipe.vae.load_state_dict(vae.state_dict())
+    pipe.vae.register_to_config(latents_mean=vae.config.latents_mean, latents_std=vae.config.latents_std)
+
+
 def load_weights(pipe, folder: Path) -> int:
     """Copy a saved model's weights into ``pipe``; return the step it was saved at (0 if unknown)."""
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from diffusers import WanTransformer3DModel
     from transformers import UMT5EncoderModel
 
     pipe.transformer.load_state_dict(WanTransformer3DModel.from_pretrained(folder, subfolder="transformer").float().state_dict())
     pipe.text_encoder.load_state_dict(UMT5EncoderModel.from_pretrained(folder, subfolder="text_encoder").float().state_dict())
-    vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae")
-    pipe.vae.load_state_dict(vae.state_dict())
-    pipe.vae.register_to_config(latents_mean=vae.config.latents_mean, latents_std=vae.config.latents_std)
+    load_vae(pipe, folder)
     record = folder / TRAINING_RECORD
     return int(json.loads(record.read_text()).get("step", 0)) if record.exists() else 0
 
@@ -197,16 +246,80 @@ def load_blocks(pipe, folder: Path) -> list[str]:
     return sorted(set(own) - set(same))
 
 
-def train_denoiser(pipe, plan: Plan, out: Path, offset: int) -> None:
+EMA_FILE = "ema.safetensors"
+
+
+class MovingAverage:
+    """An exponential moving average of ``params``, saved beside the trainer's checkpoint.
+
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` over the first updates ``n``, so a new
+    average follows the weights closely before it starts to smooth them. Saved with the step it
+    belongs to: a checkpoint of another step (a crash between the two writes) starts a new average
+    from the resumed weights instead of mixing in a stale one.
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter], decay: float) -> None:
+        self.params, self.decay = params, decay
+        self.shadow = [p.detach().clone() for p in params]
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - d)
+        self.updates += 1
+
+    @contextmanager
+    def applied(self):
+        """The averaged weights in the modules for the duration (then the trained ones again)."""
+        saved = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, s in zip(self.params, self.shadow):
+                p.copy_(s)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, s in zip(self.params, saved):
+                    p.copy_(s)
+
+    def save(self, path: Path, step: int) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {str(i): s.contiguous() for i, s in enumerate(self.shadow)}
+        meta = {"step": str(step), "updates": str(self.updates), "decay": repr(self.decay)}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+    def load(self, path: Path, step: int) -> bool:
+        """Restore the average saved at ``step``; ``False`` (a new average) when there is none for it."""
+        from safetensors import safe_open
+
+        if not path.exists():
+            return False
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata()
+            if int(meta["step"]) != step or len(list(fh.keys())) != len(self.shadow):
+                return False
+            tensors = [fh.get_tensor(str(i)) for i in range(len(self.shadow))]
+        if any(t.shape != s.shape for t, s in zip(tensors, self.shadow)):
+            return False
+        self.shadow = [t.to(s.device) for t, s in zip(tensors, self.shadow)]
+        self.updates = int(meta["updates"])
+        return True
+
+
+def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None = None) -> None:
     backbone = make_backbone(pipe, out / "model")
     transformer = pipe.transformer.train().requires_grad_(True)
     text_encoder = pipe.text_encoder.train().requires_grad_(True)
     size = size_of(plan)
     trainer: Trainer
-    started = [time.time(), 0]
+    started = [time.time(), 0, False]
     window: list[float] = []
     cache: dict[int, tuple[torch.Tensor, list[str]]] = {}
     mean, std = backbone._stats(torch.zeros(1, device=plan.device))
+    params = [*transformer.parameters(), *text_encoder.parameters()]
+    average = MovingAverage(params, plan.ema_decay) if plan.ema_decay > 0 else None
 
     @torch.no_grad()
     def block(index: int) -> tuple[torch.Tensor, list[str]]:
@@ -220,8 +333,6 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int) -> None:
 
     def step_loss(step: int, generator: torch.Generator) -> ObjectiveOutput:
         global_step = offset + step
-        for group in trainer.optimizer.param_groups:
-            group["lr"] = lr_at(plan, global_step)
         latents, captions = block(global_step // plan.reuse)
         rng = data_rng(plan, 3, global_step)
         captions = ["" if rng.random() < plan.caption_dropout else c for c in captions]
@@ -233,29 +344,48 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int) -> None:
         window.append(float(loss.detach()))
         return ObjectiveOutput(loss=loss, logs={})
 
-    def every(step: int) -> None:
+    def exported(step: int) -> None:
+        transformer.eval(), text_encoder.eval()
+        with average.applied() if average is not None else nullcontext():
+            export(pipe, out / "model", step, recipe=recipe)
+        transformer.train(), text_encoder.train()
+
+    def every(step: int) -> None:  # after each optimizer step
+        if average is not None:
+            if not started[2]:  # the first step of this run: the average of the step it resumed from
+                started[2] = True
+                resumed = average.load(out / "denoiser" / EMA_FILE, step - 1)
+                print(json.dumps({"moving_average": "resumed" if resumed else "new", "step": offset + step - 1}), flush=True)
+                if not resumed:
+                    average.shadow = [p.detach().clone() for p in params]
+            average.update()
+            if step % plan.checkpoint_every == 0:
+                average.save(out / "denoiser" / EMA_FILE, step)  # beside the trainer's checkpoint of this step
         if step % plan.log_every == 0:
             elapsed = time.time() - started[0]
             done = step - started[1]
-            started[:] = [time.time(), step]
+            started[:2] = [time.time(), step]
             print(json.dumps({"phase": "denoiser", "step": offset + step, "loss": round(sum(window) / max(1, len(window)), 5),
                               "lr": round(lr_at(plan, offset + step), 6), "s_per_step": round(elapsed / max(1, done), 3),
                               "time": time.strftime("%H:%M:%S")}), flush=True)
             window.clear()
         if step % plan.export_every == 0:
-            transformer.eval(), text_encoder.eval()
-            export(pipe, out / "model", offset + step)
-            transformer.train(), text_encoder.train()
+            exported(offset + step)
 
     config = TrainerConfig(steps=plan.steps - offset, checkpoint_every=plan.checkpoint_every, seed=plan.seed,
-                           description="v2 denoiser", validate_every=math.gcd(plan.log_every, plan.export_every),
+                           description="v2 denoiser",
+                           validate_every=1 if average is not None else math.gcd(plan.log_every, plan.export_every),
                            mixed_precision=plan.mixed_precision)
     groups = [ParamGroup(name="transformer", params=list(transformer.parameters()), lr=plan.lr),
               ParamGroup(name="text_encoder", params=list(text_encoder.parameters()), lr=plan.lr)]
     trainer = Trainer(config, groups, step_loss, checkpoint_dir=out / "denoiser", validate=every)
     trainer.fit()
-    transformer.eval(), text_encoder.eval()
-    export(pipe, out / "model", plan.steps)
+    if average is not None and not started[2]:  # nothing left to train: the average of the last run
+        if not average.load(out / "denoiser" / EMA_FILE, trainer.step):
+            average.shadow = [p.detach().clone() for p in params]
+    elif average is not None:
+        average.save(out / "denoiser" / EMA_FILE, trainer.step)
+    exported(plan.steps)
 
 
 def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path | None = None) -> Path:
@@ -266,21 +396,33 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path
     pipe = wan_model.build_pipeline(plan.seed, tiny=plan.tiny, latent_channels=plan.latent_channels).to(plan.device)
     offset_file = out / "denoiser" / "offset.json"
     has_checkpoint = (out / "denoiser" / "checkpoint.safetensors").exists()
+    recipe_file = out / "vae" / "recipe.json"
     if has_checkpoint or warm is None:
         offset = json.loads(offset_file.read_text())["offset"] if offset_file.exists() else 0
         if offset:  # a warm-restarted run: the VAE and its statistics came from the warm folder
-            load_weights(pipe, Path(json.loads(offset_file.read_text())["warm"]))
+            warm_folder = Path(json.loads(offset_file.read_text())["warm"])
+            load_weights(pipe, warm_folder)
+            recipe = json.loads(recipe_file.read_text()) if recipe_file.exists() else recipe_of(warm_folder)
+        elif has_checkpoint and (out / "model" / "vae").is_dir():
+            # The denoiser has begun: its VAE is the one exported beside it, whatever --vae-steps
+            # says now (a longer VAE phase would change the latents under a trained denoiser).
+            load_vae(pipe, out / "model")
+            recipe = json.loads(recipe_file.read_text()) if recipe_file.exists() else recipe_of(out / "model")
         else:
             train_vae(pipe, plan, out)
             fix_latent_stats(pipe, plan)
+            recipe = vae_recipe(plan)
             if blocks is not None and not has_checkpoint:  # a new denoiser from an older model's blocks
                 print(json.dumps({"blocks_from": str(blocks), "fresh": load_blocks(pipe, blocks)}), flush=True)
     else:
         offset = load_weights(pipe, warm)
+        recipe = recipe_of(warm)
         offset_file.parent.mkdir(parents=True, exist_ok=True)
         offset_file.write_text(json.dumps({"offset": offset, "warm": str(Path(warm).resolve())}) + "\n")
         print(json.dumps({"warm_restart": str(warm), "step": offset}), flush=True)
-    train_denoiser(pipe, plan, out, offset)
+    recipe_file.parent.mkdir(parents=True, exist_ok=True)
+    recipe_file.write_text(json.dumps(recipe) + "\n")
+    train_denoiser(pipe, plan, out, offset, recipe)
     return out / "model"
 
 
@@ -291,6 +433,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=d.steps)
     parser.add_argument("--decay-steps", type=int, default=d.decay_steps)
     parser.add_argument("--vae-steps", type=int, default=d.vae_steps)
+    parser.add_argument("--object-weight", type=float, default=d.object_weight,
+                        help="the VAE's reconstruction weight of pixels off the border colour (objects)")
     parser.add_argument("--batch", type=int, default=d.batch)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--reuse", type=int, default=d.reuse, help="steps each encoded batch of clips is trained on")
@@ -300,6 +444,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-every", type=int, default=d.log_every)
     parser.add_argument("--warm", type=Path, default=None,
                         help="when OUT holds no denoiser checkpoint, start from this saved model (e.g. the shipped one)")
+    parser.add_argument("--ema-decay", type=float, default=d.ema_decay,
+                        help="decay of the exported weights' moving average; 0 exports the trained weights")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (train on a GPU where there is one)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPUs)")
@@ -311,16 +457,17 @@ def main(argv: list[str] | None = None) -> None:
                              "encoder where shapes match (another latent width: patch embedding and head stay fresh)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    plan = Plan(steps=args.steps, decay_steps=args.decay_steps, vae_steps=args.vae_steps, batch=args.batch, lr=args.lr, reuse=args.reuse,
+    plan = Plan(steps=args.steps, decay_steps=args.decay_steps, vae_steps=args.vae_steps, object_weight=args.object_weight, batch=args.batch, lr=args.lr, reuse=args.reuse,
                 seed=args.seed, checkpoint_every=args.checkpoint_every, export_every=args.export_every,
-                log_every=args.log_every, tiny=args.tiny, latent_channels=args.latent_channels, device=args.device, mixed_precision="bf16" if args.bf16 else "no")
+                log_every=args.log_every, tiny=args.tiny, latent_channels=args.latent_channels, ema_decay=args.ema_decay, device=args.device, mixed_precision="bf16" if args.bf16 else "no")
     warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None
     if args.warm is not None and warm is None:
         print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)
     blocks = args.blocks_from
-    if warm is not None and latent_channels_of(warm) != plan.latent_channels:
-        # An older model of another latent width: a new VAE, and the denoiser from its blocks.
-        print(f"warm folder {warm} has {latent_channels_of(warm)} latent channels, not {plan.latent_channels}: "
+    if warm is not None and recipe_of(warm) != vae_recipe(plan):
+        # An older model whose VAE was made otherwise (another latent width, fewer or unweighted
+        # steps): a new VAE, and the denoiser from its blocks.
+        print(f"warm folder {warm} has a VAE of {recipe_of(warm)}, this run makes {vae_recipe(plan)}: "
               "training a new VAE and starting the denoiser from its blocks", file=sys.stderr)
         warm, blocks = None, blocks or warm
     print(f"model written to {train(args.out, plan, warm=warm, blocks=blocks)}")
