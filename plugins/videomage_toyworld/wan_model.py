@@ -73,9 +73,10 @@ def build_vae(base_dim: int = 48, latent_channels: int = LATENT_CHANNELS) -> Aut
     """Wan's VAE (the 2.2 variant with a pixel patchify) at 4x in space and none in time, frame by frame.
 
     A 4x4 patchify (48 channels) feeds one resolution level of Wan's causal blocks, and the latents
-    keep ``latent_channels`` of those 48 numbers' worth: little to learn, which it does in a few
-    hundred CPU steps, where the 8x-compressing shape did not learn in as many. 16 channels make
-    a 2x2 token 64 numbers, half the transformer's width; the 48 of the first v2 models made it
+    keep ``latent_channels`` of those 48 numbers' worth: little to learn, where the 8x-compressing
+    shape did not learn in 400 CPU steps. Objects need more: 3,000 steps with their pixels
+    weighted (``toyworld/train_v2.py``) return their shapes, 400 unweighted steps blurred them.
+    16 channels make a 2x2 token 64 numbers, half the transformer's width; the 48 of the first v2 models made it
     192, more than the width carries (``docs/toyworld.md``). See :func:`frame_by_frame` for the
     time axis.
     """
