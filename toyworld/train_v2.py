@@ -156,13 +156,13 @@ def train_vae(pipe, plan: Plan, out: Path) -> None:
                       checkpoint_dir=out / "vae")
     history = trainer.fit()
     vae.eval().requires_grad_(False)
+    fix_latent_stats(pipe, plan)
     if history:
         from toyworld.evaluate_v2 import reconstruction_scores
 
         with torch.no_grad():
             x = world2.batch(data_rng(plan, 0, 1), 4, size=size)["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1
             error = float(((vae.decode(vae.encode(x).latent_dist.mode()).sample - x) / 2).abs().mean())
-        fix_latent_stats(pipe, plan)
         scores = reconstruction_scores(make_backbone(pipe, out / "model"), n=8 if plan.tiny else 24)
         print(json.dumps({"phase": "vae", "final_mse": round(sum(h["mse"] for h in history[-20:]) / len(history[-20:]), 5),
                           "world_clip_mean_abs_error": round(error, 4), "reconstruction_scores": scores}), flush=True)
@@ -409,8 +409,7 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path
             load_vae(pipe, out / "model")
             recipe = json.loads(recipe_file.read_text()) if recipe_file.exists() else recipe_of(out / "model")
         else:
-            train_vae(pipe, plan, out)
-            fix_latent_stats(pipe, plan)
+            train_vae(pipe, plan, out)  # (and its latents' statistics)
             recipe = vae_recipe(plan)
             if blocks is not None and not has_checkpoint:  # a new denoiser from an older model's blocks
                 print(json.dumps({"blocks_from": str(blocks), "fresh": load_blocks(pipe, blocks)}), flush=True)
