@@ -95,6 +95,7 @@ def held_out_loss(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> di
     import torch.nn.functional as F
 
     from videomage_toyworld.world2 import NO_DROPS, random_clip
+    from videomage_wan.flow import train_steps
 
     rng = np.random.default_rng([seed, 22])
     clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS) for _ in range(n)]
@@ -103,14 +104,14 @@ def held_out_loss(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> di
     z = backbone.encode_video(video)
     covered = F.adaptive_max_pool2d(masks, z.shape[-2:])[:, None].to(z.device)
     noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed)).to(z.device, z.dtype)
+    texts = [backbone.text.run([c.caption for c in clips[i : i + batch]]) for i in range(0, n, batch)]  # once, for every level
     out: dict[str, list[float]] = {"object": [], "background": []}
     for sigma in SIGMAS:
         errors = []
-        for i in range(0, n, batch):
+        for i, text in zip(range(0, n, batch), texts):
             zi, ni = z[i : i + batch], noise[i : i + batch]
-            t = torch.full((zi.shape[0],), sigma * backbone.scheduler_config.get("num_train_timesteps", 1000),
-                           device=z.device)
-            pred = backbone.predict(backbone.add_noise(zi, ni, t), t, backbone.text.run([c.caption for c in clips[i : i + batch]]))
+            t = torch.full((zi.shape[0],), sigma * train_steps(backbone.scheduler_config), device=z.device)
+            pred = backbone.predict(backbone.add_noise(zi, ni, t), t, text)
             errors.append((pred.float() - backbone.training_target(zi, ni, t).float()).pow(2).mean(1, keepdim=True))
         obj, rest = split_loss(torch.cat(errors), covered)
         out["object"].append(round(obj, 4))
