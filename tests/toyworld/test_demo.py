@@ -137,3 +137,18 @@ def test_a_rerun_reuses_products_only_when_their_settings_match(tiny_model_dir, 
     run_demo(tmp_path, model=str(other), settings=MICRO, progress=False, log=logs.append)
     assert not any("up to date" in m for m in logs)
     assert "sampling" in logs and any(m.startswith("base model: sampling") for m in logs)
+
+
+@pytest.mark.parametrize("frames", [8, 9, 17])
+def test_read_sheet_reads_back_every_frame_of_a_contact_sheet_that_wraps(tmp_path, frames):
+    import torch
+    from videomage_toyworld.recipe import read_sheet
+
+    from videomage.kit import write_contact_sheet
+
+    video = torch.rand(frames, 3, 6, 6)
+    path = write_contact_sheet(video, tmp_path / "sheet.png")  # 8 frames a row: 9 wrap onto a second
+    back = read_sheet(path, frames, 6)
+    assert back.shape == video.shape and (back - video).abs().max() <= 0.5 / 255 + 1e-6
+    with pytest.raises(ValueError, match="not 7 frames of 6x6"):
+        read_sheet(path, 7, 6)

@@ -217,3 +217,16 @@ def test_a_longer_vae_phase_never_changes_the_vae_under_a_begun_denoiser(straigh
     before, after = load_file(str(straight / "model" / vae)), load_file(str(tmp_path / "run" / "model" / vae))
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert json.loads((tmp_path / "run" / "model" / train_v2.TRAINING_RECORD).read_text())["step"] == 4
+
+
+def test_each_stage_alone_runs_on_a_v2_model_and_reports_against_its_targets(straight, tmp_path, capsys):
+    from toyworld import stages_v2
+
+    stages_v2.main(["--model", str(straight / "model"), "--out", str(tmp_path), "--quick", "--samples", "1"])
+    result = json.loads((tmp_path / "stages.json").read_text())
+    assert set(result["targets"]) == {"subject_fidelity", "motion_fidelity", "reference_colour_share"}
+    for key in (*result["targets"], "subject_fidelity_pet", "subject_fidelity_toy"):
+        assert 0.0 <= result[key] <= 1.0, key
+    # The motion alone is prompted with other objects than the reference's, in the held-out verb.
+    assert result["motion_prompt"] == "a red circle is chasing a yellow square in the snow"
+    assert (tmp_path / "subject-pet" / "video-frames.png").is_file() and (tmp_path / "motion" / "video.mp4").is_file()
