@@ -11,6 +11,8 @@ levels, split into the latents an object covers and the background's. It moves s
 the scored samples jump between checkpoints (each part is right or wrong), so it shows whether
 training still makes progress on the objects. And :func:`reconstruction_scores`: the same reading
 of held-out clips passed through the VAE alone, the most a perfect denoiser could score.
+Each evaluation also counts how its samples fail (:func:`failure_modes`: no object, an object
+that does not travel, colour by colour word).
 
 ``--ship`` copies the model (its transformer in float16) into the package (where the demo finds it) and commits
 it, but only when its evaluation beats the one recorded beside the shipped weights
@@ -54,23 +56,48 @@ def captions(n: int, seed: int = 0) -> list[str]:
     return out
 
 
+def failure_modes(videos, prompts: list[str]) -> dict:
+    """How samples fail, beside the four parts: ``no_object``, the share in which an object is seen
+    in fewer than half the frames; ``static``, the share in which it is seen but does not travel;
+    ``seen_frames``, the mean share of frames with an object; ``colour_by_word``, the share of
+    samples right on colour for each colour the prompts name."""
+    from videomage_toyworld import analysis as an
+
+    seen, absent, static, by_word = [], [], [], {}
+    for video, prompt in zip(videos, prompts):
+        v = an.as_array(video)
+        path = an.centroids(alignment.object_masks(v))
+        frames = float((~np.isnan(path).any(axis=1)).mean())
+        seen.append(frames)
+        absent.append(frames < 0.5)
+        static.append(frames >= 0.5 and an.direction_of(path) == "static")
+        colour = alignment.parse(prompt)["nouns"][0][0] if alignment.parse(prompt)["nouns"] else None
+        if colour:
+            by_word.setdefault(colour, []).append(alignment.score(v, prompt)["colour"])
+    return {"no_object": float(np.mean(absent)), "static": float(np.mean(static)),
+            "seen_frames": round(float(np.mean(seen)), 4),
+            "colour_by_word": {c: round(float(np.mean(v)), 4) for c, v in sorted(by_word.items())}}
+
+
 def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20, guidance: float = 5.0, seed: int = 0,
              sheet: str | Path | None = None, progress: bool = True, device: str = "cpu") -> dict[str, float]:
     from videomage.loading import load_backbone
 
     backbone = load_backbone(str(model), device=device)
     texts = captions(n, seed)
-    scores, kept = [], []
+    scores, kept, samples = [], [], []
     for start in tqdm(range(0, n, batch), desc="evaluating", disable=not progress):
         prompts = texts[start : start + batch]
         videos = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + start)
         scores += [alignment.score(v, p) for v, p in zip(videos, prompts)]
+        samples += list(videos.cpu())
         kept += [videos.cpu()] if sheet else []
     if sheet:
         from videomage.media import write_contact_sheet
 
         write_contact_sheet(torch.cat(kept)[:16].flatten(0, 1), str(sheet), columns=kept[0].shape[1])
     out = alignment.summary(scores)
+    out["failures"] = failure_modes(samples, texts)
     out.update(steps=float(steps), guidance=float(guidance), held_out_loss=held_out_loss(backbone),
                reconstruction=reconstruction_scores(backbone))
     return out

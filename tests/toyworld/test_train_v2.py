@@ -230,3 +230,23 @@ def test_each_stage_alone_runs_on_a_v2_model_and_reports_against_its_targets(str
     # The motion alone is prompted with other objects than the reference's, in the held-out verb.
     assert result["motion_prompt"] == "a red circle is chasing a yellow square in the snow"
     assert (tmp_path / "subject-pet" / "video-frames.png").is_file() and (tmp_path / "motion" / "video.mp4").is_file()
+
+
+def test_failure_modes_count_missing_and_unmoving_objects_and_colour_by_word():
+    rng = np.random.default_rng(2)
+    moving = world2.random_clip(rng, drops=world2.NO_DROPS, family="line")
+    still = world2.random_clip(rng, drops=world2.NO_DROPS, family="static")
+    named = moving.caption.split()[1]
+    still_prompt = still.caption.replace("a static video of ", "")
+    assert still_prompt.split()[1] != named  # (this seed's two clips differ in colour)
+    empty = moving.frames.copy()
+    empty[:] = empty[:, :, :1, :1]  # every pixel the corner's (the background's) colour: no object
+    half = moving.frames.copy()
+    half[5:] = empty[5:]  # the object in frames 0-4 only: seen in 5 of 9, still "an object"
+    videos = [moving.frames, still.frames, empty, half]
+    modes = evaluate_v2.failure_modes(videos, [moving.caption, still_prompt, moving.caption, moving.caption])
+    assert modes["no_object"] == 0.25  # the empty clip
+    assert modes["static"] == 0.25  # the still one (a half-seen moving object still travels)
+    assert modes["seen_frames"] == round((1 + 1 + 0 + 5 / 9) / 4, 4)
+    # The moving clip's colour: right in the clip and its half, wrong where nothing is drawn.
+    assert modes["colour_by_word"] == {named: round(2 / 3, 4), still_prompt.split()[1]: 1.0}
