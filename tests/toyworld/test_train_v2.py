@@ -250,3 +250,39 @@ def test_failure_modes_count_missing_and_unmoving_objects_and_colour_by_word():
     assert modes["seen_frames"] == round((1 + 1 + 0 + 5 / 9) / 4, 4)
     # The moving clip's colour: right in the clip and its half, wrong where nothing is drawn.
     assert modes["colour_by_word"] == {named: round(2 / 3, 4), still_prompt.split()[1]: 1.0}
+
+
+def test_direction_word_gap_compares_own_and_opposite_direction_words(straight, monkeypatch):
+    from videomage.loading import load_backbone
+
+    assert evaluate_v2.opposite_direction("a red circle arcing up slowly in the snow") == \
+        "a red circle arcing down slowly in the snow"
+    assert evaluate_v2.opposite_direction("a static video of a red circle") == "a static video of a red circle"
+    backbone = load_backbone(str(straight / "model"))
+    gap = evaluate_v2.direction_word_gap(backbone, n=4, batch=2)
+    assert len(gap) == len(evaluate_v2.GAP_SIGMAS) and all(np.isfinite(gap))
+    assert gap == evaluate_v2.direction_word_gap(backbone, n=4, batch=2)  # same clips, noise and levels
+    # A denoiser that cannot read the caption shows no gap at all.
+    run = backbone.text.run
+    monkeypatch.setattr(backbone.text, "run", lambda captions: run([""] * len(captions)))
+    assert evaluate_v2.direction_word_gap(backbone, n=4, batch=2) == [0.0] * len(evaluate_v2.GAP_SIGMAS)
+
+
+def test_a_share_of_each_batch_can_draw_its_noise_level_from_the_top_of_the_schedule(straight):
+    from videomage.loading import load_backbone
+
+    backbone = load_backbone(str(straight / "model"))
+    n = 4000
+
+    def levels(**kw):
+        plan = train_v2.Plan(**kw)
+        return train_v2.noise_levels(backbone, plan, n, torch.Generator().manual_seed(0)) / 1000
+
+    plain = levels()
+    assert torch.equal(plain, backbone.sample_timesteps(n, torch.Generator().manual_seed(0)) / 1000)
+    every = levels(high_noise_share=1.0, high_noise_from=0.9)
+    assert every.min() >= 0.9 and every.max() < 1.0 and abs(float(every.mean()) - 0.95) < 0.005
+    half = levels(high_noise_share=0.5, high_noise_from=0.9)
+    # Half from [0.9, 1), half from the shifted draw (of which 1 - 0.9 / 1.1 = 18% lie there too).
+    share = float((half >= 0.9).float().mean())
+    assert abs(share - (0.5 + 0.5 * (1 - 0.9 / 1.1))) < 0.03
