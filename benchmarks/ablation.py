@@ -14,7 +14,9 @@ Variants, each on the same learned subjects per seed (only what a variant change
 
 Every variant samples the target prompt "<pet> is orbiting <toy> in the snow" and is scored by
 the toy metrics. The table (mean and standard deviation over seeds) is written as Markdown and
-JSON; each variant is the case's recipe run by the ordinary workflow into
+JSON, with :data:`CLAIMS`, what each component should win against the variant without it, each
+counted over seeds (it holds when the full method wins in at least four seeds of five). Each
+variant is the case's recipe run by the ordinary workflow into
 ``--out/s<seed>/<variant>/`` (its ``video-frames.png`` is the sample's contact sheet), started
 from the full method's products, so only what a variant changes is retrained and an interrupted
 run continues.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -41,6 +44,48 @@ VARIANTS = ("full", "w/o neg-CFG motion loss", "w/o attention reg", "w/o SCS", "
 COLUMNS = (("subject_fidelity", "subject fidelity", True), ("motion_fidelity", "motion fidelity", True),
            ("appearance_leakage", "appearance leakage", False), ("temporal_consistency", "temporal consistency", True),
            ("text_alignment", "background right", True))
+
+
+#: What the ablation should show: (the variant the full method is compared with, the metrics it must
+#: beat it on *in the same seed*, what that says). The base model row checks the customisation as a
+#: whole; each "w/o" row checks the metric its component targets. ``subject_0``/``subject_1`` are
+#: each subject's own fidelity (the case's subjects in order).
+CLAIMS = (
+    ("base model", ("subject_fidelity",), "the method draws the subjects"),
+    ("base model", ("motion_fidelity",), "the method moves them as the reference did"),
+    ("base model", ("appearance_leakage",), "the method keeps the reference actors' look out"),
+    ("w/o neg-CFG motion loss", ("appearance_leakage",), "the negative-CFG motion loss keeps the reference's look out"),
+    ("w/o attention reg", ("subject_0",), "attention regularisation keeps the first subject its own"),
+    ("w/o attention reg", ("subject_1",), "attention regularisation keeps the second subject its own"),
+    ("w/o SCS", ("subject_fidelity", "motion_fidelity"), "SCS keeps subjects and motion together"),
+)
+#: Metrics where lower is better (the rest: higher).
+LOWER_BETTER = frozenset({"appearance_leakage"})
+#: A claim holds when the full method wins in at least this share of the seeds (4 of 5).
+CLAIM_SHARE = 0.8
+
+
+def claims(results: dict[int, dict[str, dict[str, float]]]) -> list[dict]:
+    """Each of :data:`CLAIMS` with the seeds where the full method beats the variant on all of the
+    claim's metrics (a tie is not a win) and whether that is at least :data:`CLAIM_SHARE` of them."""
+    seeds = sorted(results)
+    out = []
+    for variant, keys, meaning in CLAIMS:
+        won = [s for s in seeds
+               if all((results[s]["full"][k] - results[s][variant][k]) * (-1 if k in LOWER_BETTER else 1) > 0 for k in keys)]
+        out.append({"variant": variant, "metrics": list(keys), "meaning": meaning, "seeds_won": won,
+                    "holds": len(won) >= math.ceil(CLAIM_SHARE * len(seeds) - 1e-9)})
+    return out
+
+
+def claims_table(results: dict[int, dict[str, dict[str, float]]]) -> str:
+    """Markdown: one row per claim, the seeds it held in and whether it holds."""
+    n = len(results)
+    lines = ["| full vs | on | what it shows | seeds won | holds |", "|---|---|---|---|---|"]
+    for c in claims(results):
+        lines.append(f"| {c['variant']} | {' and '.join(k.replace('_', ' ') for k in c['metrics'])} | {c['meaning']} "
+                     f"| {len(c['seeds_won'])}/{n} | {'yes' if c['holds'] else 'no'} |")
+    return "\n".join(lines) + "\n"
 
 
 def run_seed(folder: Path, model: str, seed: int, base: CaseSettings, log, progress: bool = False) -> dict[str, dict[str, float]]:
@@ -115,10 +160,11 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = CaseSettings()
     results = {seed: run_seed(Path(args.out), args.model, seed, settings, log, args.progress) for seed in args.seeds}
-    text = table(results) + "\nSeeds where the full method is better (ties count as not better):\n\n" + paired(results)
+    text = (table(results) + "\nSeeds where the full method is better (ties count as not better):\n\n" + paired(results)
+            + f"\nWhat each component should win (in at least {CLAIM_SHARE:.0%} of the seeds):\n\n" + claims_table(results))
     out = Path(args.out)
     atomic_write(out / "ablation.md", lambda tmp: Path(tmp).write_text(text))
-    record = {"settings": attrs.asdict(settings), "seeds": args.seeds, "results": results,
+    record = {"settings": attrs.asdict(settings), "seeds": args.seeds, "results": results, "claims": claims(results),
               "seconds": round(time.time() - started), "command": " ".join(sys.argv)}
     atomic_write(out / "ablation.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
     print(text)

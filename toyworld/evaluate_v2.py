@@ -11,6 +11,10 @@ levels, split into the latents an object covers and the background's. It moves s
 the scored samples jump between checkpoints (each part is right or wrong), so it shows whether
 training still makes progress on the objects. And :func:`reconstruction_scores`: the same reading
 of held-out clips passed through the VAE alone, the most a perfect denoiser could score.
+And :func:`direction_word_gap`: how much worse the
+denoiser does on moving clips when told the opposite direction (zero: it ignores the word).
+Each evaluation also counts how its samples fail (:func:`failure_modes`: no object, an object
+that does not travel, colour by colour word).
 
 ``--ship`` copies the model (its transformer in float16) into the package (where the demo finds it) and commits
 it, but only when its evaluation beats the one recorded beside the shipped weights
@@ -54,25 +58,50 @@ def captions(n: int, seed: int = 0) -> list[str]:
     return out
 
 
+def failure_modes(videos, prompts: list[str]) -> dict:
+    """How samples fail, beside the four parts: ``no_object``, the share in which an object is seen
+    in fewer than half the frames; ``static``, the share in which it is seen but does not travel;
+    ``seen_frames``, the mean share of frames with an object; ``colour_by_word``, the share of
+    samples right on colour for each colour the prompts name."""
+    from videomage_toyworld import analysis as an
+
+    seen, absent, static, by_word = [], [], [], {}
+    for video, prompt in zip(videos, prompts):
+        v = an.as_array(video)
+        path = an.centroids(alignment.object_masks(v))
+        frames = float((~np.isnan(path).any(axis=1)).mean())
+        seen.append(frames)
+        absent.append(frames < 0.5)
+        static.append(frames >= 0.5 and an.direction_of(path) == "static")
+        colour = alignment.parse(prompt)["nouns"][0][0] if alignment.parse(prompt)["nouns"] else None
+        if colour:
+            by_word.setdefault(colour, []).append(alignment.score(v, prompt)["colour"])
+    return {"no_object": float(np.mean(absent)), "static": float(np.mean(static)),
+            "seen_frames": round(float(np.mean(seen)), 4),
+            "colour_by_word": {c: round(float(np.mean(v)), 4) for c, v in sorted(by_word.items())}}
+
+
 def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20, guidance: float = 5.0, seed: int = 0,
              sheet: str | Path | None = None, progress: bool = True, device: str = "cpu") -> dict[str, float]:
     from videomage.loading import load_backbone
 
     backbone = load_backbone(str(model), device=device)
     texts = captions(n, seed)
-    scores, kept = [], []
+    scores, kept, samples = [], [], []
     for start in tqdm(range(0, n, batch), desc="evaluating", disable=not progress):
         prompts = texts[start : start + batch]
         videos = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + start)
         scores += [alignment.score(v, p) for v, p in zip(videos, prompts)]
+        samples += list(videos.cpu())
         kept += [videos.cpu()] if sheet else []
     if sheet:
         from videomage.media import write_contact_sheet
 
         write_contact_sheet(torch.cat(kept)[:16].flatten(0, 1), str(sheet), columns=kept[0].shape[1])
     out = alignment.summary(scores)
+    out["failures"] = failure_modes(samples, texts)
     out.update(steps=float(steps), guidance=float(guidance), held_out_loss=held_out_loss(backbone),
-               reconstruction=reconstruction_scores(backbone))
+               direction_word_gap=direction_word_gap(backbone), reconstruction=reconstruction_scores(backbone))
     return out
 
 
@@ -117,6 +146,51 @@ def held_out_loss(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> di
         out["object"].append(round(obj, 4))
         out["background"].append(round(rest, 4))
     return out
+
+
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+#: Noise levels of the direction-word gap: where a clip's frames show less and less of its path.
+GAP_SIGMAS = (0.5, 0.7, 0.9, 0.97)
+
+
+def opposite_direction(caption: str) -> str:
+    """``caption`` with its direction word turned round ("moving left" -> "moving right")."""
+    return " ".join(OPPOSITE.get(word, word) for word in caption.split(" "))
+
+
+@torch.no_grad()
+def direction_word_gap(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> list[float]:
+    """Does the denoiser read the direction word? The held-out object loss of ``n`` moving clips
+    (lines, arcs, bounces) captioned with the *opposite* direction, minus the loss with their own
+    caption, at :data:`GAP_SIGMAS` (same clips and noise). Zero: the word changes nothing; the
+    larger, the more the word tells it how the object travels."""
+    import torch.nn.functional as F
+
+    from videomage_toyworld.world2 import NO_DROPS, random_clip
+    from videomage_wan.flow import train_steps
+
+    rng = np.random.default_rng([seed, 25])
+    clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS, family=str(rng.choice(list(FAMILIES))))
+             for _ in range(n)]
+    z = backbone.encode_video(torch.from_numpy(np.stack([c.frames for c in clips])))
+    masks = torch.from_numpy(np.stack([c.masks.any(0) for c in clips])).float()
+    covered = F.adaptive_max_pool2d(masks, z.shape[-2:])[:, None].to(z.device)
+    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed)).to(z.device, z.dtype)
+    captions = {"own": [c.caption for c in clips], "opposite": [opposite_direction(c.caption) for c in clips]}
+    texts = {k: [backbone.text.run(v[i : i + batch]) for i in range(0, n, batch)] for k, v in captions.items()}
+    gaps = []
+    for sigma in GAP_SIGMAS:
+        loss = {}
+        for kind, chunks in texts.items():
+            errors = []
+            for i, text in zip(range(0, n, batch), chunks):
+                zi, ni = z[i : i + batch], noise[i : i + batch]
+                t = torch.full((zi.shape[0],), sigma * train_steps(backbone.scheduler_config), device=z.device)
+                pred = backbone.predict(backbone.add_noise(zi, ni, t), t, text)
+                errors.append((pred.float() - backbone.training_target(zi, ni, t).float()).pow(2).mean(1, keepdim=True))
+            loss[kind] = split_loss(torch.cat(errors), covered)[0]
+        gaps.append(round(loss["opposite"] - loss["own"], 5))
+    return gaps
 
 
 @torch.no_grad()

@@ -62,6 +62,11 @@ class Plan:
     warmup: int = 100
     decay_steps: int = 8000
     caption_dropout: float = 0.1
+    # This share of each batch draws its noise level uniformly from [high_noise_from, 1) instead of
+    # the schedule's shifted distribution: where a clip's frames barely show where its object is,
+    # only the caption (its direction word above all) tells the denoiser how it travels.
+    high_noise_share: float = 0.0
+    high_noise_from: float = 0.85
     # Each block of clips is encoded once and trained on this many consecutive steps (new noise
     # and timesteps each time), to spare the VAE's encoder.
     reuse: int = 2
@@ -87,6 +92,19 @@ def lr_at(plan: Plan, step: int) -> float:
         return plan.lr * (step + 1) / plan.warmup
     frac = min(1.0, (step - plan.warmup) / max(1, plan.decay_steps - plan.warmup))
     return plan.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def noise_levels(backbone: WanBackbone, plan: Plan, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Timesteps of a batch: the backbone's shifted draw, with :attr:`Plan.high_noise_share` of them
+    (each clip by its own coin) drawn uniformly from noise levels ``[high_noise_from, 1)`` instead."""
+    t = backbone.sample_timesteps(n, generator)
+    if plan.high_noise_share <= 0:
+        return t
+    from videomage_wan.flow import train_steps
+
+    coin, level = torch.rand(n, generator=generator), torch.rand(n, generator=generator)
+    high = (plan.high_noise_from + (1 - plan.high_noise_from) * level) * train_steps(backbone.scheduler_config)
+    return torch.where((coin < plan.high_noise_share).to(t.device), high.to(t.device, t.dtype), t)
 
 
 def make_backbone(pipe, folder: Path) -> WanBackbone:
@@ -337,7 +355,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
         rng = data_rng(plan, 3, global_step)
         captions = ["" if rng.random() < plan.caption_dropout else c for c in captions]
         noise = torch.randn(latents.shape, generator=generator).to(plan.device)
-        t = backbone.sample_timesteps(latents.shape[0], generator)
+        t = noise_levels(backbone, plan, latents.shape[0], generator)
         noisy = backbone.add_noise(latents, noise, t)
         pred = backbone.predict(noisy, t, backbone.text.run(captions))
         loss = F.mse_loss(pred.float(), backbone.training_target(latents, noise, t))
@@ -434,6 +452,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vae-steps", type=int, default=d.vae_steps)
     parser.add_argument("--object-weight", type=float, default=d.object_weight,
                         help="the VAE's reconstruction weight of pixels off the border colour (objects)")
+    parser.add_argument("--high-noise-share", type=float, default=d.high_noise_share,
+                        help="share of each batch whose noise level is drawn uniformly from [--high-noise-from, 1)")
+    parser.add_argument("--high-noise-from", type=float, default=d.high_noise_from)
     parser.add_argument("--batch", type=int, default=d.batch)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--reuse", type=int, default=d.reuse, help="steps each encoded batch of clips is trained on")
@@ -458,7 +479,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     plan = Plan(steps=args.steps, decay_steps=args.decay_steps, vae_steps=args.vae_steps, object_weight=args.object_weight, batch=args.batch, lr=args.lr, reuse=args.reuse,
                 seed=args.seed, checkpoint_every=args.checkpoint_every, export_every=args.export_every,
-                log_every=args.log_every, tiny=args.tiny, latent_channels=args.latent_channels, ema_decay=args.ema_decay, device=args.device, mixed_precision="bf16" if args.bf16 else "no")
+                log_every=args.log_every, tiny=args.tiny, latent_channels=args.latent_channels, ema_decay=args.ema_decay, device=args.device, mixed_precision="bf16" if args.bf16 else "no",
+                high_noise_share=args.high_noise_share, high_noise_from=args.high_noise_from)
     warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None
     if args.warm is not None and warm is None:
         print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)

@@ -5,7 +5,9 @@ recipe through the workflow ``videomage run`` uses: both subjects, the orbit mot
 fusion are learned, "<pet> is orbiting <toy> in the snow" is sampled with SCS, and
 ``video.mp4`` and its contact sheet ``video-frames.png`` land in the output folder, with the
 metrics as ``metrics.md`` / ``metrics.json`` beside them. For comparison the base model's
-sample of the class-word prompt is scored too. Re-running reuses what is up to date.
+sample of the class-word prompt is scored too, and ``overview.png`` shows it all on one
+picture: each subject's stills, the reference clip, the result and the base model's sample,
+one labelled row each. Re-running reuses what is up to date.
 """
 
 from __future__ import annotations
@@ -35,6 +37,32 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def overview_sheet(rows: list[tuple[str, torch.Tensor]], path: str | Path, *, scale: int = 2) -> Path:
+    """Write ``rows`` (a label and frames ``[N, 3, H, W]`` in [0, 1] each) as one PNG: each row a
+    strip with its label above its frames side by side, every pixel ``scale`` x ``scale``."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    if not rows:
+        raise ValueError("overview_sheet needs at least one row")
+    label = 14  # height of a row's label strip, in output pixels
+    images = []
+    for _, frames in rows:
+        f = frames.detach().float().clamp(0, 1).cpu()
+        pixels = (f.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # [N, H, W, 3]
+        images.append(np.concatenate(list(pixels), axis=1).repeat(scale, axis=0).repeat(scale, axis=1))
+    width = max(image.shape[1] for image in images)
+    sheet = Image.new("RGB", (width, sum(label + image.shape[0] for image in images)), "white")
+    draw = ImageDraw.Draw(sheet)
+    top = 0
+    for (text, _), image in zip(rows, images):
+        draw.text((2, top + 1), text, fill="black")
+        sheet.paste(Image.fromarray(image), (0, top + label))
+        top += label + image.shape[0]
+    atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG"))
+    return Path(path)
+
+
 def run_demo(out: str | Path, *, model: str | None = None, settings=None, progress: bool = True, log=print) -> dict:
     """Run the demo into ``out``; return ``{"files": ..., "metrics": ..., "table": ...}``.
 
@@ -42,7 +70,8 @@ def run_demo(out: str | Path, *, model: str | None = None, settings=None, progre
     (:mod:`videomage_toyworld.recipe`); the base model's sample comes from the generate stage.
     """
     from videomage_toyworld.model import MODEL_DIR
-    from videomage_toyworld.recipe import CaseSettings, base_sample, case_of, metric_context, run_case, score
+    from videomage_toyworld.recipe import (CaseSettings, base_sample, case_of, class_word_prompt, metric_context,
+                                           run_case, score)
 
     model = model or str(MODEL_DIR)
     if not (Path(model) / "model_index.json").is_file():
@@ -62,7 +91,13 @@ def run_demo(out: str | Path, *, model: str | None = None, settings=None, progre
     atomic_write(out / "metrics.md", lambda tmp: Path(tmp).write_text(text))
     record = {"settings": attrs.asdict(settings), "model": model, "metrics": rows}
     atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
-    files = {"video": out / "video.mp4", "contact_sheet": out / "video-frames.png", "metrics": out / "metrics.md"}
+    picture = [(f"{subject.token}: the subject's stills", images)
+               for subject, images in zip(case.SUBJECTS, context["subject_images"])]
+    picture += [(f"reference: {case.MOTION_PROMPT!r}", context["reference_video"]),
+                (f"VideoMage: {case.TARGET_PROMPT!r}", video), (f"base model: {class_word_prompt(case)!r}", base)]
+    overview_sheet(picture, out / "overview.png")
+    files = {"video": out / "video.mp4", "contact_sheet": out / "video-frames.png", "overview": out / "overview.png",
+             "metrics": out / "metrics.md"}
     return {"files": files, "metrics": rows, "table": text}
 
 

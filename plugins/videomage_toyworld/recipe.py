@@ -211,9 +211,16 @@ def score(video: torch.Tensor, context: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def read_sheet(path: Path, frames: int, size: int) -> torch.Tensor:
-    """The frames of a contact sheet (lossless PNG, one row) as ``[F, 3, H, W]``."""
+def read_sheet(path: Path, frames: int, size: int, columns: int = 8) -> torch.Tensor:
+    """The frames of a contact sheet (lossless PNG) as ``[F, 3, H, W]``: ``frames`` square frames of
+    ``size`` laid out ``columns`` a row, as :func:`videomage.kit.write_contact_sheet` writes them."""
     import imageio.v3 as iio
 
     sheet = torch.from_numpy(np.asarray(iio.imread(path), dtype=np.float32) / 255.0).permute(2, 0, 1)
-    return torch.stack([sheet[:, :size, i * size : (i + 1) * size] for i in range(frames)])
+    cols = min(columns, frames)
+    rows = -(-frames // cols)
+    if tuple(sheet.shape[1:]) != (rows * size, cols * size):
+        raise ValueError(f"{path}: a {sheet.shape[1]}x{sheet.shape[2]} contact sheet, not {frames} frames of "
+                         f"{size}x{size} laid out {cols} a row ({rows * size}x{cols * size})")
+    return torch.stack([sheet[:, (i // cols) * size : (i // cols + 1) * size, (i % cols) * size : (i % cols + 1) * size]
+                        for i in range(frames)])

@@ -29,13 +29,45 @@ def test_the_whole_method_runs_on_a_tiny_model_and_writes_every_output(monkeypat
     assert [s.token for s in recipe.subjects] == ["<pet>", "<toy>"] and recipe.motion is not None
     assert recipe.sampling.prompt == "<pet> is orbiting <toy> in the snow" and recipe.sampling.sampler == "scs"
     out = tmp_path / "out"
-    for name in ("video.mp4", "video-frames.png", "metrics.md", "metrics.json", "base-model.mp4"):
+    for name in ("video.mp4", "video-frames.png", "overview.png", "metrics.md", "metrics.json", "base-model.mp4"):
         assert (out / name).is_file(), name
+    assert result["files"]["overview"] == out / "overview.png"
+    # One labelled row each: two subjects' stills, the reference clip, the result, the base model.
+    import imageio.v3 as iio
+    from videomage_toyworld.recipe import _spec, read_sheet
+
+    spec = _spec(str(tiny_model_dir))
+    f, h, w = spec.frames, spec.height, spec.width
+    video = read_sheet(out / "video-frames.png", f, h)
+    sheet = iio.imread(out / "overview.png")
+    assert sheet.shape[0] == 5 * (14 + 2 * h)
+    top = 3 * (14 + 2 * h) + 14  # the result's row, below the two subjects' stills and the reference
+    result_row = sheet[top : top + 2 * h : 2, : f * 2 * w : 2]
+    expected = (video.permute(2, 0, 3, 1).reshape(h, f * w, 3).numpy() * 255).round()
+    assert abs(result_row.astype(float) - expected).max() <= 1
     record = json.loads((out / "metrics.json").read_text())
     assert set(record["metrics"]) == set(result["metrics"]) and len(result["metrics"]) == 2
     scores = next(iter(result["metrics"].values()))
     assert 0.0 <= scores["subject_fidelity"] <= 1.0 and 0.0 <= scores["appearance_leakage"] <= 1.0
     assert not list(out.rglob("*.tmp*")), "outputs are written atomically"
+
+
+def test_overview_sheet_labels_each_row_above_its_frames(tmp_path):
+    import imageio.v3 as iio
+    import torch
+    from videomage_toyworld.demo import overview_sheet
+
+    red = torch.zeros(3, 3, 4, 4)
+    red[:, 0] = 1.0
+    grey = torch.full((2, 3, 4, 4), 0.5)
+    path = overview_sheet([("three red frames", red), ("two grey", grey)], tmp_path / "o.png", scale=3)
+    sheet = iio.imread(path).astype(int)
+    assert sheet.shape == (2 * (14 + 12), 3 * 12, 3)  # as wide as the longest row
+    assert (sheet[14:26, :36] == [255, 0, 0]).all()  # the first row's frames, each pixel 3x3
+    assert (sheet[26 + 14 :, :24] == 128).all() and (sheet[26 + 14 :, 24:] == 255).all()  # short row: white after
+    assert (sheet[:14].min(axis=-1) < 100).any() and (sheet[26 : 26 + 14].min(axis=-1) < 100).any()  # labels drawn
+    with pytest.raises(ValueError, match="at least one row"):
+        overview_sheet([], tmp_path / "none.png")
 
 
 def test_a_folder_that_is_not_a_model_is_a_clear_error(tmp_path):
@@ -105,3 +137,18 @@ def test_a_rerun_reuses_products_only_when_their_settings_match(tiny_model_dir, 
     run_demo(tmp_path, model=str(other), settings=MICRO, progress=False, log=logs.append)
     assert not any("up to date" in m for m in logs)
     assert "sampling" in logs and any(m.startswith("base model: sampling") for m in logs)
+
+
+@pytest.mark.parametrize("frames", [8, 9, 17])
+def test_read_sheet_reads_back_every_frame_of_a_contact_sheet_that_wraps(tmp_path, frames):
+    import torch
+    from videomage_toyworld.recipe import read_sheet
+
+    from videomage.kit import write_contact_sheet
+
+    video = torch.rand(frames, 3, 6, 6)
+    path = write_contact_sheet(video, tmp_path / "sheet.png")  # 8 frames a row: 9 wrap onto a second
+    back = read_sheet(path, frames, 6)
+    assert back.shape == video.shape and (back - video).abs().max() <= 0.5 / 255 + 1e-6
+    with pytest.raises(ValueError, match="not 7 frames of 6x6"):
+        read_sheet(path, 7, 6)

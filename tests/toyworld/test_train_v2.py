@@ -217,3 +217,72 @@ def test_a_longer_vae_phase_never_changes_the_vae_under_a_begun_denoiser(straigh
     before, after = load_file(str(straight / "model" / vae)), load_file(str(tmp_path / "run" / "model" / vae))
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert json.loads((tmp_path / "run" / "model" / train_v2.TRAINING_RECORD).read_text())["step"] == 4
+
+
+def test_each_stage_alone_runs_on_a_v2_model_and_reports_against_its_targets(straight, tmp_path, capsys):
+    from toyworld import stages_v2
+
+    stages_v2.main(["--model", str(straight / "model"), "--out", str(tmp_path), "--quick", "--samples", "1"])
+    result = json.loads((tmp_path / "stages.json").read_text())
+    assert set(result["targets"]) == {"subject_fidelity", "motion_fidelity", "reference_colour_share"}
+    for key in (*result["targets"], "subject_fidelity_pet", "subject_fidelity_toy"):
+        assert 0.0 <= result[key] <= 1.0, key
+    # The motion alone is prompted with other objects than the reference's, in the held-out verb.
+    assert result["motion_prompt"] == "a red circle is chasing a yellow square in the snow"
+    assert (tmp_path / "subject-pet" / "video-frames.png").is_file() and (tmp_path / "motion" / "video.mp4").is_file()
+
+
+def test_failure_modes_count_missing_and_unmoving_objects_and_colour_by_word():
+    rng = np.random.default_rng(2)
+    moving = world2.random_clip(rng, drops=world2.NO_DROPS, family="line")
+    still = world2.random_clip(rng, drops=world2.NO_DROPS, family="static")
+    named = moving.caption.split()[1]
+    still_prompt = still.caption.replace("a static video of ", "")
+    assert still_prompt.split()[1] != named  # (this seed's two clips differ in colour)
+    empty = moving.frames.copy()
+    empty[:] = empty[:, :, :1, :1]  # every pixel the corner's (the background's) colour: no object
+    half = moving.frames.copy()
+    half[5:] = empty[5:]  # the object in frames 0-4 only: seen in 5 of 9, still "an object"
+    videos = [moving.frames, still.frames, empty, half]
+    modes = evaluate_v2.failure_modes(videos, [moving.caption, still_prompt, moving.caption, moving.caption])
+    assert modes["no_object"] == 0.25  # the empty clip
+    assert modes["static"] == 0.25  # the still one (a half-seen moving object still travels)
+    assert modes["seen_frames"] == round((1 + 1 + 0 + 5 / 9) / 4, 4)
+    # The moving clip's colour: right in the clip and its half, wrong where nothing is drawn.
+    assert modes["colour_by_word"] == {named: round(2 / 3, 4), still_prompt.split()[1]: 1.0}
+
+
+def test_direction_word_gap_compares_own_and_opposite_direction_words(straight, monkeypatch):
+    from videomage.loading import load_backbone
+
+    assert evaluate_v2.opposite_direction("a red circle arcing up slowly in the snow") == \
+        "a red circle arcing down slowly in the snow"
+    assert evaluate_v2.opposite_direction("a static video of a red circle") == "a static video of a red circle"
+    backbone = load_backbone(str(straight / "model"))
+    gap = evaluate_v2.direction_word_gap(backbone, n=4, batch=2)
+    assert len(gap) == len(evaluate_v2.GAP_SIGMAS) and all(np.isfinite(gap))
+    assert gap == evaluate_v2.direction_word_gap(backbone, n=4, batch=2)  # same clips, noise and levels
+    # A denoiser that cannot read the caption shows no gap at all.
+    run = backbone.text.run
+    monkeypatch.setattr(backbone.text, "run", lambda captions: run([""] * len(captions)))
+    assert evaluate_v2.direction_word_gap(backbone, n=4, batch=2) == [0.0] * len(evaluate_v2.GAP_SIGMAS)
+
+
+def test_a_share_of_each_batch_can_draw_its_noise_level_from_the_top_of_the_schedule(straight):
+    from videomage.loading import load_backbone
+
+    backbone = load_backbone(str(straight / "model"))
+    n = 4000
+
+    def levels(**kw):
+        plan = train_v2.Plan(**kw)
+        return train_v2.noise_levels(backbone, plan, n, torch.Generator().manual_seed(0)) / 1000
+
+    plain = levels()
+    assert torch.equal(plain, backbone.sample_timesteps(n, torch.Generator().manual_seed(0)) / 1000)
+    every = levels(high_noise_share=1.0, high_noise_from=0.9)
+    assert every.min() >= 0.9 and every.max() < 1.0 and abs(float(every.mean()) - 0.95) < 0.005
+    half = levels(high_noise_share=0.5, high_noise_from=0.9)
+    # Half from [0.9, 1), half from the shifted draw (of which 1 - 0.9 / 1.1 = 18% lie there too).
+    share = float((half >= 0.9).float().mean())
+    assert abs(share - (0.5 + 0.5 * (1 - 0.9 / 1.1))) < 0.03
