@@ -117,6 +117,21 @@ def split_loss(error: torch.Tensor, covered: torch.Tensor) -> tuple[float, float
 
 
 @torch.no_grad()
+def errors_at(backbone, z: torch.Tensor, noise: torch.Tensor, texts: list, sigma: float, batch: int) -> torch.Tensor:
+    """Squared flow-matching errors ``[B, 1, F, h, w]`` (mean over channels) of latents ``z`` noised
+    with ``noise`` to level ``sigma``, in chunks of ``batch`` with their encoded captions ``texts``."""
+    from videomage_wan.flow import train_steps
+
+    errors = []
+    for i, text in zip(range(0, z.shape[0], batch), texts):
+        zi, ni = z[i : i + batch], noise[i : i + batch]
+        t = torch.full((zi.shape[0],), sigma * train_steps(backbone.scheduler_config), device=z.device)
+        pred = backbone.predict(backbone.add_noise(zi, ni, t), t, text)
+        errors.append((pred.float() - backbone.training_target(zi, ni, t).float()).pow(2).mean(1, keepdim=True))
+    return torch.cat(errors)
+
+
+@torch.no_grad()
 def held_out_loss(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> dict[str, list[float]]:
     """The flow-matching loss on ``n`` held-out captioned clips (full captions) at :data:`SIGMAS`:
     ``{"object": [...], "background": [...]}``, one value per noise level, over the latents an
@@ -124,7 +139,6 @@ def held_out_loss(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> di
     import torch.nn.functional as F
 
     from videomage_toyworld.world2 import NO_DROPS, random_clip
-    from videomage_wan.flow import train_steps
 
     rng = np.random.default_rng([seed, 22])
     clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS) for _ in range(n)]
@@ -136,13 +150,7 @@ def held_out_loss(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> di
     texts = [backbone.text.run([c.caption for c in clips[i : i + batch]]) for i in range(0, n, batch)]  # once, for every level
     out: dict[str, list[float]] = {"object": [], "background": []}
     for sigma in SIGMAS:
-        errors = []
-        for i, text in zip(range(0, n, batch), texts):
-            zi, ni = z[i : i + batch], noise[i : i + batch]
-            t = torch.full((zi.shape[0],), sigma * train_steps(backbone.scheduler_config), device=z.device)
-            pred = backbone.predict(backbone.add_noise(zi, ni, t), t, text)
-            errors.append((pred.float() - backbone.training_target(zi, ni, t).float()).pow(2).mean(1, keepdim=True))
-        obj, rest = split_loss(torch.cat(errors), covered)
+        obj, rest = split_loss(errors_at(backbone, z, noise, texts, sigma, batch), covered)
         out["object"].append(round(obj, 4))
         out["background"].append(round(rest, 4))
     return out
@@ -167,7 +175,6 @@ def direction_word_gap(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) 
     import torch.nn.functional as F
 
     from videomage_toyworld.world2 import NO_DROPS, random_clip
-    from videomage_wan.flow import train_steps
 
     rng = np.random.default_rng([seed, 25])
     clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS, family=str(rng.choice(list(FAMILIES))))
@@ -182,13 +189,7 @@ def direction_word_gap(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) 
     for sigma in GAP_SIGMAS:
         loss = {}
         for kind, chunks in texts.items():
-            errors = []
-            for i, text in zip(range(0, n, batch), chunks):
-                zi, ni = z[i : i + batch], noise[i : i + batch]
-                t = torch.full((zi.shape[0],), sigma * train_steps(backbone.scheduler_config), device=z.device)
-                pred = backbone.predict(backbone.add_noise(zi, ni, t), t, text)
-                errors.append((pred.float() - backbone.training_target(zi, ni, t).float()).pow(2).mean(1, keepdim=True))
-            loss[kind] = split_loss(torch.cat(errors), covered)[0]
+            loss[kind] = split_loss(errors_at(backbone, z, noise, chunks, sigma, batch), covered)[0]
         gaps.append(round(loss["opposite"] - loss["own"], 5))
     return gaps
 
