@@ -476,6 +476,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="a new run's denoiser starts from this saved model's transformer blocks and text "
                              "encoder where shapes match (another latent width: patch embedding and head stay fresh)")
     args = parser.parse_args(argv)
+    if not 0 <= args.high_noise_share <= 1 or not 0 <= args.high_noise_from < 1:
+        parser.error(f"--high-noise-share must lie in [0, 1] and --high-noise-from in [0, 1) (noise levels; 1 is pure "
+                     f"noise), got {args.high_noise_share} and {args.high_noise_from}")
     torch.set_num_threads(args.threads)
     plan = Plan(steps=args.steps, decay_steps=args.decay_steps, vae_steps=args.vae_steps, object_weight=args.object_weight, batch=args.batch, lr=args.lr, reuse=args.reuse,
                 seed=args.seed, checkpoint_every=args.checkpoint_every, export_every=args.export_every,

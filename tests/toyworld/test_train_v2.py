@@ -286,3 +286,11 @@ def test_a_share_of_each_batch_can_draw_its_noise_level_from_the_top_of_the_sche
     # Half from [0.9, 1), half from the shifted draw (of which 1 - 0.9 / 1.1 = 18% lie there too).
     share = float((half >= 0.9).float().mean())
     assert abs(share - (0.5 + 0.5 * (1 - 0.9 / 1.1))) < 0.03
+
+
+@pytest.mark.parametrize("flags", [["--high-noise-share", "1.5"], ["--high-noise-from", "1.0"]])
+def test_a_noise_share_or_level_outside_its_range_is_refused_before_anything_trains(tmp_path, flags, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train_v2.main([*TINY, "--out", str(tmp_path / "run"), *flags])
+    assert exit_.value.code == 2 and "--high-noise-share must lie in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
