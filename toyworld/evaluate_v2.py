@@ -58,24 +58,22 @@ def captions(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def failure_modes(videos, prompts: list[str]) -> dict:
-    """How samples fail, beside the four parts: ``no_object``, the share in which an object is seen
-    in fewer than half the frames; ``static``, the share in which it is seen but does not travel;
-    ``seen_frames``, the mean share of frames with an object; ``colour_by_word``, the share of
-    samples right on colour for each colour the prompts name."""
+def failure_modes(videos, prompts: list[str], scores: list[dict[str, float]]) -> dict:
+    """How samples fail, beside the four parts (``scores``, :func:`alignment.score` of each):
+    ``no_object``, the share in which an object is seen in fewer than half the frames; ``static``,
+    the share in which it is seen but does not travel; ``seen_frames``, the mean share of frames
+    with an object; ``colour_by_word``, the share right on colour for each colour the prompts name."""
     from videomage_toyworld import analysis as an
 
     seen, absent, static, by_word = [], [], [], {}
-    for video, prompt in zip(videos, prompts):
-        v = an.as_array(video)
-        path = an.centroids(alignment.object_masks(v))
+    for video, prompt, score in zip(videos, prompts, scores):
+        path = an.centroids(alignment.object_masks(an.as_array(video)))
         frames = float((~np.isnan(path).any(axis=1)).mean())
         seen.append(frames)
         absent.append(frames < 0.5)
         static.append(frames >= 0.5 and an.direction_of(path) == "static")
-        colour = alignment.parse(prompt)["nouns"][0][0] if alignment.parse(prompt)["nouns"] else None
-        if colour:
-            by_word.setdefault(colour, []).append(alignment.score(v, prompt)["colour"])
+        if "colour" in score:  # the prompt names a colour
+            by_word.setdefault(alignment.parse(prompt)["nouns"][0][0], []).append(score["colour"])
     return {"no_object": float(np.mean(absent)), "static": float(np.mean(static)),
             "seen_frames": round(float(np.mean(seen)), 4),
             "colour_by_word": {c: round(float(np.mean(v)), 4) for c, v in sorted(by_word.items())}}
@@ -87,19 +85,18 @@ def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20,
 
     backbone = load_backbone(str(model), device=device)
     texts = captions(n, seed)
-    scores, kept, samples = [], [], []
+    scores, samples = [], []
     for start in tqdm(range(0, n, batch), desc="evaluating", disable=not progress):
         prompts = texts[start : start + batch]
-        videos = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + start)
+        videos = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + start).cpu()
         scores += [alignment.score(v, p) for v, p in zip(videos, prompts)]
-        samples += list(videos.cpu())
-        kept += [videos.cpu()] if sheet else []
+        samples += list(videos)
     if sheet:
         from videomage.media import write_contact_sheet
 
-        write_contact_sheet(torch.cat(kept)[:16].flatten(0, 1), str(sheet), columns=kept[0].shape[1])
+        write_contact_sheet(torch.stack(samples[:16]).flatten(0, 1), str(sheet), columns=samples[0].shape[0])
     out = alignment.summary(scores)
-    out["failures"] = failure_modes(samples, texts)
+    out["failures"] = failure_modes(samples, texts, scores)
     out.update(steps=float(steps), guidance=float(guidance), held_out_loss=held_out_loss(backbone),
                direction_word_gap=direction_word_gap(backbone), reconstruction=reconstruction_scores(backbone))
     return out
@@ -114,6 +111,19 @@ def split_loss(error: torch.Tensor, covered: torch.Tensor) -> tuple[float, float
     covered = covered.expand_as(error).float()
     return (float((error * covered).sum() / covered.sum().clamp_min(1)),
             float((error * (1 - covered)).sum() / (1 - covered).sum().clamp_min(1)))
+
+
+@torch.no_grad()
+def encoded(backbone, clips: list, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The latents of ``clips``, the latent positions their objects' pixels reach ``[B, 1, F, h, w]``,
+    and noise like the latents drawn from ``seed``."""
+    import torch.nn.functional as F
+
+    z = backbone.encode_video(torch.from_numpy(np.stack([c.frames for c in clips])))
+    masks = torch.from_numpy(np.stack([c.masks.any(0) for c in clips])).float()  # [B, F, H, W]
+    covered = F.adaptive_max_pool2d(masks, z.shape[-2:])[:, None].to(z.device)
+    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed)).to(z.device, z.dtype)
+    return z, covered, noise
 
 
 @torch.no_grad()
@@ -136,17 +146,11 @@ def held_out_loss(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> di
     """The flow-matching loss on ``n`` held-out captioned clips (full captions) at :data:`SIGMAS`:
     ``{"object": [...], "background": [...]}``, one value per noise level, over the latents an
     object's pixels reach and the others. The clips, noise and levels are fixed by ``seed``."""
-    import torch.nn.functional as F
-
     from videomage_toyworld.world2 import NO_DROPS, random_clip
 
     rng = np.random.default_rng([seed, 22])
     clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS) for _ in range(n)]
-    video = torch.from_numpy(np.stack([c.frames for c in clips]))
-    masks = torch.from_numpy(np.stack([c.masks.any(0) for c in clips])).float()  # [n, F, H, W]
-    z = backbone.encode_video(video)
-    covered = F.adaptive_max_pool2d(masks, z.shape[-2:])[:, None].to(z.device)
-    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed)).to(z.device, z.dtype)
+    z, covered, noise = encoded(backbone, clips, seed)
     texts = [backbone.text.run([c.caption for c in clips[i : i + batch]]) for i in range(0, n, batch)]  # once, for every level
     out: dict[str, list[float]] = {"object": [], "background": []}
     for sigma in SIGMAS:
@@ -172,17 +176,12 @@ def direction_word_gap(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) 
     (lines, arcs, bounces) captioned with the *opposite* direction, minus the loss with their own
     caption, at :data:`GAP_SIGMAS` (same clips and noise). Zero: the word changes nothing; the
     larger, the more the word tells it how the object travels."""
-    import torch.nn.functional as F
-
     from videomage_toyworld.world2 import NO_DROPS, random_clip
 
     rng = np.random.default_rng([seed, 25])
     clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS, family=str(rng.choice(list(FAMILIES))))
              for _ in range(n)]
-    z = backbone.encode_video(torch.from_numpy(np.stack([c.frames for c in clips])))
-    masks = torch.from_numpy(np.stack([c.masks.any(0) for c in clips])).float()
-    covered = F.adaptive_max_pool2d(masks, z.shape[-2:])[:, None].to(z.device)
-    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed)).to(z.device, z.dtype)
+    z, covered, noise = encoded(backbone, clips, seed)
     captions = {"own": [c.caption for c in clips], "opposite": [opposite_direction(c.caption) for c in clips]}
     texts = {k: [backbone.text.run(v[i : i + batch]) for i in range(0, n, batch)] for k, v in captions.items()}
     gaps = []

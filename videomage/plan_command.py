@@ -87,7 +87,8 @@ def _sampler_options(args: argparse.Namespace) -> dict:
 
 def _guided_steps(sampler: str, options: dict, default: int | None = None) -> int:
     """The guided steps the plan counts: the sampler's ``guided_steps_option`` where ``options`` set
-    it, else ``default`` (``--tau``), else the option's own default; 0 for a sampler without one."""
+    it, else ``default`` (``--tau``), else the option's own default. A sampler without such an
+    option counts ``default`` where given (``--tau``), else 0."""
     from videomage.planning import guided_option
     from videomage.plugins import get_registry
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from toyworld import evaluate_v2, train_v2
-from videomage_toyworld import wan_model, world2
+from videomage_toyworld import alignment, wan_model, world2
 
 TINY = ["--tiny", "--vae-steps", "1", "--batch", "2", "--log-every", "1", "--export-every", "100",
         "--checkpoint-every", "1", "--threads", "1"]
@@ -244,7 +244,9 @@ def test_failure_modes_count_missing_and_unmoving_objects_and_colour_by_word():
     half = moving.frames.copy()
     half[5:] = empty[5:]  # the object in frames 0-4 only: seen in 5 of 9, still "an object"
     videos = [moving.frames, still.frames, empty, half]
-    modes = evaluate_v2.failure_modes(videos, [moving.caption, still_prompt, moving.caption, moving.caption])
+    prompts = [moving.caption, still_prompt, moving.caption, moving.caption]
+    scores = [alignment.score(v, p) for v, p in zip(videos, prompts)]
+    modes = evaluate_v2.failure_modes(videos, prompts, scores)
     assert modes["no_object"] == 0.25  # the empty clip
     assert modes["static"] == 0.25  # the still one (a half-seen moving object still travels)
     assert modes["seen_frames"] == round((1 + 1 + 0 + 5 / 9) / 4, 4)
