@@ -296,3 +296,76 @@ def test_a_noise_share_or_level_outside_its_range_is_refused_before_anything_tra
         train_v2.main([*TINY, "--out", str(tmp_path / "run"), *flags])
     assert exit_.value.code == 2 and "--high-noise-share must lie in [0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_denoisers_learning_rate_follows_its_schedule(tmp_path, monkeypatch):
+    seen = []
+    step = torch.optim.AdamW.step
+
+    def recording(self, *args, **kwargs):
+        seen.append([g["lr"] for g in self.param_groups])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording)
+    train_v2.main([*TINY, "--out", str(tmp_path), "--vae-steps", "0", "--steps", "3", "--lr", "0.002"])
+    plan = train_v2.Plan(lr=0.002)
+    # Warm-up: each step's rate is the schedule's at that step, for the transformer and the text encoder.
+    assert seen[-3:] == [[train_v2.lr_at(plan, k)] * 2 for k in range(3)]
+    assert seen[-1][0] == pytest.approx(0.002 * 3 / plan.warmup)
+
+
+def test_the_object_weights_keep_the_loss_scale_and_weigh_objects_more():
+    covered = torch.zeros(2, 1, 3, 4, 4)
+    covered[0, :, :, 1, 1] = 1
+    w = train_v2.object_weights(covered, 5.0)
+    assert float(w.mean()) == pytest.approx(1.0)
+    assert float(w[0, 0, 0, 1, 1] / w[0, 0, 0, 0, 0]) == pytest.approx(5.0)
+    assert torch.equal(train_v2.object_weights(covered, 1.0), torch.ones_like(covered))
+    error = torch.arange(2 * 2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 2, 3, 4, 4)
+    per_clip = train_v2.object_errors(error, covered)
+    assert per_clip[0] == pytest.approx(float(error[0, :, :, 1, 1].mean())) and per_clip[1] == 0
+
+
+def test_the_direction_hinge_asks_the_opposite_word_to_do_worse_by_its_margin():
+    own = torch.tensor([1.0, 1.0, 2.0], requires_grad=True)
+    opposite = torch.tensor([1.0, 1.3, 2.1], requires_grad=True)
+    # max(0, 0.2 * own - (opposite - own)) per clip: 0.2, 0 (0.3 beyond the margin), 0.3.
+    hinge = train_v2.direction_hinge(own, opposite, 0.2)
+    assert float(hinge.detach()) == pytest.approx((0.2 + 0.0 + 0.3) / 3)
+    hinge.backward()
+    # It lowers the own caption's error and raises the opposite's, only where the margin is not met.
+    assert own.grad.tolist() == pytest.approx([1 / 3, 0, 1 / 3]) and opposite.grad.tolist() == pytest.approx([-1 / 3, 0, -1 / 3])
+
+
+def test_direction_ranking_runs_the_opposite_word_on_captions_with_a_direction(tmp_path, capsys, monkeypatch):
+    captions = []
+    batch = world2.batch
+
+    def recording(*args, **kwargs):
+        data = batch(*args, **kwargs)
+        if "drops" in kwargs:  # the denoiser's batches (the VAE's statistics take plain ones)
+            captions.append((kwargs["drops"], data["captions"]))
+        return data
+
+    monkeypatch.setattr(world2, "batch", recording)
+    train_v2.main([*TINY, "--out", str(tmp_path), "--steps", "4", "--batch", "4", "--direction-weight", "1",
+                   "--object-loss-weight", "3", "--colour-drop", "1"])
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"phase": "denoiser"')]
+    assert logs and all("direction_gap" in entry and np.isfinite(entry["direction_gap"]) for entry in logs)
+    drops, texts = captions[-1]
+    assert drops.colour == 1.0 and not any(c in t.split() for t in texts for c in alignment.COLOURS)
+
+
+def test_a_batch_carries_the_masks_of_its_clips():
+    data = world2.batch(np.random.default_rng(3), 3, size=32)
+    clip = world2.random_clip(np.random.default_rng(3), size=32)  # the batch's first clip
+    assert data["masks"].shape == (3, world2.FRAMES, 32, 32) and data["masks"].dtype == torch.bool
+    assert np.array_equal(data["masks"][0].numpy(), clip.masks.any(0))
+
+
+@pytest.mark.parametrize("flags", [["--colour-drop", "1.5"], ["--object-loss-weight", "0"], ["--direction-weight", "-1"]])
+def test_a_loss_option_outside_its_range_is_refused_before_anything_trains(tmp_path, flags, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train_v2.main([*TINY, "--out", str(tmp_path / "run"), *flags])
+    assert exit_.value.code == 2 and flags[0] in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
