@@ -10,7 +10,10 @@ Re-running the same command resumes wherever it stopped. Phases, each an ordinar
    normalisation the ``wan`` backbone applies);
 2. ``denoiser/``: the transformer and the text encoder learn flow matching through the ``wan``
    backbone's own ``encode_video``/``add_noise``/``predict``, on captioned v2 clips, captions
-   dropped to ``""`` 10% of the time for classifier-free guidance. An exponential moving
+   dropped to ``""`` 10% of the time for classifier-free guidance (and the colour word alone
+   ``--colour-drop`` of the time), optionally with the object latents' error weighted more
+   (``--object-loss-weight``) and a direction-ranking hinge (``--direction-weight``,
+   :func:`direction_hinge`). An exponential moving
    average of their weights (``--ema-decay``, kept in ``denoiser/ema.safetensors`` beside each
    checkpoint) is what is exported: it averages out the noise of a high learning rate.
 

@@ -369,3 +369,25 @@ def test_a_loss_option_outside_its_range_is_refused_before_anything_trains(tmp_p
         train_v2.main([*TINY, "--out", str(tmp_path / "run"), *flags])
     assert exit_.value.code == 2 and flags[0] in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_colourless_reading_counts_samples_that_show_an_object(straight, monkeypatch):
+    from videomage.loading import load_backbone
+
+    texts = evaluate_v2.colourless_captions(4)
+    assert texts == evaluate_v2.colourless_captions(4)
+    assert not any(c in t.split() for t in texts for c in alignment.COLOURS)
+    assert [alignment.parse(t)["direction"] is not None for t in texts] == [False, True, False, True]
+    backbone = load_backbone(str(straight / "model"))
+    clip = torch.from_numpy(world2.random_clip(np.random.default_rng(1), size=32).frames)
+
+    def sampler(kind):
+        def sample(_backbone, prompts, **_):
+            return torch.stack([clip if kind == "object" else torch.full_like(clip, 0.5)] * len(prompts))
+        return sample
+
+    monkeypatch.setattr(evaluate_v2, "sample_batch", sampler("object"))
+    seen = evaluate_v2.colourless_reading(backbone, n=4, batch=2)
+    monkeypatch.setattr(evaluate_v2, "sample_batch", sampler("blank"))
+    blank = evaluate_v2.colourless_reading(backbone, n=4, batch=2)
+    assert seen["object"] == 1.0 and blank["object"] == 0.0 and blank["shape"] == 0.0 and seen["n"] == 4
