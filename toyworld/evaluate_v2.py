@@ -243,7 +243,9 @@ def reconstruction_scores(backbone, *, n: int = 24, seed: int = 7) -> dict[str, 
 
 
 def rank(result: dict) -> tuple[float, float]:
-    parts = [result.get(p, 0.0) for p in alignment.PARTS]
+    """What ``ship`` compares: the lowest, then the mean, of the four parts and the colourless
+    reading's object share (a subject's prompt names no colour; 0 where an evaluation lacks it)."""
+    parts = [result.get(p, 0.0) for p in alignment.PARTS] + [result.get("colourless", {}).get("object", 0.0)]
     return min(parts), float(np.mean(parts))
 
 

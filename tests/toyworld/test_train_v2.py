@@ -62,11 +62,13 @@ def test_a_warm_restart_continues_from_saved_weights_and_step(straight, tmp_path
 def test_weights_ship_only_when_their_evaluation_improves(straight, tmp_path, monkeypatch):
     shipped = tmp_path / "package" / "model_v2"
     monkeypatch.setattr(evaluate_v2, "MODEL_V2_DIR", shipped)
-    good = {"colour": 0.5, "shape": 0.5, "background": 0.5, "direction": 0.3, "n": 64.0}
+    good = {"colour": 0.5, "shape": 0.5, "background": 0.5, "direction": 0.3, "n": 64.0, "colourless": {"object": 0.6}}
     assert evaluate_v2.ship(straight / "model", good, commit=False)
     assert weights(shipped)["proj_out.weight"].dtype == torch.float16
     assert not evaluate_v2.ship(straight / "model", {**good, "direction": 0.2}, commit=False)
     assert json.loads((shipped / evaluate_v2.EVALUATION).read_text())["direction"] == 0.3
+    # Better parts do not make up for prompts without a colour that show no object.
+    assert not evaluate_v2.ship(straight / "model", {**good, "direction": 0.4, "colourless": {"object": 0.1}}, commit=False)
     assert evaluate_v2.ship(straight / "model", {**good, "direction": 0.4}, commit=False)
 
 
