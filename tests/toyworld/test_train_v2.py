@@ -224,7 +224,7 @@ def test_a_longer_vae_phase_never_changes_the_vae_under_a_begun_denoiser(straigh
 def test_each_stage_alone_runs_on_a_v2_model_and_reports_against_its_targets(straight, tmp_path, capsys):
     from toyworld import stages_v2
 
-    stages_v2.main(["--model", str(straight / "model"), "--out", str(tmp_path), "--quick", "--samples", "1"])
+    stages_v2.main(["--model", str(straight / "model"), "--out", str(tmp_path), "--quick", "--samples", "2"])
     result = json.loads((tmp_path / "stages.json").read_text())
     assert set(result["targets"]) == {"subject_fidelity", "motion_fidelity", "reference_colour_share"}
     for key in (*result["targets"], "subject_fidelity_pet", "subject_fidelity_toy"):
@@ -232,6 +232,14 @@ def test_each_stage_alone_runs_on_a_v2_model_and_reports_against_its_targets(str
     # The motion alone is prompted with other objects than the reference's, in the held-out verb.
     assert result["motion_prompt"] == "a red circle is chasing a yellow square in the snow"
     assert (tmp_path / "subject-pet" / "video-frames.png").is_file() and (tmp_path / "motion" / "video.mp4").is_file()
+    # Each stage's samples, one a row; the last row is the last seed's own sheet.
+    import imageio.v3 as iio
+
+    from videomage_toyworld.recipe import read_sheet
+
+    size = iio.imread(tmp_path / "motion" / stages_v2.SAMPLES_SHEET).shape[1] // world2.FRAMES
+    both = read_sheet(tmp_path / "motion" / stages_v2.SAMPLES_SHEET, 2 * world2.FRAMES, size, columns=world2.FRAMES)
+    assert torch.equal(both[world2.FRAMES:], read_sheet(tmp_path / "motion" / "video-frames.png", world2.FRAMES, size))
 
 
 def test_failure_modes_count_missing_and_unmoving_objects_and_colour_by_word():
