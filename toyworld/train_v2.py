@@ -11,9 +11,9 @@ Re-running the same command resumes wherever it stopped. Phases, each an ordinar
 2. ``denoiser/``: the transformer and the text encoder learn flow matching through the ``wan``
    backbone's own ``encode_video``/``add_noise``/``predict``, on captioned v2 clips, captions
    dropped to ``""`` 10% of the time for classifier-free guidance (and the colour word alone
-   ``--colour-drop`` of the time), optionally with the object latents' error weighted more
-   (``--object-loss-weight``) and a direction-ranking hinge (``--direction-weight``,
-   :func:`direction_hinge`). An exponential moving
+   ``--colour-drop`` of the time, default 30%), with the object latents' error weighted more
+   (``--object-loss-weight``, default 3), optionally with a direction-ranking hinge
+   (``--direction-weight``, :func:`direction_hinge`). An exponential moving
    average of their weights (``--ema-decay``, kept in ``denoiser/ema.safetensors`` beside each
    checkpoint) is what is exported: it averages out the noise of a high learning rate.
 
@@ -73,15 +73,17 @@ class Plan:
     high_noise_from: float = 0.85
     # Weight of the flow-matching error on the latents an object's pixels reach, against 1 for the
     # rest (the loss is renormalised by the mean weight): the background is the easy part of a clip.
-    object_loss_weight: float = 1.0
+    object_loss_weight: float = 3.0
     # Weight of the direction-ranking term (0: off). For each clip whose caption names a direction,
     # the denoiser is also run with the opposite direction word, and the object error under that
     # caption is asked to exceed the own caption's by ``direction_margin`` of it (a hinge): a
     # signal that needs the word, which plain flow matching barely gives (the frames show the path).
     direction_weight: float = 0.0
     direction_margin: float = 0.2
-    # Chance that a caption leaves the colour word out ("a circle ..." means any colour).
-    colour_drop: float = world2.Drops().colour
+    # Chance that a caption leaves the colour word out ("a circle ..." means any colour). The
+    # world's default tenth left "a circle in the snow" with no object at all: the model learnt
+    # the average of the six colours for it.
+    colour_drop: float = 0.3
     # Each block of clips is encoded once and trained on this many consecutive steps (new noise
     # and timesteps each time), to spare the VAE's encoder.
     reuse: int = 2
