@@ -79,8 +79,39 @@ def failure_modes(videos, prompts: list[str], scores: list[dict[str, float]]) ->
             "colour_by_word": {c: round(float(np.mean(v)), 4) for c, v in sorted(by_word.items())}}
 
 
+def colourless_captions(n: int, seed: int = 0) -> list[str]:
+    """``n`` captions that name no colour, as a subject's prompt starts ("a circle in the snow"):
+    every other one with a motion ("a square moving left in the desert")."""
+    rng = np.random.default_rng([seed, 26])
+    out = []
+    for i in range(n):
+        shape, scene = str(rng.choice(SHAPES)), str(rng.choice(list(SCENES)))
+        family = str(rng.choice(list(FAMILIES)))
+        direction = str(rng.choice(["left", "right"] if family == "bounce" else list(DIRECTIONS)))
+        out.append(f"a {shape} {FAMILIES[family]} {direction} {scene}" if i % 2 else f"a {shape} {scene}")
+    return out
+
+
+def colourless_reading(backbone, *, n: int = 16, batch: int = 8, steps: int = 20, guidance: float = 5.0,
+                       seed: int = 0) -> dict[str, float]:
+    """Samples of :func:`colourless_captions`: ``object``, the share with an object in at least half
+    the frames (a prompt without a colour means any colour, not none), and ``shape``, the share
+    whose object has the named shape."""
+    texts = colourless_captions(n, seed)
+    scores, samples = [], []
+    for start in range(0, n, batch):
+        prompts = texts[start : start + batch]
+        videos = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + 1000 + start).cpu()
+        scores += [alignment.score(v, p) for v, p in zip(videos, prompts)]
+        samples += list(videos)
+    failures = failure_modes(samples, texts, scores)
+    return {"object": round(1 - failures["no_object"], 4), "shape": round(float(np.mean([s["shape"] for s in scores])), 4),
+            "n": float(n)}
+
+
 def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20, guidance: float = 5.0, seed: int = 0,
-             sheet: str | Path | None = None, progress: bool = True, device: str = "cpu") -> dict[str, float]:
+             sheet: str | Path | None = None, progress: bool = True, device: str = "cpu",
+             colourless: int = 16) -> dict[str, float]:
     from videomage.loading import load_backbone
 
     backbone = load_backbone(str(model), device=device)
@@ -99,6 +130,9 @@ def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20,
     out["failures"] = failure_modes(samples, texts, scores)
     out.update(steps=float(steps), guidance=float(guidance), held_out_loss=held_out_loss(backbone),
                direction_word_gap=direction_word_gap(backbone), reconstruction=reconstruction_scores(backbone))
+    if colourless:
+        out["colourless"] = colourless_reading(backbone, n=colourless, batch=batch, steps=steps, guidance=guidance,
+                                               seed=seed)
     return out
 
 
@@ -209,7 +243,9 @@ def reconstruction_scores(backbone, *, n: int = 24, seed: int = 7) -> dict[str, 
 
 
 def rank(result: dict) -> tuple[float, float]:
-    parts = [result.get(p, 0.0) for p in alignment.PARTS]
+    """What ``ship`` compares: the lowest, then the mean, of the four parts and the colourless
+    reading's object share (a subject's prompt names no colour; 0 where an evaluation lacks it)."""
+    parts = [result.get(p, 0.0) for p in alignment.PARTS] + [result.get("colourless", {}).get("object", 0.0)]
     return min(parts), float(np.mean(parts))
 
 
@@ -262,6 +298,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--colourless", type=int, default=16,
+                        help="samples of prompts that name no colour, for the 'colourless' reading (0: none)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sheet", default=None, help="write the first 16 samples as a contact sheet PNG here")
@@ -278,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         snapshot = args.model
     result = evaluate(snapshot, n=args.n, batch=args.batch, steps=args.steps, guidance=args.guidance, seed=args.seed,
-                      sheet=args.sheet, device=args.device)
+                      sheet=args.sheet, device=args.device, colourless=args.colourless)
     record = snapshot / "training.json"
     result["step"] = float(json.loads(record.read_text())["step"]) if record.exists() else -1.0
     print(json.dumps(result))

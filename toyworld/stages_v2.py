@@ -12,7 +12,7 @@
 Each is an ordinary recipe run through :func:`videomage.workflow.run_recipe` with the demo's
 step counts (:class:`videomage_toyworld.recipe.CaseSettings`); every sample is one more
 sampling seed of the same recipe, so the trained adapter is reused. Prints and writes
-``stages.json`` in ``--out``.
+``stages.json`` in ``--out``, and each stage's samples, one a row, as ``samples.png`` in its folder.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from videomage_toyworld.vocabulary import rgb
 from videomage_toyworld.world2 import HELD_OUT_MOTION, SHADE
 
 OTHER_OBJECTS = (("red", "circle"), ("yellow", "square"))
+SAMPLES_SHEET = "samples.png"
 TARGETS = {"subject_fidelity": 0.7, "motion_fidelity": 0.6, "reference_colour_share": 0.2}
 
 
@@ -44,6 +45,10 @@ def _samples(recipe: Recipe, n: int, settings: CaseSettings, size: int, frames: 
         sampled = attrs.evolve(recipe, sampling=attrs.evolve(recipe.sampling, seed=seed))
         run_recipe(sampled, progress=False, log=log, stage_options=stage_options(settings))
         out.append(read_sheet(recipe.output.dir / "video-frames.png", frames, size))
+    from videomage.media import write_contact_sheet
+
+    # Every sample, one a row (the recipe's own sheet holds only the last seed's).
+    write_contact_sheet(torch.stack(out).flatten(0, 1), recipe.output.dir / SAMPLES_SHEET, columns=frames)
     return out
 
 

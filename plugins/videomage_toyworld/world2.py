@@ -187,9 +187,11 @@ def _render_textured(actors: list[Actor], scene: str, *, size: int, rng: np.rand
 
 
 def batch(rng: np.random.Generator, n: int, *, size: int = 64, frames: int = FRAMES, drops: Drops = Drops()) -> dict:
-    """``n`` random clips stacked: ``video`` ``[n, F, 3, H, W]`` and ``captions``."""
+    """``n`` random clips stacked: ``video`` ``[n, F, 3, H, W]``, ``captions``, and ``masks`` ``[n, F, H, W]``
+    (bool: the pixels any actor covers)."""
     clips = [random_clip(rng, size=size, frames=frames, drops=drops) for _ in range(n)]
-    return {"video": torch.from_numpy(np.stack([c.frames for c in clips])), "captions": [c.caption for c in clips]}
+    return {"video": torch.from_numpy(np.stack([c.frames for c in clips])), "captions": [c.caption for c in clips],
+            "masks": torch.from_numpy(np.stack([c.masks.any(0) for c in clips]))}
 
 
 def autoencoder_clips(rng: np.random.Generator, n: int, *, size: int = 64, frames: int = 5) -> torch.Tensor:

@@ -62,11 +62,13 @@ def test_a_warm_restart_continues_from_saved_weights_and_step(straight, tmp_path
 def test_weights_ship_only_when_their_evaluation_improves(straight, tmp_path, monkeypatch):
     shipped = tmp_path / "package" / "model_v2"
     monkeypatch.setattr(evaluate_v2, "MODEL_V2_DIR", shipped)
-    good = {"colour": 0.5, "shape": 0.5, "background": 0.5, "direction": 0.3, "n": 64.0}
+    good = {"colour": 0.5, "shape": 0.5, "background": 0.5, "direction": 0.3, "n": 64.0, "colourless": {"object": 0.6}}
     assert evaluate_v2.ship(straight / "model", good, commit=False)
     assert weights(shipped)["proj_out.weight"].dtype == torch.float16
     assert not evaluate_v2.ship(straight / "model", {**good, "direction": 0.2}, commit=False)
     assert json.loads((shipped / evaluate_v2.EVALUATION).read_text())["direction"] == 0.3
+    # Better parts do not make up for prompts without a colour that show no object.
+    assert not evaluate_v2.ship(straight / "model", {**good, "direction": 0.4, "colourless": {"object": 0.1}}, commit=False)
     assert evaluate_v2.ship(straight / "model", {**good, "direction": 0.4}, commit=False)
 
 
@@ -222,7 +224,7 @@ def test_a_longer_vae_phase_never_changes_the_vae_under_a_begun_denoiser(straigh
 def test_each_stage_alone_runs_on_a_v2_model_and_reports_against_its_targets(straight, tmp_path, capsys):
     from toyworld import stages_v2
 
-    stages_v2.main(["--model", str(straight / "model"), "--out", str(tmp_path), "--quick", "--samples", "1"])
+    stages_v2.main(["--model", str(straight / "model"), "--out", str(tmp_path), "--quick", "--samples", "2"])
     result = json.loads((tmp_path / "stages.json").read_text())
     assert set(result["targets"]) == {"subject_fidelity", "motion_fidelity", "reference_colour_share"}
     for key in (*result["targets"], "subject_fidelity_pet", "subject_fidelity_toy"):
@@ -230,6 +232,14 @@ def test_each_stage_alone_runs_on_a_v2_model_and_reports_against_its_targets(str
     # The motion alone is prompted with other objects than the reference's, in the held-out verb.
     assert result["motion_prompt"] == "a red circle is chasing a yellow square in the snow"
     assert (tmp_path / "subject-pet" / "video-frames.png").is_file() and (tmp_path / "motion" / "video.mp4").is_file()
+    # Each stage's samples, one a row; the last row is the last seed's own sheet.
+    import imageio.v3 as iio
+
+    from videomage_toyworld.recipe import read_sheet
+
+    size = iio.imread(tmp_path / "motion" / stages_v2.SAMPLES_SHEET).shape[1] // world2.FRAMES
+    both = read_sheet(tmp_path / "motion" / stages_v2.SAMPLES_SHEET, 2 * world2.FRAMES, size, columns=world2.FRAMES)
+    assert torch.equal(both[world2.FRAMES:], read_sheet(tmp_path / "motion" / "video-frames.png", world2.FRAMES, size))
 
 
 def test_failure_modes_count_missing_and_unmoving_objects_and_colour_by_word():
@@ -296,3 +306,98 @@ def test_a_noise_share_or_level_outside_its_range_is_refused_before_anything_tra
         train_v2.main([*TINY, "--out", str(tmp_path / "run"), *flags])
     assert exit_.value.code == 2 and "--high-noise-share must lie in [0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_denoisers_learning_rate_follows_its_schedule(tmp_path, monkeypatch):
+    seen = []
+    step = torch.optim.AdamW.step
+
+    def recording(self, *args, **kwargs):
+        seen.append([g["lr"] for g in self.param_groups])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording)
+    train_v2.main([*TINY, "--out", str(tmp_path), "--vae-steps", "0", "--steps", "3", "--lr", "0.002"])
+    plan = train_v2.Plan(lr=0.002)
+    # Warm-up: each step's rate is the schedule's at that step, for the transformer and the text encoder.
+    assert seen[-3:] == [[train_v2.lr_at(plan, k)] * 2 for k in range(3)]
+    assert seen[-1][0] == pytest.approx(0.002 * 3 / plan.warmup)
+
+
+def test_the_object_weights_keep_the_loss_scale_and_weigh_objects_more():
+    covered = torch.zeros(2, 1, 3, 4, 4)
+    covered[0, :, :, 1, 1] = 1
+    w = train_v2.object_weights(covered, 5.0)
+    assert float(w.mean()) == pytest.approx(1.0)
+    assert float(w[0, 0, 0, 1, 1] / w[0, 0, 0, 0, 0]) == pytest.approx(5.0)
+    assert torch.equal(train_v2.object_weights(covered, 1.0), torch.ones_like(covered))
+    error = torch.arange(2 * 2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 2, 3, 4, 4)
+    per_clip = train_v2.object_errors(error, covered)
+    assert per_clip[0] == pytest.approx(float(error[0, :, :, 1, 1].mean())) and per_clip[1] == 0
+
+
+def test_the_direction_hinge_asks_the_opposite_word_to_do_worse_by_its_margin():
+    own = torch.tensor([1.0, 1.0, 2.0], requires_grad=True)
+    opposite = torch.tensor([1.0, 1.3, 2.1], requires_grad=True)
+    # max(0, 0.2 * own - (opposite - own)) per clip: 0.2, 0 (0.3 beyond the margin), 0.3.
+    hinge = train_v2.direction_hinge(own, opposite, 0.2)
+    assert float(hinge.detach()) == pytest.approx((0.2 + 0.0 + 0.3) / 3)
+    hinge.backward()
+    # It lowers the own caption's error and raises the opposite's, only where the margin is not met.
+    assert own.grad.tolist() == pytest.approx([1 / 3, 0, 1 / 3]) and opposite.grad.tolist() == pytest.approx([-1 / 3, 0, -1 / 3])
+
+
+def test_direction_ranking_runs_the_opposite_word_on_captions_with_a_direction(tmp_path, capsys, monkeypatch):
+    captions = []
+    batch = world2.batch
+
+    def recording(*args, **kwargs):
+        data = batch(*args, **kwargs)
+        if "drops" in kwargs:  # the denoiser's batches (the VAE's statistics take plain ones)
+            captions.append((kwargs["drops"], data["captions"]))
+        return data
+
+    monkeypatch.setattr(world2, "batch", recording)
+    train_v2.main([*TINY, "--out", str(tmp_path), "--steps", "4", "--batch", "4", "--direction-weight", "1",
+                   "--object-loss-weight", "3", "--colour-drop", "1"])
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"phase": "denoiser"')]
+    assert logs and all("direction_gap" in entry and np.isfinite(entry["direction_gap"]) for entry in logs)
+    drops, texts = captions[-1]
+    assert drops.colour == 1.0 and not any(c in t.split() for t in texts for c in alignment.COLOURS)
+
+
+def test_a_batch_carries_the_masks_of_its_clips():
+    data = world2.batch(np.random.default_rng(3), 3, size=32)
+    clip = world2.random_clip(np.random.default_rng(3), size=32)  # the batch's first clip
+    assert data["masks"].shape == (3, world2.FRAMES, 32, 32) and data["masks"].dtype == torch.bool
+    assert np.array_equal(data["masks"][0].numpy(), clip.masks.any(0))
+
+
+@pytest.mark.parametrize("flags", [["--colour-drop", "1.5"], ["--object-loss-weight", "0"], ["--direction-weight", "-1"]])
+def test_a_loss_option_outside_its_range_is_refused_before_anything_trains(tmp_path, flags, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train_v2.main([*TINY, "--out", str(tmp_path / "run"), *flags])
+    assert exit_.value.code == 2 and flags[0] in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_colourless_reading_counts_samples_that_show_an_object(straight, monkeypatch):
+    from videomage.loading import load_backbone
+
+    texts = evaluate_v2.colourless_captions(4)
+    assert texts == evaluate_v2.colourless_captions(4)
+    assert not any(c in t.split() for t in texts for c in alignment.COLOURS)
+    assert [alignment.parse(t)["direction"] is not None for t in texts] == [False, True, False, True]
+    backbone = load_backbone(str(straight / "model"))
+    clip = torch.from_numpy(world2.random_clip(np.random.default_rng(1), size=32).frames)
+
+    def sampler(kind):
+        def sample(_backbone, prompts, **_):
+            return torch.stack([clip if kind == "object" else torch.full_like(clip, 0.5)] * len(prompts))
+        return sample
+
+    monkeypatch.setattr(evaluate_v2, "sample_batch", sampler("object"))
+    seen = evaluate_v2.colourless_reading(backbone, n=4, batch=2)
+    monkeypatch.setattr(evaluate_v2, "sample_batch", sampler("blank"))
+    blank = evaluate_v2.colourless_reading(backbone, n=4, batch=2)
+    assert seen["object"] == 1.0 and blank["object"] == 0.0 and blank["shape"] == 0.0 and seen["n"] == 4
