@@ -401,10 +401,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
         target = backbone.training_target(latents, noise, t)
         pred = backbone.predict(noisy, t, backbone.text.run(captions))
         error = (pred.float() - target.float()).pow(2)
-        if plan.object_loss_weight != 1:
-            loss = (error * object_weights(covered, plan.object_loss_weight)).mean()
-        else:
-            loss = error.mean()
+        loss = (error * object_weights(covered, plan.object_loss_weight)).mean()  # weight 1: plain flow matching
         logs: dict[str, float] = {}
         turned = [i for i, c in enumerate(captions) if c and opposite_direction(c) != c]
         if plan.direction_weight > 0 and turned:
