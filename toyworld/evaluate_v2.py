@@ -147,15 +147,20 @@ def split_loss(error: torch.Tensor, covered: torch.Tensor) -> tuple[float, float
             float((error * (1 - covered)).sum() / (1 - covered).sum().clamp_min(1)))
 
 
+def covered_latents(masks: torch.Tensor, latent_size) -> torch.Tensor:
+    """``[B, 1, F, h, w]``: the latent positions that pixel masks ``[B, F, H, W]`` reach (any pixel of their patch)."""
+    import torch.nn.functional as F
+
+    return F.adaptive_max_pool2d(masks.float(), tuple(latent_size))[:, None]
+
+
 @torch.no_grad()
 def encoded(backbone, clips: list, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The latents of ``clips``, the latent positions their objects' pixels reach ``[B, 1, F, h, w]``,
     and noise like the latents drawn from ``seed``."""
-    import torch.nn.functional as F
-
     z = backbone.encode_video(torch.from_numpy(np.stack([c.frames for c in clips])))
-    masks = torch.from_numpy(np.stack([c.masks.any(0) for c in clips])).float()  # [B, F, H, W]
-    covered = F.adaptive_max_pool2d(masks, z.shape[-2:])[:, None].to(z.device)
+    masks = torch.from_numpy(np.stack([c.masks.any(0) for c in clips]))  # [B, F, H, W]
+    covered = covered_latents(masks, z.shape[-2:]).to(z.device)
     noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed)).to(z.device, z.dtype)
     return z, covered, noise
 

@@ -44,7 +44,7 @@ from videomage.components import ObjectiveOutput
 from videomage.kit import atomic_write
 from videomage.trainer import ParamGroup, Trainer, TrainerConfig
 from toyworld.common import write_folder
-from toyworld.evaluate_v2 import opposite_direction
+from toyworld.evaluate_v2 import covered_latents, opposite_direction
 from videomage_toyworld import wan_model, world2
 from videomage_wan.backbone import WanBackbone
 
@@ -384,7 +384,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
             cache.clear()
             data = world2.batch(data_rng(plan, 2, index), plan.batch, size=size, drops=drops)
             z = encode_frames(pipe.vae, data["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1)
-            covered = F.adaptive_max_pool2d(data["masks"].float().to(plan.device), z.shape[-2:])[:, None]
+            covered = covered_latents(data["masks"].to(plan.device), z.shape[-2:])
             cache[index] = ((z - mean) / std, covered, data["captions"])
         return cache[index]
 
@@ -413,7 +413,8 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
             loss = loss + plan.direction_weight * hinge
             logs = {"hinge": float(hinge.detach()), "gap": float((opp_err - own_err).mean().detach())}
         window.append(float(loss.detach()))
-        gaps.append(logs.get("gap", 0.0))
+        if "gap" in logs:  # a batch with no direction word has none
+            gaps.append(logs["gap"])
         return ObjectiveOutput(loss=loss, logs=logs)
 
     def exported(step: int) -> None:
