@@ -343,23 +343,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log", type=Path, default=None, help="append the result as a JSON line here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    # Evaluate a private copy: training may swap a new export in while sampling runs.
-    snapshot = Path(str(args.model).rstrip("/") + ".eval")
-    if args.model != MODEL_V2_DIR:
+    # Evaluate a private copy: training may swap a new export in while sampling runs. The shipped
+    # folder is read in place (nothing exports into it), however its path is spelt.
+    shipped = Path(args.model).resolve() == MODEL_V2_DIR.resolve()
+    snapshot = Path(args.model) if shipped else Path(str(args.model).rstrip("/") + ".eval")
+    if not shipped:
         shutil.rmtree(snapshot, ignore_errors=True)
         shutil.copytree(args.model, snapshot)
-    else:
-        snapshot = args.model
-    result = evaluate(snapshot, n=args.n, batch=args.batch, steps=args.steps, guidance=args.guidance, seed=args.seed,
-                      sheet=args.sheet, device=args.device, colourless=args.colourless)
-    record = snapshot / "training.json"
-    result["step"] = float(json.loads(record.read_text())["step"]) if record.exists() else -1.0
-    print(json.dumps(result))
-    if args.log:
-        with open(args.log, "a") as fh:
-            fh.write(json.dumps({**result, "time": time.strftime("%H:%M:%S")}) + "\n")
-    if args.ship and snapshot != MODEL_V2_DIR:
-        ship(snapshot, result, commit=not args.no_commit)
+    try:
+        result = evaluate(snapshot, n=args.n, batch=args.batch, steps=args.steps, guidance=args.guidance, seed=args.seed,
+                          sheet=args.sheet, device=args.device, colourless=args.colourless)
+        record = snapshot / "training.json"
+        result["step"] = float(json.loads(record.read_text())["step"]) if record.exists() else -1.0
+        print(json.dumps(result))
+        if args.log:
+            with open(args.log, "a") as fh:
+                fh.write(json.dumps({**result, "time": time.strftime("%H:%M:%S")}) + "\n")
+        if args.ship and not shipped:
+            ship(snapshot, result, commit=not args.no_commit)
+    finally:
+        if not shipped:
+            shutil.rmtree(snapshot, ignore_errors=True)
 
 
 if __name__ == "__main__":

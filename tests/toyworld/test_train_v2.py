@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -470,3 +472,23 @@ def test_one_stage_can_be_seen_alone(straight, tmp_path):
     result = json.loads((tmp_path / "stages.json").read_text())
     assert "motion_fidelity" in result and "subject_fidelity" not in result
     assert not (tmp_path / "subject-pet").exists()
+
+
+def test_an_evaluation_reads_a_copy_and_leaves_none_behind(straight, tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def fake(model, **_):
+        seen.append(Path(model))
+        assert (Path(model) / "transformer").is_dir()
+        return {p: 0.0 for p in alignment.PARTS}
+
+    monkeypatch.setattr(evaluate_v2, "evaluate", fake)
+    model = tmp_path / "model"
+    shutil.copytree(straight / "model", model)
+    evaluate_v2.main(["--model", str(model)])
+    assert seen[-1] == Path(str(model) + ".eval") and not seen[-1].exists()
+    # The shipped folder, however its path is spelt, is read in place: no copy beside it in the package.
+    monkeypatch.chdir(wan_model.MODEL_V2_DIR.parent)
+    evaluate_v2.main(["--model", wan_model.MODEL_V2_DIR.name])
+    assert seen[-1] == Path(wan_model.MODEL_V2_DIR.name)
+    assert not wan_model.MODEL_V2_DIR.with_name(wan_model.MODEL_V2_DIR.name + ".eval").exists()
