@@ -40,8 +40,10 @@ def encode_clips(vae, video: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_batch(backbone, prompts: list[str], *, steps: int, guidance: float, seed: int,
-                 offset: torch.Tensor | None = None) -> torch.Tensor:
+                 offset: torch.Tensor | None = None, frames: int | None = None) -> torch.Tensor:
     """Clips ``[B, F, 3, H, W]`` for ``prompts``: the backbone's scheduler, CFG against the empty prompt.
+
+    ``frames`` defaults to the model's own (1 samples still images).
 
     ``offset`` (broadcast to the latents) is added to the initial noise; probes such as
     ``toyworld/mean_leak.py`` use it.
@@ -50,7 +52,7 @@ def sample_batch(backbone, prompts: list[str], *, steps: int, guidance: float, s
     scheduler = backbone.make_scheduler(None)
     scheduler.set_timesteps(steps)
     generator = torch.Generator().manual_seed(seed)
-    shape = (len(prompts), *backbone.latent_shape(spec.frames, spec.height, spec.width))
+    shape = (len(prompts), *backbone.latent_shape(frames or spec.frames, spec.height, spec.width))
     latents = torch.randn(shape, generator=generator) * scheduler.init_noise_sigma
     if offset is not None:
         latents = latents + offset

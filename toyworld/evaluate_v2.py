@@ -11,8 +11,8 @@ levels, split into the latents an object covers and the background's. It moves s
 the scored samples jump between checkpoints (each part is right or wrong), so it shows whether
 training still makes progress on the objects. And :func:`reconstruction_scores`: the same reading
 of held-out clips passed through the VAE alone, the most a perfect denoiser could score.
-And :func:`direction_word_gap`: how much worse the
-denoiser does on moving clips when told the opposite direction (zero: it ignores the word).
+And :func:`word_gaps`: how much worse the denoiser does on moving clips when told the opposite
+direction, another shape or another colour (zero: it ignores the word).
 Each evaluation also counts how its samples fail (:func:`failure_modes`: no object, an object
 that does not travel, colour by colour word).
 
@@ -129,7 +129,9 @@ def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20,
     out = alignment.summary(scores)
     out["failures"] = failure_modes(samples, texts, scores)
     out.update(steps=float(steps), guidance=float(guidance), held_out_loss=held_out_loss(backbone),
-               direction_word_gap=direction_word_gap(backbone), reconstruction=reconstruction_scores(backbone))
+               reconstruction=reconstruction_scores(backbone))
+    gaps = word_gaps(backbone)
+    out.update(direction_word_gap=gaps["direction"], word_gaps=gaps)
     if colourless:
         out["colourless"] = colourless_reading(backbone, n=colourless, batch=batch, steps=steps, guidance=guidance,
                                                seed=seed)
@@ -209,27 +211,55 @@ def opposite_direction(caption: str) -> str:
     return " ".join(OPPOSITE.get(word, word) for word in caption.split(" "))
 
 
+def other_shape(caption: str) -> str:
+    """``caption`` with its shape word replaced by the next of :data:`SHAPES` ("circle" -> "square")."""
+    return _next_word(caption, list(SHAPES))
+
+
+def other_colour(caption: str) -> str:
+    """``caption`` with its colour word replaced by the next palette colour ("red" -> "green")."""
+    return _next_word(caption, list(PALETTE))
+
+
+def _next_word(caption: str, pool: list[str]) -> str:
+    words = caption.split(" ")
+    for i, word in enumerate(words):
+        if word in pool:
+            words[i] = pool[(pool.index(word) + 1) % len(pool)]
+            break
+    return " ".join(words)
+
+
+#: What each word gap tells the denoiser instead of the truth.
+WORD_SWAPS = {"direction": opposite_direction, "shape": other_shape, "colour": other_colour}
+
+
 @torch.no_grad()
-def direction_word_gap(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> list[float]:
-    """Does the denoiser read the direction word? The held-out object loss of ``n`` moving clips
-    (lines, arcs, bounces) captioned with the *opposite* direction, minus the loss with their own
-    caption, at :data:`GAP_SIGMAS` (same clips and noise). Zero: the word changes nothing; the
-    larger, the more the word tells it how the object travels."""
+def word_gaps(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> dict[str, list[float]]:
+    """Does the denoiser read each word? The held-out object loss of ``n`` moving clips (lines,
+    arcs, bounces) captioned with one word changed (:data:`WORD_SWAPS`: the opposite direction,
+    another shape, another colour), minus the loss with their own caption, at :data:`GAP_SIGMAS`
+    (same clips and noise). Zero: the word changes nothing; the larger, the more it tells."""
     from videomage_toyworld.world2 import NO_DROPS, random_clip
 
     rng = np.random.default_rng([seed, 25])
     clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS, family=str(rng.choice(list(FAMILIES))))
              for _ in range(n)]
     z, covered, noise = encoded(backbone, clips, seed)
-    captions = {"own": [c.caption for c in clips], "opposite": [opposite_direction(c.caption) for c in clips]}
+    captions = {"own": [c.caption for c in clips], **{k: [swap(c.caption) for c in clips] for k, swap in WORD_SWAPS.items()}}
     texts = {k: [backbone.text.run(v[i : i + batch]) for i in range(0, n, batch)] for k, v in captions.items()}
-    gaps = []
+    gaps: dict[str, list[float]] = {k: [] for k in WORD_SWAPS}
     for sigma in GAP_SIGMAS:
-        loss = {}
-        for kind, chunks in texts.items():
-            loss[kind] = split_loss(errors_at(backbone, z, noise, chunks, sigma, batch), covered)[0]
-        gaps.append(round(loss["opposite"] - loss["own"], 5))
+        loss = {kind: split_loss(errors_at(backbone, z, noise, chunks, sigma, batch), covered)[0]
+                for kind, chunks in texts.items()}
+        for kind in WORD_SWAPS:
+            gaps[kind].append(round(loss[kind] - loss["own"], 5))
     return gaps
+
+
+def direction_word_gap(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> list[float]:
+    """The direction word's gap of :func:`word_gaps`."""
+    return word_gaps(backbone, n=n, batch=batch, seed=seed)["direction"]
 
 
 @torch.no_grad()
@@ -313,23 +343,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log", type=Path, default=None, help="append the result as a JSON line here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    # Evaluate a private copy: training may swap a new export in while sampling runs.
-    snapshot = Path(str(args.model).rstrip("/") + ".eval")
-    if args.model != MODEL_V2_DIR:
+    # Evaluate a private copy: training may swap a new export in while sampling runs. The shipped
+    # folder is read in place (nothing exports into it), however its path is spelt.
+    shipped = Path(args.model).resolve() == MODEL_V2_DIR.resolve()
+    snapshot = Path(args.model) if shipped else Path(str(args.model).rstrip("/") + ".eval")
+    if not shipped:
         shutil.rmtree(snapshot, ignore_errors=True)
         shutil.copytree(args.model, snapshot)
-    else:
-        snapshot = args.model
-    result = evaluate(snapshot, n=args.n, batch=args.batch, steps=args.steps, guidance=args.guidance, seed=args.seed,
-                      sheet=args.sheet, device=args.device, colourless=args.colourless)
-    record = snapshot / "training.json"
-    result["step"] = float(json.loads(record.read_text())["step"]) if record.exists() else -1.0
-    print(json.dumps(result))
-    if args.log:
-        with open(args.log, "a") as fh:
-            fh.write(json.dumps({**result, "time": time.strftime("%H:%M:%S")}) + "\n")
-    if args.ship and snapshot != MODEL_V2_DIR:
-        ship(snapshot, result, commit=not args.no_commit)
+    try:
+        result = evaluate(snapshot, n=args.n, batch=args.batch, steps=args.steps, guidance=args.guidance, seed=args.seed,
+                          sheet=args.sheet, device=args.device, colourless=args.colourless)
+        record = snapshot / "training.json"
+        result["step"] = float(json.loads(record.read_text())["step"]) if record.exists() else -1.0
+        print(json.dumps(result))
+        if args.log:
+            with open(args.log, "a") as fh:
+                fh.write(json.dumps({**result, "time": time.strftime("%H:%M:%S")}) + "\n")
+        if args.ship and not shipped:
+            ship(snapshot, result, commit=not args.no_commit)
+    finally:
+        if not shipped:
+            shutil.rmtree(snapshot, ignore_errors=True)
 
 
 if __name__ == "__main__":

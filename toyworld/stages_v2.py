@@ -25,13 +25,15 @@ import attrs
 import numpy as np
 import torch
 
-from videomage.config import ModelConfig, MotionConfig, OutputConfig, Recipe, SamplingConfig, SubjectConfig
+from videomage.config import ModelConfig, MotionConfig, OutputConfig, Recipe, SamplingConfig
 from videomage_toyworld import cases2
 from videomage_toyworld.metrics import AppearanceLeakage, MotionFidelity, SubjectFidelity
-from videomage_toyworld.recipe import CaseSettings, read_sheet, stage_options, write_inputs
+from videomage_toyworld.recipe import CaseSettings, read_sheet, stage_options, subject_config, write_inputs
 from videomage_toyworld.vocabulary import rgb
 from videomage_toyworld.world2 import HELD_OUT_MOTION, SHADE
 
+#: A subject alone is sampled from this prompt.
+SUBJECT_PROMPT = "{token} in the snow"
 OTHER_OBJECTS = (("red", "circle"), ("yellow", "square"))
 SAMPLES_SHEET = "samples.png"
 TARGETS = {"subject_fidelity": 0.7, "motion_fidelity": 0.6, "reference_colour_share": 0.2}
@@ -59,10 +61,8 @@ def subject_alone(model: str, folder: Path, settings: CaseSettings, inputs: dict
     scores = {}
     for case in cases2.SUBJECTS:
         name = case.token.strip("<>")
-        subject = SubjectConfig(token=case.token, class_word=case.class_word, images=inputs[case.token],
-                                steps=settings.subject_steps, lr=settings.subject_lr, text_lr=settings.subject_lr / 10,
-                                rank=settings.rank)
-        sampling = SamplingConfig(prompt=f"{case.token} in the snow", sampler="cfg", steps=settings.sampling_steps,
+        subject = subject_config(settings, case, inputs[case.token], cases2)
+        sampling = SamplingConfig(prompt=SUBJECT_PROMPT.format(token=case.token), sampler="cfg", steps=settings.sampling_steps,
                                   guidance_scale=settings.guidance)
         recipe = Recipe(model=ModelConfig(id=model), subjects=[subject], sampling=sampling,
                         output=OutputConfig(dir=folder / f"subject-{name}"), seed=settings.seed)
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", choices=("subject", "motion"), default=None,
+                        help="run one stage alone (default: both)")
     parser.add_argument("--quick", action="store_true", help="a few steps per stage: checks the plumbing only")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -115,8 +117,11 @@ def main(argv: list[str] | None = None) -> None:
     spec = read_video_spec(args.model)
     out = Path(args.out)
     inputs = write_inputs(out, size=spec.height, frames=spec.frames, stills=settings.stills, case=cases2)
-    result = {**subject_alone(args.model, out, settings, inputs, args.samples, print),
-              **motion_alone(args.model, out, settings, inputs, args.samples, print)}
+    result = {}
+    if args.only in (None, "subject"):
+        result.update(subject_alone(args.model, out, settings, inputs, args.samples, print))
+    if args.only in (None, "motion"):
+        result.update(motion_alone(args.model, out, settings, inputs, args.samples, print))
     result["targets"] = TARGETS
     (out / "stages.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -84,6 +84,11 @@ class Plan:
     # world's default tenth left "a circle in the snow" with no object at all: the model learnt
     # the average of the six colours for it.
     colour_drop: float = 0.3
+    # Share of steps that train on still images (one-frame clips, ``image_factor`` times the batch,
+    # a ninth of a clip's cost each) instead of clips, as Wan trains on both: the subject stage
+    # learns from one-frame videos, which a model trained on clips alone draws as fragments.
+    image_share: float = 0.25
+    image_factor: int = 4
     # Each block of clips is encoded once and trained on this many consecutive steps (new noise
     # and timesteps each time), to spare the VAE's encoder.
     reuse: int = 2
@@ -101,6 +106,11 @@ class Plan:
 
 def data_rng(plan: Plan, phase: int, step: int) -> np.random.Generator:
     return np.random.default_rng([plan.seed, phase, step])
+
+
+def is_image_step(plan: Plan, step: int) -> bool:
+    """Whether global step ``step`` trains on still images (a function of the seed and the step)."""
+    return plan.image_share > 0 and data_rng(plan, 4, step).random() < plan.image_share
 
 
 def lr_at(plan: Plan, step: int) -> float:
@@ -388,11 +398,20 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
             cache[index] = ((z - mean) / std, covered, data["captions"])
         return cache[index]
 
+    @torch.no_grad()
+    def images(step: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        data = world2.image_batch(data_rng(plan, 5, step), plan.batch * plan.image_factor, size=size, drops=drops)
+        z = encode_frames(pipe.vae, data["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1)
+        return (z - mean) / std, covered_latents(data["masks"].to(plan.device), z.shape[-2:]), data["captions"]
+
     def step_loss(step: int, generator: torch.Generator) -> ObjectiveOutput:
         global_step = offset + step
         for group in trainer.optimizer.param_groups:
             group["lr"] = lr_at(plan, global_step)
-        latents, covered, captions = block(global_step // plan.reuse)
+        if is_image_step(plan, global_step):
+            latents, covered, captions = images(global_step)
+        else:
+            latents, covered, captions = block(global_step // plan.reuse)
         rng = data_rng(plan, 3, global_step)
         captions = ["" if rng.random() < plan.caption_dropout else c for c in captions]
         noise = torch.randn(latents.shape, generator=generator).to(plan.device)
@@ -521,6 +540,10 @@ def main(argv: list[str] | None = None) -> None:
                              "direction word's must be before the hinge is zero")
     parser.add_argument("--colour-drop", type=float, default=d.colour_drop,
                         help="chance that a training caption leaves its colour word out")
+    parser.add_argument("--image-share", type=float, default=d.image_share,
+                        help="share of steps that train on still images (one-frame clips) instead of clips")
+    parser.add_argument("--image-factor", type=int, default=d.image_factor,
+                        help="an image step's batch, in multiples of --batch")
     parser.add_argument("--batch", type=int, default=d.batch)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--reuse", type=int, default=d.reuse, help="steps each encoded batch of clips is trained on")
@@ -547,6 +570,9 @@ def main(argv: list[str] | None = None) -> None:
                      f"noise), got {args.high_noise_share} and {args.high_noise_from}")
     if not 0 <= args.colour_drop <= 1:
         parser.error(f"--colour-drop is a chance and must lie in [0, 1], got {args.colour_drop}")
+    if not 0 <= args.image_share <= 1 or args.image_factor < 1:
+        parser.error(f"--image-share is a share of steps and must lie in [0, 1], and --image-factor be at least 1, "
+                     f"got {args.image_share} and {args.image_factor}")
     if args.object_loss_weight <= 0 or args.direction_weight < 0 or args.direction_margin < 0:
         parser.error(f"--object-loss-weight must be above 0 and --direction-weight, --direction-margin at least 0, "
                      f"got {args.object_loss_weight}, {args.direction_weight}, {args.direction_margin}")
@@ -556,7 +582,8 @@ def main(argv: list[str] | None = None) -> None:
                 log_every=args.log_every, tiny=args.tiny, latent_channels=args.latent_channels, ema_decay=args.ema_decay, device=args.device, mixed_precision="bf16" if args.bf16 else "no",
                 high_noise_share=args.high_noise_share, high_noise_from=args.high_noise_from,
                 object_loss_weight=args.object_loss_weight, direction_weight=args.direction_weight,
-                direction_margin=args.direction_margin, colour_drop=args.colour_drop)
+                direction_margin=args.direction_margin, colour_drop=args.colour_drop,
+                image_share=args.image_share, image_factor=args.image_factor)
     warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None
     if args.warm is not None and warm is None:
         print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)

@@ -8,7 +8,10 @@
   actors and on orbits, never on two actors moving together, and never on the word
   ``chasing``, so a chase comes from the motion LoRA.
 
-The target prompt: ``"<pet> is chasing <toy> in the snow"``.
+The target prompt: ``"<pet> is chasing <toy> in the snow"``. A subject learns from the prompt
+``"a <pet>"`` (:data:`PROMPT_TEMPLATE`) and its prior videos are sampled from ``"a circle"``: the
+v2 model's T5 tokenizer is case-sensitive and every caption it trained on is lowercase, so the
+library's default ``"A {token}"`` would spell ``"\u2581"`` and ``"A"``, two pieces it never trained.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from videomage_toyworld.vocabulary import rgb
 from videomage_toyworld.world import Actor, Clip
 from videomage_toyworld.world2 import FRAMES, HELD_OUT_MOTION, _render_textured
 
-__all__ = ["SUBJECTS", "subject_stills", "MOTION_PROMPT", "MOTION_ENTITIES", "TARGET_PROMPT", "REFERENCE_COLOURS",
+__all__ = ["SUBJECTS", "subject_stills", "PROMPT_TEMPLATE", "MOTION_PROMPT", "MOTION_ENTITIES", "TARGET_PROMPT", "REFERENCE_COLOURS",
            "motion_clip", "write_case_files"]
 
+#: The subject stage's prompt (and, with the class word, its prior videos' prompt).
+PROMPT_TEMPLATE = "a {token}"
 MOTION_PROMPT = f"a circle is {HELD_OUT_MOTION} a square"
 MOTION_ENTITIES = ("circle", "square")
 MOTION_SCENE = "in the desert"

@@ -70,13 +70,19 @@ def stage_options(settings: CaseSettings) -> StageOptions:
     return StageOptions(prior_count=settings.prior_count, prior_steps=settings.prior_steps, checkpoint_every=10_000)
 
 
+def subject_config(settings: CaseSettings, subject: Any, images: Path, case: Any = cases) -> SubjectConfig:
+    """One subject's stage config; the cases module may set its ``PROMPT_TEMPLATE`` (v2's is lowercase)."""
+    extra = {"prompt_template": case.PROMPT_TEMPLATE} if hasattr(case, "PROMPT_TEMPLATE") else {}
+    return SubjectConfig(token=subject.token, class_word=subject.class_word, images=images, steps=settings.subject_steps,
+                         lr=settings.subject_lr, text_lr=settings.subject_lr / 10, rank=settings.rank, **extra)
+
+
 def case_recipe(settings: CaseSettings, inputs: dict[str, Path], *, model: str, out: Path, case: Any = cases,
                 prompt: str | None = None) -> Recipe:
     """The recipe of ``case`` (a cases module: :mod:`~videomage_toyworld.cases`, or v2's
     :mod:`~videomage_toyworld.cases2`): both subjects, the motion, their fusion, the target prompt."""
     s = settings
-    subjects = [SubjectConfig(token=c.token, class_word=c.class_word, images=inputs[c.token], steps=s.subject_steps,
-                              lr=s.subject_lr, text_lr=s.subject_lr / 10, rank=s.rank) for c in case.SUBJECTS]
+    subjects = [subject_config(s, c, inputs[c.token], case) for c in case.SUBJECTS]
     motion = MotionConfig(video=inputs["motion"], prompt=case.MOTION_PROMPT, entities=case.MOTION_ENTITIES,
                           steps=s.motion_steps, inversion_steps=s.inversion_steps, lr=s.motion_lr, rank=s.rank,
                           objective_options={"omega": s.omega})

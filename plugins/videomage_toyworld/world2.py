@@ -194,6 +194,18 @@ def batch(rng: np.random.Generator, n: int, *, size: int = 64, frames: int = FRA
             "masks": torch.from_numpy(np.stack([c.masks.any(0) for c in clips]))}
 
 
+def image_batch(rng: np.random.Generator, n: int, *, size: int = 64, drops: Drops = Drops()) -> dict:
+    """``n`` captioned still images as one-frame clips, as :func:`batch` returns them (``video``
+    ``[n, 1, 3, H, W]``, ``masks`` ``[n, 1, H, W]``): one actor at rest, captioned as a picture
+    ("a red circle in the snow", never "a static video of"). Wan trains on images beside videos,
+    and the subject stage learns from one-frame videos: a base model that never saw one would
+    meet them first in a user's stills."""
+    clips = [random_clip(rng, size=size, frames=1, drops=drops, family="static") for _ in range(n)]
+    captions = [c.caption.replace("a static video of ", "") for c in clips]
+    return {"video": torch.from_numpy(np.stack([c.frames for c in clips])), "captions": captions,
+            "masks": torch.from_numpy(np.stack([c.masks.any(0) for c in clips]))}
+
+
 def autoencoder_clips(rng: np.random.Generator, n: int, *, size: int = 64, frames: int = 5) -> torch.Tensor:
     """``n`` short clips ``[n, F, 3, H, W]`` of *any* colours, for the VAE: half world clips, half
     random-colour objects moving on random backgrounds, so the VAE also reproduces the novel

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -280,6 +282,18 @@ def test_direction_word_gap_compares_own_and_opposite_direction_words(straight, 
     assert evaluate_v2.direction_word_gap(backbone, n=4, batch=2) == [0.0] * len(evaluate_v2.GAP_SIGMAS)
 
 
+def test_word_gaps_change_one_word_each(straight):
+    from videomage.loading import load_backbone
+
+    text = "a red circle arcing up slowly in the snow"
+    assert evaluate_v2.other_shape(text) == "a red square arcing up slowly in the snow"
+    assert evaluate_v2.other_colour(text) == "a green circle arcing up slowly in the snow"
+    assert evaluate_v2.other_shape("a blue triangle moving left") == "a blue circle moving left"
+    gaps = evaluate_v2.word_gaps(load_backbone(str(straight / "model")), n=4, batch=2)
+    assert set(gaps) == {"direction", "shape", "colour"}
+    assert all(len(v) == len(evaluate_v2.GAP_SIGMAS) and all(np.isfinite(v)) for v in gaps.values())
+
+
 def test_a_share_of_each_batch_can_draw_its_noise_level_from_the_top_of_the_schedule(straight):
     from videomage.loading import load_backbone
 
@@ -373,7 +387,8 @@ def test_a_batch_carries_the_masks_of_its_clips():
     assert np.array_equal(data["masks"][0].numpy(), clip.masks.any(0))
 
 
-@pytest.mark.parametrize("flags", [["--colour-drop", "1.5"], ["--object-loss-weight", "0"], ["--direction-weight", "-1"]])
+@pytest.mark.parametrize("flags", [["--colour-drop", "1.5"], ["--object-loss-weight", "0"], ["--direction-weight", "-1"],
+                                   ["--image-share", "2"], ["--image-factor", "0"]])
 def test_a_loss_option_outside_its_range_is_refused_before_anything_trains(tmp_path, flags, capsys):
     with pytest.raises(SystemExit) as exit_:
         train_v2.main([*TINY, "--out", str(tmp_path / "run"), *flags])
@@ -401,3 +416,79 @@ def test_the_colourless_reading_counts_samples_that_show_an_object(straight, mon
     monkeypatch.setattr(evaluate_v2, "sample_batch", sampler("blank"))
     blank = evaluate_v2.colourless_reading(backbone, n=4, batch=2)
     assert seen["object"] == 1.0 and blank["object"] == 0.0 and blank["shape"] == 0.0 and seen["n"] == 4
+
+
+def test_image_batches_are_one_frame_pictures_of_one_resting_actor():
+    data = world2.image_batch(np.random.default_rng(5), 40, size=32)
+    assert data["video"].shape == (40, 1, 3, 32, 32) and data["masks"].shape == (40, 1, 32, 32)
+    assert all(data["masks"][i].any() for i in range(40))
+    for text in data["captions"]:
+        words = text.split()
+        assert "static" not in words and "video" not in words and alignment.parse(text)["direction"] is None
+    # Captions still drop their colour and scene words, as the clips' do.
+    assert any(not any(c in t.split() for c in alignment.COLOURS) for t in data["captions"])
+
+
+def test_a_share_of_the_steps_trains_on_still_images(tmp_path, monkeypatch):
+    plan = train_v2.Plan(image_share=0.25)
+    picks = [train_v2.is_image_step(plan, k) for k in range(4000)]
+    assert abs(np.mean(picks) - 0.25) < 0.03 and picks == [train_v2.is_image_step(plan, k) for k in range(4000)]
+    assert not any(train_v2.is_image_step(train_v2.Plan(image_share=0.0), k) for k in range(200))
+    from videomage_wan.backbone import WanBackbone
+
+    shapes = []
+    predict = WanBackbone.predict
+
+    def recording(self, latents, *args, **kwargs):
+        shapes.append(tuple(latents.shape))
+        return predict(self, latents, *args, **kwargs)
+
+    monkeypatch.setattr(WanBackbone, "predict", recording)
+    train_v2.main([*TINY, "--out", str(tmp_path / "images"), "--vae-steps", "0", "--steps", "2", "--image-share", "1",
+                   "--image-factor", "3"])
+    # Every step: one-frame latents, three times the batch of 2.
+    assert len(shapes) == 2 and all(s[0] == 6 and s[2] == 1 for s in shapes)
+    shapes.clear()
+    train_v2.main([*TINY, "--out", str(tmp_path / "clips"), "--vae-steps", "0", "--steps", "2", "--image-share", "0"])
+    assert len(shapes) == 2 and all(s[0] == 2 and s[2] == world2.FRAMES for s in shapes)
+
+
+def test_sample_batch_draws_still_images_when_asked_for_one_frame(straight):
+    from toyworld.common import sample_batch
+    from videomage.loading import load_backbone
+
+    backbone = load_backbone(str(straight / "model"))
+    spec = backbone.video_spec
+    stills = sample_batch(backbone, ["a red circle", "a blue square"], steps=2, guidance=2.0, seed=0, frames=1)
+    clips = sample_batch(backbone, ["a red circle"], steps=2, guidance=2.0, seed=0)
+    assert stills.shape == (2, 1, 3, spec.height, spec.width) and clips.shape[1] == spec.frames
+
+
+def test_one_stage_can_be_seen_alone(straight, tmp_path):
+    from toyworld import stages_v2
+
+    stages_v2.main(["--model", str(straight / "model"), "--out", str(tmp_path), "--quick", "--samples", "1",
+                    "--only", "motion"])
+    result = json.loads((tmp_path / "stages.json").read_text())
+    assert "motion_fidelity" in result and "subject_fidelity" not in result
+    assert not (tmp_path / "subject-pet").exists()
+
+
+def test_an_evaluation_reads_a_copy_and_leaves_none_behind(straight, tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def fake(model, **_):
+        seen.append(Path(model))
+        assert (Path(model) / "transformer").is_dir()
+        return {p: 0.0 for p in alignment.PARTS}
+
+    monkeypatch.setattr(evaluate_v2, "evaluate", fake)
+    model = tmp_path / "model"
+    shutil.copytree(straight / "model", model)
+    evaluate_v2.main(["--model", str(model)])
+    assert seen[-1] == Path(str(model) + ".eval") and not seen[-1].exists()
+    # The shipped folder, however its path is spelt, is read in place: no copy beside it in the package.
+    monkeypatch.chdir(wan_model.MODEL_V2_DIR.parent)
+    evaluate_v2.main(["--model", wan_model.MODEL_V2_DIR.name])
+    assert seen[-1] == Path(wan_model.MODEL_V2_DIR.name)
+    assert not wan_model.MODEL_V2_DIR.with_name(wan_model.MODEL_V2_DIR.name + ".eval").exists()

@@ -82,3 +82,19 @@ def test_v2_cases_hold_out_the_chase_and_pick_themselves_for_a_wan_model(tmp_pat
     assert class_word_prompt(cases2) == "a circle is chasing a square in the snow"
     (tmp_path / "transformer").mkdir()
     assert case_of(str(tmp_path)) is cases2 and case_of(str(tmp_path / "zeroscope")) is cases
+
+
+def test_v2_subjects_learn_and_draw_priors_from_prompts_spelt_in_trained_words(tmp_path):
+    from videomage_toyworld import cases2
+    from videomage_toyworld.recipe import CaseSettings, subject_config
+    from videomage_toyworld.wan_model import build_tokenizer, vocabulary
+
+    tokenizer = build_tokenizer()
+    trained = {"\u2581" + w for w in vocabulary()} | {"</s>"}
+    config = subject_config(CaseSettings(), cases2.SUBJECTS[0], tmp_path, cases2)
+    prior_prompt = config.prompt_template.format(token=config.class_word)
+    assert prior_prompt == "a circle"
+    assert set(tokenizer.convert_ids_to_tokens(tokenizer(prior_prompt).input_ids)) <= trained
+    # The library's default template would start with pieces no v2 caption ever held.
+    default = type(config)(token="<pet>", class_word="circle", images=tmp_path).prompt_template.format(token="circle")
+    assert not set(tokenizer.convert_ids_to_tokens(tokenizer(default).input_ids)) <= trained
