@@ -130,8 +130,7 @@ def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20,
     out["failures"] = failure_modes(samples, texts, scores)
     out.update(steps=float(steps), guidance=float(guidance), held_out_loss=held_out_loss(backbone),
                reconstruction=reconstruction_scores(backbone))
-    gaps = word_gaps(backbone)
-    out.update(direction_word_gap=gaps["direction"], word_gaps=gaps)
+    out["word_gaps"] = word_gaps(backbone)
     if colourless:
         out["colourless"] = colourless_reading(backbone, n=colourless, batch=batch, steps=steps, guidance=guidance,
                                                seed=seed)
@@ -255,11 +254,6 @@ def word_gaps(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> dict[s
         for kind in WORD_SWAPS:
             gaps[kind].append(round(loss[kind] - loss["own"], 5))
     return gaps
-
-
-def direction_word_gap(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> list[float]:
-    """The direction word's gap of :func:`word_gaps`."""
-    return word_gaps(backbone, n=n, batch=batch, seed=seed)["direction"]
 
 
 @torch.no_grad()

@@ -266,32 +266,25 @@ def test_failure_modes_count_missing_and_unmoving_objects_and_colour_by_word():
     assert modes["colour_by_word"] == {named: round(2 / 3, 4), still_prompt.split()[1]: 1.0}
 
 
-def test_direction_word_gap_compares_own_and_opposite_direction_words(straight, monkeypatch):
+def test_word_gaps_change_one_word_each_and_vanish_for_a_denoiser_that_cannot_read(straight, monkeypatch):
     from videomage.loading import load_backbone
 
     assert evaluate_v2.opposite_direction("a red circle arcing up slowly in the snow") == \
         "a red circle arcing down slowly in the snow"
     assert evaluate_v2.opposite_direction("a static video of a red circle") == "a static video of a red circle"
-    backbone = load_backbone(str(straight / "model"))
-    gap = evaluate_v2.direction_word_gap(backbone, n=4, batch=2)
-    assert len(gap) == len(evaluate_v2.GAP_SIGMAS) and all(np.isfinite(gap))
-    assert gap == evaluate_v2.direction_word_gap(backbone, n=4, batch=2)  # same clips, noise and levels
-    # A denoiser that cannot read the caption shows no gap at all.
-    run = backbone.text.run
-    monkeypatch.setattr(backbone.text, "run", lambda captions: run([""] * len(captions)))
-    assert evaluate_v2.direction_word_gap(backbone, n=4, batch=2) == [0.0] * len(evaluate_v2.GAP_SIGMAS)
-
-
-def test_word_gaps_change_one_word_each(straight):
-    from videomage.loading import load_backbone
-
     text = "a red circle arcing up slowly in the snow"
     assert evaluate_v2.other_shape(text) == "a red square arcing up slowly in the snow"
     assert evaluate_v2.other_colour(text) == "a green circle arcing up slowly in the snow"
     assert evaluate_v2.other_shape("a blue triangle moving left") == "a blue circle moving left"
-    gaps = evaluate_v2.word_gaps(load_backbone(str(straight / "model")), n=4, batch=2)
+    backbone = load_backbone(str(straight / "model"))
+    gaps = evaluate_v2.word_gaps(backbone, n=4, batch=2)
     assert set(gaps) == {"direction", "shape", "colour"}
     assert all(len(v) == len(evaluate_v2.GAP_SIGMAS) and all(np.isfinite(v)) for v in gaps.values())
+    assert gaps == evaluate_v2.word_gaps(backbone, n=4, batch=2)  # same clips, noise and levels
+    # A denoiser that cannot read the caption shows no gap at all, for any word.
+    run = backbone.text.run
+    monkeypatch.setattr(backbone.text, "run", lambda captions: run([""] * len(captions)))
+    assert evaluate_v2.word_gaps(backbone, n=4, batch=2) == {k: [0.0] * len(evaluate_v2.GAP_SIGMAS) for k in gaps}
 
 
 def test_a_share_of_each_batch_can_draw_its_noise_level_from_the_top_of_the_schedule(straight):
