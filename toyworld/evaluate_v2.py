@@ -12,9 +12,11 @@ the scored samples jump between checkpoints (each part is right or wrong), so it
 training still makes progress on the objects. And :func:`reconstruction_scores`: the same reading
 of held-out clips passed through the VAE alone, the most a perfect denoiser could score.
 And :func:`word_gaps`: how much worse the denoiser does on moving clips when told the opposite
-direction, another shape or another colour (zero: it ignores the word).
-Each evaluation also counts how its samples fail (:func:`failure_modes`: no object, an object
-that does not travel, colour by colour word).
+direction, another shape or another colour (zero: it ignores the word). And :func:`frame_use`:
+how much worse it does with a clip's frames reversed, shuffled or each alone (zero: it ignores
+their order, their neighbours, the other frames). Each evaluation also counts how its samples
+fail (:func:`failure_modes`: no object, an object that does not travel, colour and shape by
+word, how well the object's outline fits any shape).
 
 ``--ship`` copies the model (its transformer in float16) into the package (where the demo finds it) and commits
 it, but only when its evaluation beats the one recorded beside the shipped weights
@@ -62,21 +64,31 @@ def failure_modes(videos, prompts: list[str], scores: list[dict[str, float]]) ->
     """How samples fail, beside the four parts (``scores``, :func:`alignment.score` of each):
     ``no_object``, the share in which an object is seen in fewer than half the frames; ``static``,
     the share in which it is seen but does not travel; ``seen_frames``, the mean share of frames
-    with an object; ``colour_by_word``, the share right on colour for each colour the prompts name."""
+    with an object; ``colour_by_word`` and ``shape_by_word``, the share right on colour (shape)
+    for each colour (shape) the prompts name; ``outline_fit``, how well the best shape template
+    fits the object's blob (intersection over union, mean over the frames that show one: a
+    world clip's objects fit about 0.94, a blob of no particular shape less)."""
     from videomage_toyworld import analysis as an
 
-    seen, absent, static, by_word = [], [], [], {}
+    seen, absent, static, fits, by_word, by_shape = [], [], [], [], {}, {}
     for video, prompt, score in zip(videos, prompts, scores):
-        path = an.centroids(alignment.object_masks(an.as_array(video)))
+        masks = alignment.object_masks(an.as_array(video))
+        path = an.centroids(masks)
         frames = float((~np.isnan(path).any(axis=1)).mean())
         seen.append(frames)
         absent.append(frames < 0.5)
         static.append(frames >= 0.5 and an.direction_of(path) == "static")
+        fits += [fit for shape, fit in map(an.shape_fit, masks) if shape is not None]
+        nouns = alignment.parse(prompt)["nouns"]
         if "colour" in score:  # the prompt names a colour
-            by_word.setdefault(alignment.parse(prompt)["nouns"][0][0], []).append(score["colour"])
+            by_word.setdefault(nouns[0][0], []).append(score["colour"])
+        if "shape" in score:
+            by_shape.setdefault(nouns[0][1], []).append(score["shape"])
     return {"no_object": float(np.mean(absent)), "static": float(np.mean(static)),
             "seen_frames": round(float(np.mean(seen)), 4),
-            "colour_by_word": {c: round(float(np.mean(v)), 4) for c, v in sorted(by_word.items())}}
+            "colour_by_word": {c: round(float(np.mean(v)), 4) for c, v in sorted(by_word.items())},
+            "shape_by_word": {c: round(float(np.mean(v)), 4) for c, v in sorted(by_shape.items())},
+            "outline_fit": round(float(np.mean(fits)), 4) if fits else 0.0}
 
 
 def colourless_captions(n: int, seed: int = 0) -> list[str]:
@@ -131,6 +143,7 @@ def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20,
     out.update(steps=float(steps), guidance=float(guidance), held_out_loss=held_out_loss(backbone),
                reconstruction=reconstruction_scores(backbone))
     out["word_gaps"] = word_gaps(backbone)
+    out["frame_use"] = frame_use(backbone)
     if colourless:
         out["colourless"] = colourless_reading(backbone, n=colourless, batch=batch, steps=steps, guidance=guidance,
                                                seed=seed)
@@ -254,6 +267,44 @@ def word_gaps(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> dict[s
         for kind in WORD_SWAPS:
             gaps[kind].append(round(loss[kind] - loss["own"], 5))
     return gaps
+
+
+#: Noise levels of :func:`frame_use`.
+FRAME_SIGMAS = (0.5, 0.7, 0.9)
+#: How :func:`frame_use` rearranges a clip's frames (index ``[F]`` for a clip of ``F`` frames).
+FRAME_ORDERS = {"reversed": lambda f: torch.arange(f - 1, -1, -1),
+                "shuffled": lambda f: torch.from_numpy(np.random.default_rng([f, 27]).permutation(f))}
+
+
+@torch.no_grad()
+def frame_use(backbone, *, n: int = 16, batch: int = 8, seed: int = 7) -> dict[str, list[float]]:
+    """Does the denoiser use the other frames, and their order? The held-out object loss of ``n``
+    moving clips at :data:`FRAME_SIGMAS` with their frames in order, and how much worse it is
+    (a difference; zero: no use) with the frames reversed (``reversed``: a denoiser that knows
+    which way time runs does worse, since the caption's direction is then wrong), shuffled
+    (``shuffled``: one that follows the object from frame to frame does worse) and each frame
+    denoised on its own as a one-frame clip (``alone``: one that reads the other frames at all
+    does worse). Same clips and noise for every arrangement."""
+    from videomage_toyworld.world2 import NO_DROPS, random_clip
+
+    rng = np.random.default_rng([seed, 27])
+    clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS, family=str(rng.choice(list(FAMILIES))))
+             for _ in range(n)]
+    z, covered, noise = encoded(backbone, clips, seed)
+    texts = [backbone.text.run([c.caption for c in clips[i : i + batch]]) for i in range(0, n, batch)]
+    frames = z.shape[2]
+    out: dict[str, list[float]] = {"ordered": [], **{k: [] for k in FRAME_ORDERS}, "alone": []}
+    for sigma in FRAME_SIGMAS:
+        ordered = split_loss(errors_at(backbone, z, noise, texts, sigma, batch), covered)[0]
+        out["ordered"].append(round(ordered, 4))
+        for kind, order in FRAME_ORDERS.items():
+            index = order(frames).to(z.device)
+            moved = errors_at(backbone, z[:, :, index], noise[:, :, index], texts, sigma, batch)
+            out[kind].append(round(split_loss(moved, covered[:, :, index])[0] - ordered, 4))
+        alone = torch.cat([errors_at(backbone, z[:, :, f : f + 1], noise[:, :, f : f + 1], texts, sigma, batch)
+                           for f in range(frames)], dim=2)
+        out["alone"].append(round(split_loss(alone, covered)[0] - ordered, 4))
+    return out
 
 
 @torch.no_grad()

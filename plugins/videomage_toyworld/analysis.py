@@ -71,22 +71,30 @@ def scene_name(video) -> str:
     return nearest(np.median(background(video), axis=0), SCENES)
 
 
-def shape_of(mask: np.ndarray) -> str | None:
-    """The shape whose template, fitted to ``mask``'s ``[H, W]`` bounding box, overlaps it best.
+def shape_fit(mask: np.ndarray) -> tuple[str | None, float]:
+    """The shape whose template, fitted to ``mask``'s ``[H, W]`` bounding box, overlaps it best,
+    and that overlap (intersection over union; 1 is a perfect outline).
 
-    ``None`` when the mask is empty. Templates are drawn by the renderer itself, centred on the
-    box with the half-extent of its larger side, so a rendered shape matches its own template.
+    ``(None, 0.0)`` when the mask is empty. Templates are drawn by the renderer itself, centred
+    on the box with the half-extent of its larger side, so a rendered shape matches its own
+    template.
     """
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
-        return None
+        return None, 0.0
     radius = max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1) / 2
     centre = np.array([[(xs.max() + xs.min() + 1) / 2, (ys.max() + ys.min() + 1) / 2]], dtype=np.float32)
     scores = {}
     for shape in SHAPES:
         template = shape_masks(shape, centre, radius, *mask.shape)[0]
-        scores[shape] = (template & mask).sum() / max((template | mask).sum(), 1)
-    return max(scores, key=scores.get)
+        scores[shape] = float((template & mask).sum() / max((template | mask).sum(), 1))
+    best = max(scores, key=scores.get)
+    return best, scores[best]
+
+
+def shape_of(mask: np.ndarray) -> str | None:
+    """The best-fitting shape of :func:`shape_fit` (``None`` for an empty mask)."""
+    return shape_fit(mask)[0]
 
 
 def majority(values: Sequence[str | None]) -> str | None:

@@ -264,6 +264,32 @@ def test_failure_modes_count_missing_and_unmoving_objects_and_colour_by_word():
     assert modes["seen_frames"] == round((1 + 1 + 0 + 5 / 9) / 4, 4)
     # The moving clip's colour: right in the clip and its half, wrong where nothing is drawn.
     assert modes["colour_by_word"] == {named: round(2 / 3, 4), still_prompt.split()[1]: 1.0}
+    shapes = {}
+    for prompt, score in zip(prompts, scores):
+        shapes.setdefault(alignment.parse(prompt)["nouns"][0][1], []).append(score["shape"])
+    assert modes["shape_by_word"] == {k: round(float(np.mean(v)), 4) for k, v in sorted(shapes.items())}
+    assert modes["shape_by_word"][moving.caption.split()[2]] == round(2 / 3, 4)  # nothing drawn: wrong
+    assert modes["outline_fit"] > 0.8  # rendered shapes fit their templates
+
+
+def test_outline_fit_tells_a_drawn_shape_from_a_blob():
+    from videomage_toyworld import analysis as an
+
+    rng = np.random.default_rng(4)
+    clip = world2.random_clip(rng, drops=world2.NO_DROPS, family="static")
+    prompt = clip.caption.replace("a static video of ", "")
+    blob = clip.frames.copy()
+    mask = clip.masks.any(0)
+    ys, xs = np.mgrid[:64, :64]
+    for f in range(len(blob)):
+        cy, cx = np.argwhere(mask[f]).mean(0)
+        # the object's pixels scattered into a ragged cloud about its centre: no shape's outline
+        ragged = (np.hypot(ys - cy, xs - cx) < 4 + 6 * rng.random((64, 64))) & ~mask[f]
+        blob[f][:, ragged] = blob[f][:, mask[f]].mean(1, keepdims=True)
+    drawn = evaluate_v2.failure_modes([clip.frames], [prompt], [alignment.score(clip.frames, prompt)])
+    ragged = evaluate_v2.failure_modes([blob], [prompt], [alignment.score(blob, prompt)])
+    assert an.shape_fit(np.zeros((8, 8), bool)) == (None, 0.0)
+    assert drawn["outline_fit"] > 0.85 and ragged["outline_fit"] < drawn["outline_fit"] - 0.15
 
 
 def test_word_gaps_change_one_word_each_and_vanish_for_a_denoiser_that_cannot_read(straight, monkeypatch):
@@ -285,6 +311,22 @@ def test_word_gaps_change_one_word_each_and_vanish_for_a_denoiser_that_cannot_re
     run = backbone.text.run
     monkeypatch.setattr(backbone.text, "run", lambda captions: run([""] * len(captions)))
     assert evaluate_v2.word_gaps(backbone, n=4, batch=2) == {k: [0.0] * len(evaluate_v2.GAP_SIGMAS) for k in gaps}
+
+
+def test_frame_use_is_zero_for_a_denoiser_that_treats_each_frame_alone(straight, monkeypatch):
+    from videomage.loading import load_backbone
+
+    backbone = load_backbone(str(straight / "model"))
+    use = evaluate_v2.frame_use(backbone, n=4, batch=2)
+    assert set(use) == {"ordered", "reversed", "shuffled", "alone"}
+    assert all(len(v) == len(evaluate_v2.FRAME_SIGMAS) and all(np.isfinite(v)) for v in use.values())
+    assert use == evaluate_v2.frame_use(backbone, n=4, batch=2)  # same clips, noise and levels
+    assert max(abs(v) for v in use["alone"]) > 1e-3  # Wan's attention mixes the frames
+    predict = backbone.predict
+    monkeypatch.setattr(backbone, "predict", lambda x, t, text: torch.cat(
+        [predict(x[:, :, f : f + 1], t, text) for f in range(x.shape[2])], dim=2))
+    blind = evaluate_v2.frame_use(backbone, n=4, batch=2)
+    assert all(abs(v) < 2e-4 for kind in ("reversed", "shuffled", "alone") for v in blind[kind])
 
 
 def test_a_share_of_each_batch_can_draw_its_noise_level_from_the_top_of_the_schedule(straight):
