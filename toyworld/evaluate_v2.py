@@ -213,6 +213,16 @@ def held_out_loss(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> di
     return out
 
 
+def moving_clips(backbone, n: int, stream: list[int]) -> list:
+    """``n`` fully captioned world clips of the motion families (lines, arcs, bounces), at the
+    backbone's size, drawn from the generator seeded by ``stream`` (each reading its own)."""
+    from videomage_toyworld.world2 import NO_DROPS, random_clip
+
+    rng = np.random.default_rng(stream)
+    return [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS, family=str(rng.choice(list(FAMILIES))))
+            for _ in range(n)]
+
+
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 #: Noise levels of the direction-word gap: where a clip's frames show less and less of its path.
 GAP_SIGMAS = (0.5, 0.7, 0.9, 0.97)
@@ -252,11 +262,7 @@ def word_gaps(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> dict[s
     arcs, bounces) captioned with one word changed (:data:`WORD_SWAPS`: the opposite direction,
     another shape, another colour), minus the loss with their own caption, at :data:`GAP_SIGMAS`
     (same clips and noise). Zero: the word changes nothing; the larger, the more it tells."""
-    from videomage_toyworld.world2 import NO_DROPS, random_clip
-
-    rng = np.random.default_rng([seed, 25])
-    clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS, family=str(rng.choice(list(FAMILIES))))
-             for _ in range(n)]
+    clips = moving_clips(backbone, n, [seed, 25])
     z, covered, noise = encoded(backbone, clips, seed)
     captions = {"own": [c.caption for c in clips], **{k: [swap(c.caption) for c in clips] for k, swap in WORD_SWAPS.items()}}
     texts = {k: [backbone.text.run(v[i : i + batch]) for i in range(0, n, batch)] for k, v in captions.items()}
@@ -285,11 +291,7 @@ def frame_use(backbone, *, n: int = 16, batch: int = 8, seed: int = 7) -> dict[s
     (``shuffled``: one that follows the object from frame to frame does worse) and each frame
     denoised on its own as a one-frame clip (``alone``: one that reads the other frames at all
     does worse). Same clips and noise for every arrangement."""
-    from videomage_toyworld.world2 import NO_DROPS, random_clip
-
-    rng = np.random.default_rng([seed, 27])
-    clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS, family=str(rng.choice(list(FAMILIES))))
-             for _ in range(n)]
+    clips = moving_clips(backbone, n, [seed, 27])
     z, covered, noise = encoded(backbone, clips, seed)
     texts = [backbone.text.run([c.caption for c in clips[i : i + batch]]) for i in range(0, n, batch)]
     frames = z.shape[2]
@@ -311,11 +313,7 @@ def frame_use(backbone, *, n: int = 16, batch: int = 8, seed: int = 7) -> dict[s
 def reconstruction_scores(backbone, *, n: int = 24, seed: int = 7) -> dict[str, float]:
     """The evaluation's reading of ``n`` held-out world clips passed through the VAE alone (encode,
     decode): the most a perfect denoiser could score with this VAE."""
-    from videomage_toyworld.world2 import NO_DROPS, random_clip
-
-    rng = np.random.default_rng([seed, 23])
-    clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS,
-                         family=str(rng.choice(list(FAMILIES)))) for _ in range(n)]
+    clips = moving_clips(backbone, n, [seed, 23])
     video = torch.from_numpy(np.stack([c.frames for c in clips]))
     decoded = torch.cat([backbone.decode_latents(backbone.encode_video(video[i : i + 8])) for i in range(0, n, 8)])
     summary = alignment.summary([alignment.score(v, c.caption) for v, c in zip(decoded.float().cpu(), clips)])
