@@ -16,7 +16,10 @@ direction, another shape or another colour (zero: it ignores the word). And :fun
 how much worse it does with a clip's frames reversed, shuffled or each alone (zero: it ignores
 their order, their neighbours, the other frames). Each evaluation also counts how its samples
 fail (:func:`failure_modes`: no object, an object that does not travel, colour and shape by
-word, how well the object's outline fits any shape).
+word, how well the object's outline fits any shape). And :func:`picture_reading`: still pictures
+sampled as one frame ("a red square in the snow"), scored for colour, shape and background, to
+see whether the denoiser draws a shape at all with time out of the way. A model trained on
+larger actors (``train_v2 --object-scale``) draws its held-out clips from that world, and is never shipped.
 
 ``--ship`` copies the model (its transformer in float16) into the package (where the demo finds it) and commits
 it, but only when its evaluation beats the one recorded beside the shipped weights
@@ -121,9 +124,47 @@ def colourless_reading(backbone, *, n: int = 16, batch: int = 8, steps: int = 20
             "n": float(n)}
 
 
+def picture_captions(n: int, seed: int = 0) -> list[str]:
+    """``n`` captions of still pictures naming colour, shape and scene ("a red circle in the snow"),
+    the three shapes in turn."""
+    rng = np.random.default_rng([seed, 28])
+    out = []
+    while len(out) < n:
+        colour, scene = str(rng.choice(list(PALETTE))), str(rng.choice(list(SCENES)))
+        if visible(colour, scene):
+            out.append(f"a {colour} {SHAPES[len(out) % len(SHAPES)]} {scene}")
+    return out
+
+
+def picture_reading(backbone, *, n: int = 24, batch: int = 8, steps: int = 20, guidance: float = 5.0,
+                    seed: int = 0) -> dict:
+    """Samples of :func:`picture_captions` as one-frame clips: can the denoiser draw a shape at all,
+    with time out of the way? ``colour``, ``shape``, ``background`` (shares right), and the
+    :func:`failure_modes` readings ``shape_by_word`` and ``outline_fit``."""
+    texts = picture_captions(n, seed)
+    scores, samples = [], []
+    for start in range(0, n, batch):
+        prompts = texts[start : start + batch]
+        pictures = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + 2000 + start,
+                                frames=1).cpu()
+        scores += [alignment.score(v, p) for v, p in zip(pictures, prompts)]
+        samples += list(pictures)
+    summary = alignment.summary(scores)
+    failures = failure_modes(samples, texts, scores)
+    return {**{p: round(summary[p], 4) for p in ("colour", "shape", "background")},
+            "shape_by_word": failures["shape_by_word"], "outline_fit": failures["outline_fit"], "n": float(n)}
+
+
+def object_scale_of(model: str | Path) -> float:
+    """The size of the actors of the world a model trained on, as its ``training.json`` records it
+    (``train_v2 --object-scale``; 1 where it records none): its held-out clips are drawn from that world."""
+    record = Path(model) / "training.json"
+    return float(json.loads(record.read_text()).get("object_scale", 1.0)) if record.exists() else 1.0
+
+
 def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20, guidance: float = 5.0, seed: int = 0,
              sheet: str | Path | None = None, progress: bool = True, device: str = "cpu",
-             colourless: int = 16) -> dict[str, float]:
+             colourless: int = 16, pictures: int = 24) -> dict[str, float]:
     from videomage.loading import load_backbone
 
     backbone = load_backbone(str(model), device=device)
@@ -140,10 +181,15 @@ def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20,
         write_contact_sheet(torch.stack(samples[:16]).flatten(0, 1), str(sheet), columns=samples[0].shape[0])
     out = alignment.summary(scores)
     out["failures"] = failure_modes(samples, texts, scores)
-    out.update(steps=float(steps), guidance=float(guidance), held_out_loss=held_out_loss(backbone),
-               reconstruction=reconstruction_scores(backbone))
-    out["word_gaps"] = word_gaps(backbone)
-    out["frame_use"] = frame_use(backbone)
+    scale = object_scale_of(model)
+    out.update(steps=float(steps), guidance=float(guidance), held_out_loss=held_out_loss(backbone, object_scale=scale),
+               reconstruction=reconstruction_scores(backbone, object_scale=scale))
+    out["word_gaps"] = word_gaps(backbone, object_scale=scale)
+    out["frame_use"] = frame_use(backbone, object_scale=scale)
+    if pictures:
+        out["pictures"] = picture_reading(backbone, n=pictures, batch=batch, steps=steps, guidance=guidance, seed=seed)
+    if scale != 1:
+        out["object_scale"] = scale
     if colourless:
         out["colourless"] = colourless_reading(backbone, n=colourless, batch=batch, steps=steps, guidance=guidance,
                                                seed=seed)
@@ -195,14 +241,16 @@ def errors_at(backbone, z: torch.Tensor, noise: torch.Tensor, texts: list, sigma
 
 
 @torch.no_grad()
-def held_out_loss(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> dict[str, list[float]]:
+def held_out_loss(backbone, *, n: int = 32, batch: int = 8, seed: int = 7,
+                  object_scale: float = 1.0) -> dict[str, list[float]]:
     """The flow-matching loss on ``n`` held-out captioned clips (full captions) at :data:`SIGMAS`:
     ``{"object": [...], "background": [...]}``, one value per noise level, over the latents an
     object's pixels reach and the others. The clips, noise and levels are fixed by ``seed``."""
     from videomage_toyworld.world2 import NO_DROPS, random_clip
 
     rng = np.random.default_rng([seed, 22])
-    clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS) for _ in range(n)]
+    clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS, object_scale=object_scale)
+             for _ in range(n)]
     z, covered, noise = encoded(backbone, clips, seed)
     texts = [backbone.text.run([c.caption for c in clips[i : i + batch]]) for i in range(0, n, batch)]  # once, for every level
     out: dict[str, list[float]] = {"object": [], "background": []}
@@ -213,14 +261,15 @@ def held_out_loss(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> di
     return out
 
 
-def moving_clips(backbone, n: int, stream: list[int]) -> list:
+def moving_clips(backbone, n: int, stream: list[int], object_scale: float = 1.0) -> list:
     """``n`` fully captioned world clips of the motion families (lines, arcs, bounces), at the
-    backbone's size, drawn from the generator seeded by ``stream`` (each reading its own)."""
+    backbone's size, drawn from the generator seeded by ``stream`` (each reading its own), their
+    actors ``object_scale`` times the world's size."""
     from videomage_toyworld.world2 import NO_DROPS, random_clip
 
     rng = np.random.default_rng(stream)
-    return [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS, family=str(rng.choice(list(FAMILIES))))
-            for _ in range(n)]
+    return [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS, family=str(rng.choice(list(FAMILIES))),
+                        object_scale=object_scale) for _ in range(n)]
 
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -257,12 +306,13 @@ WORD_SWAPS = {"direction": opposite_direction, "shape": other_shape, "colour": o
 
 
 @torch.no_grad()
-def word_gaps(backbone, *, n: int = 32, batch: int = 8, seed: int = 7) -> dict[str, list[float]]:
+def word_gaps(backbone, *, n: int = 32, batch: int = 8, seed: int = 7,
+              object_scale: float = 1.0) -> dict[str, list[float]]:
     """Does the denoiser read each word? The held-out object loss of ``n`` moving clips (lines,
     arcs, bounces) captioned with one word changed (:data:`WORD_SWAPS`: the opposite direction,
     another shape, another colour), minus the loss with their own caption, at :data:`GAP_SIGMAS`
     (same clips and noise). Zero: the word changes nothing; the larger, the more it tells."""
-    clips = moving_clips(backbone, n, [seed, 25])
+    clips = moving_clips(backbone, n, [seed, 25], object_scale)
     z, covered, noise = encoded(backbone, clips, seed)
     captions = {"own": [c.caption for c in clips], **{k: [swap(c.caption) for c in clips] for k, swap in WORD_SWAPS.items()}}
     texts = {k: [backbone.text.run(v[i : i + batch]) for i in range(0, n, batch)] for k, v in captions.items()}
@@ -283,7 +333,8 @@ FRAME_ORDERS = {"reversed": lambda f: torch.arange(f - 1, -1, -1),
 
 
 @torch.no_grad()
-def frame_use(backbone, *, n: int = 16, batch: int = 8, seed: int = 7) -> dict[str, list[float]]:
+def frame_use(backbone, *, n: int = 16, batch: int = 8, seed: int = 7,
+              object_scale: float = 1.0) -> dict[str, list[float]]:
     """Does the denoiser use the other frames, and their order? The held-out object loss of ``n``
     moving clips at :data:`FRAME_SIGMAS` with their frames in order, and how much worse it is
     (a difference; zero: no use) with the frames reversed (``reversed``: a denoiser that knows
@@ -291,7 +342,7 @@ def frame_use(backbone, *, n: int = 16, batch: int = 8, seed: int = 7) -> dict[s
     (``shuffled``: one that follows the object from frame to frame does worse) and each frame
     denoised on its own as a one-frame clip (``alone``: one that reads the other frames at all
     does worse). Same clips and noise for every arrangement."""
-    clips = moving_clips(backbone, n, [seed, 27])
+    clips = moving_clips(backbone, n, [seed, 27], object_scale)
     z, covered, noise = encoded(backbone, clips, seed)
     texts = [backbone.text.run([c.caption for c in clips[i : i + batch]]) for i in range(0, n, batch)]
     frames = z.shape[2]
@@ -310,10 +361,10 @@ def frame_use(backbone, *, n: int = 16, batch: int = 8, seed: int = 7) -> dict[s
 
 
 @torch.no_grad()
-def reconstruction_scores(backbone, *, n: int = 24, seed: int = 7) -> dict[str, float]:
+def reconstruction_scores(backbone, *, n: int = 24, seed: int = 7, object_scale: float = 1.0) -> dict[str, float]:
     """The evaluation's reading of ``n`` held-out world clips passed through the VAE alone (encode,
     decode): the most a perfect denoiser could score with this VAE."""
-    clips = moving_clips(backbone, n, [seed, 23])
+    clips = moving_clips(backbone, n, [seed, 23], object_scale)
     video = torch.from_numpy(np.stack([c.frames for c in clips]))
     decoded = torch.cat([backbone.decode_latents(backbone.encode_video(video[i : i + 8])) for i in range(0, n, 8)])
     summary = alignment.summary([alignment.score(v, c.caption) for v, c in zip(decoded.float().cpu(), clips)])
@@ -328,7 +379,13 @@ def rank(result: dict) -> tuple[float, float]:
 
 
 def ship(model: Path, result: dict, *, commit: bool) -> bool:
-    """Copy ``model`` as float16 into the package and commit it, if ``result`` beats the shipped one."""
+    """Copy ``model`` as float16 into the package and commit it, if ``result`` beats the shipped one.
+    A model trained on a world of other-sized actors (``train_v2 --object-scale``) is never shipped:
+    the cases, the demo and the stages draw the world at its own size."""
+    if object_scale_of(model) != 1:
+        print(f"not shipped: {model} trained on actors {object_scale_of(model)} times the world's size; only a model "
+              "of the world itself (--object-scale 1) can be shipped")
+        return False
     recorded = MODEL_V2_DIR / EVALUATION
     if recorded.exists() and rank(result) <= rank(json.loads(recorded.read_text())):
         print(f"not shipped: {rank(result)} does not beat the shipped model's {rank(json.loads(recorded.read_text()))}")
@@ -378,6 +435,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--colourless", type=int, default=16,
                         help="samples of prompts that name no colour, for the 'colourless' reading (0: none)")
+    parser.add_argument("--pictures", type=int, default=24,
+                        help="still pictures sampled as one frame, for the 'pictures' reading (0: none)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sheet", default=None, help="write the first 16 samples as a contact sheet PNG here")
@@ -395,7 +454,8 @@ def main(argv: list[str] | None = None) -> None:
         shutil.copytree(args.model, snapshot)
     try:
         result = evaluate(snapshot, n=args.n, batch=args.batch, steps=args.steps, guidance=args.guidance, seed=args.seed,
-                          sheet=args.sheet, device=args.device, colourless=args.colourless)
+                          sheet=args.sheet, device=args.device, colourless=args.colourless,
+                          pictures=args.pictures)
         record = snapshot / "training.json"
         result["step"] = float(json.loads(record.read_text())["step"]) if record.exists() else -1.0
         print(json.dumps(result))

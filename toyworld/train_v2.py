@@ -89,6 +89,8 @@ class Plan:
     # learns from one-frame videos, which a model trained on clips alone draws as fragments.
     image_share: float = 0.25
     image_factor: int = 4
+    # Size of the world's actors, a multiple of their size in the world (``world2.random_clip``).
+    object_scale: float = 1.0
     # Each block of clips is encoded once and trained on this many consecutive steps (new noise
     # and timesteps each time), to spare the VAE's encoder.
     reuse: int = 2
@@ -240,8 +242,10 @@ def recipe_of(folder: Path) -> dict:
     return saved or {"latent_channels": latent_channels_of(folder), **FIRST_VAE_RECIPE}
 
 
-def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32, recipe: dict | None = None) -> Path:
-    """Write the model into ``folder`` atomically: build it beside, then swap it in."""
+def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32, recipe: dict | None = None,
+           object_scale: float = 1.0) -> Path:
+    """Write the model into ``folder`` atomically: build it beside, then swap it in. ``training.json``
+    records the step, the VAE's recipe and, when it is not 1, the scale of the world's actors."""
     if dtype != torch.float32:
         # Cast copies, so the training weights stay float32.
         import copy
@@ -251,7 +255,9 @@ def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32,
 
     def write(staging: Path) -> None:
         wan_model.save_pipeline(pipe, staging)
-        (staging / TRAINING_RECORD).write_text(json.dumps({"step": step, **({"vae": recipe} if recipe else {})}) + "\n")
+        record = {"step": step, **({"vae": recipe} if recipe else {}),
+                  **({"object_scale": object_scale} if object_scale != 1 else {})}
+        (staging / TRAINING_RECORD).write_text(json.dumps(record) + "\n")
 
     return write_folder(folder, write)
 
@@ -392,7 +398,8 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
         # The backbone's encode_video normalisation, on the whole batch at once (it loops per clip).
         if index not in cache:
             cache.clear()
-            data = world2.batch(data_rng(plan, 2, index), plan.batch, size=size, drops=drops)
+            data = world2.batch(data_rng(plan, 2, index), plan.batch, size=size, drops=drops,
+                                object_scale=plan.object_scale)
             z = encode_frames(pipe.vae, data["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1)
             covered = covered_latents(data["masks"].to(plan.device), z.shape[-2:])
             cache[index] = ((z - mean) / std, covered, data["captions"])
@@ -400,7 +407,8 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
 
     @torch.no_grad()
     def images(step: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        data = world2.image_batch(data_rng(plan, 5, step), plan.batch * plan.image_factor, size=size, drops=drops)
+        data = world2.image_batch(data_rng(plan, 5, step), plan.batch * plan.image_factor, size=size, drops=drops,
+                                  object_scale=plan.object_scale)
         z = encode_frames(pipe.vae, data["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1)
         return (z - mean) / std, covered_latents(data["masks"].to(plan.device), z.shape[-2:]), data["captions"]
 
@@ -439,7 +447,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
     def exported(step: int) -> None:
         transformer.eval(), text_encoder.eval()
         with average.applied() if average is not None else nullcontext():
-            export(pipe, out / "model", step, recipe=recipe)
+            export(pipe, out / "model", step, recipe=recipe, object_scale=plan.object_scale)
         transformer.train(), text_encoder.train()
 
     def every(step: int) -> None:  # after each optimizer step
@@ -544,6 +552,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="share of steps that train on still images (one-frame clips) instead of clips")
     parser.add_argument("--image-factor", type=int, default=d.image_factor,
                         help="an image step's batch, in multiples of --batch")
+    parser.add_argument("--object-scale", type=float, default=d.object_scale,
+                        help="train on a world whose actors are this many times their size (0.25 to 2)")
     parser.add_argument("--batch", type=int, default=d.batch)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--reuse", type=int, default=d.reuse, help="steps each encoded batch of clips is trained on")
@@ -573,6 +583,8 @@ def main(argv: list[str] | None = None) -> None:
     if not 0 <= args.image_share <= 1 or args.image_factor < 1:
         parser.error(f"--image-share is a share of steps and must lie in [0, 1], and --image-factor be at least 1, "
                      f"got {args.image_share} and {args.image_factor}")
+    if not 0.25 <= args.object_scale <= 2:
+        parser.error(f"--object-scale must lie in [0.25, 2] (actors must fit a 64-pixel frame), got {args.object_scale}")
     if args.object_loss_weight <= 0 or args.direction_weight < 0 or args.direction_margin < 0:
         parser.error(f"--object-loss-weight must be above 0 and --direction-weight, --direction-margin at least 0, "
                      f"got {args.object_loss_weight}, {args.direction_weight}, {args.direction_margin}")
@@ -583,7 +595,7 @@ def main(argv: list[str] | None = None) -> None:
                 high_noise_share=args.high_noise_share, high_noise_from=args.high_noise_from,
                 object_loss_weight=args.object_loss_weight, direction_weight=args.direction_weight,
                 direction_margin=args.direction_margin, colour_drop=args.colour_drop,
-                image_share=args.image_share, image_factor=args.image_factor)
+                image_share=args.image_share, image_factor=args.image_factor, object_scale=args.object_scale)
     warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None
     if args.warm is not None and warm is None:
         print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)

@@ -118,13 +118,18 @@ NO_DROPS = Drops(colour=0.0, scene=0.0, speed=0.0, motion=0.0)
 
 
 def random_clip(rng: np.random.Generator, *, size: int = 64, frames: int = FRAMES, drops: Drops = Drops(),
-                family: str | None = None) -> Clip:
+                family: str | None = None, object_scale: float = 1.0) -> Clip:
     """One captioned sample of the v2 base model's training distribution.
 
     ``family`` forces a kind (``line``, ``arc``, ``bounce``, ``orbit`` or ``static``); by default
     they are mixed by :data:`FAMILY_WEIGHTS`, :data:`ORBIT_SHARE` and :data:`STATIC_SHARE`.
+    ``object_scale`` multiplies every actor's size (the random draws stay the same, so scale 1 is
+    the world itself): a world of larger objects, whose outline spans more of the denoiser's tokens.
     """
+    if not 0.25 <= object_scale <= 2.0:
+        raise ValueError(f"object_scale must lie in [0.25, 2] (actors must fit a 64-pixel frame), got {object_scale}")
     scale = size / 64
+    size_scale = scale * object_scale
     if family is None:
         u = rng.random()
         if u < ORBIT_SHARE:
@@ -141,14 +146,14 @@ def random_clip(rng: np.random.Generator, *, size: int = 64, frames: int = FRAME
     textures = [str(rng.choice(TEXTURES)) for _ in range(n)]
     direction = speed = None
     if family == "orbit":
-        radius = [rng.uniform(5.0, 7.0) * scale for _ in range(n)]
+        radius = [rng.uniform(5.0, 7.0) * size_scale for _ in range(n)]
         centre, mover = orbit_path(rng, frames=frames, size=size, radius=max(radius))
         paths = [mover, centre]
     elif family == "static":
-        radius = [rng.uniform(6.0, 10.0) * scale]
+        radius = [rng.uniform(6.0, 10.0) * size_scale]
         paths = [linear_path(rng, frames=frames, size=size, radius=radius[0], direction=None, step=0.0)]
     else:
-        radius = [rng.uniform(6.0, 10.0) * scale]
+        radius = [rng.uniform(6.0, 10.0) * size_scale]
         direction = str(rng.choice(list(DIRECTIONS)))
         if family == "bounce" and direction in ("up", "down"):
             direction = str(rng.choice(["left", "right"]))
@@ -186,21 +191,24 @@ def _render_textured(actors: list[Actor], scene: str, *, size: int, rng: np.rand
     return clip
 
 
-def batch(rng: np.random.Generator, n: int, *, size: int = 64, frames: int = FRAMES, drops: Drops = Drops()) -> dict:
+def batch(rng: np.random.Generator, n: int, *, size: int = 64, frames: int = FRAMES, drops: Drops = Drops(),
+          object_scale: float = 1.0) -> dict:
     """``n`` random clips stacked: ``video`` ``[n, F, 3, H, W]``, ``captions``, and ``masks`` ``[n, F, H, W]``
     (bool: the pixels any actor covers)."""
-    clips = [random_clip(rng, size=size, frames=frames, drops=drops) for _ in range(n)]
+    clips = [random_clip(rng, size=size, frames=frames, drops=drops, object_scale=object_scale) for _ in range(n)]
     return {"video": torch.from_numpy(np.stack([c.frames for c in clips])), "captions": [c.caption for c in clips],
             "masks": torch.from_numpy(np.stack([c.masks.any(0) for c in clips]))}
 
 
-def image_batch(rng: np.random.Generator, n: int, *, size: int = 64, drops: Drops = Drops()) -> dict:
+def image_batch(rng: np.random.Generator, n: int, *, size: int = 64, drops: Drops = Drops(),
+                object_scale: float = 1.0) -> dict:
     """``n`` captioned still images as one-frame clips, as :func:`batch` returns them (``video``
     ``[n, 1, 3, H, W]``, ``masks`` ``[n, 1, H, W]``): one actor at rest, captioned as a picture
     ("a red circle in the snow", never "a static video of"). Wan trains on images beside videos,
     and the subject stage learns from one-frame videos: a base model that never saw one would
     meet them first in a user's stills."""
-    clips = [random_clip(rng, size=size, frames=1, drops=drops, family="static") for _ in range(n)]
+    clips = [random_clip(rng, size=size, frames=1, drops=drops, family="static", object_scale=object_scale)
+             for _ in range(n)]
     captions = [c.caption.replace("a static video of ", "") for c in clips]
     return {"video": torch.from_numpy(np.stack([c.frames for c in clips])), "captions": captions,
             "masks": torch.from_numpy(np.stack([c.masks.any(0) for c in clips]))}

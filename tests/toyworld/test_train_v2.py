@@ -423,7 +423,7 @@ def test_a_batch_carries_the_masks_of_its_clips():
 
 
 @pytest.mark.parametrize("flags", [["--colour-drop", "1.5"], ["--object-loss-weight", "0"], ["--direction-weight", "-1"],
-                                   ["--image-share", "2"], ["--image-factor", "0"]])
+                                   ["--image-share", "2"], ["--image-factor", "0"], ["--object-scale", "3"]])
 def test_a_loss_option_outside_its_range_is_refused_before_anything_trains(tmp_path, flags, capsys):
     with pytest.raises(SystemExit) as exit_:
         train_v2.main([*TINY, "--out", str(tmp_path / "run"), *flags])
@@ -527,3 +527,38 @@ def test_an_evaluation_reads_a_copy_and_leaves_none_behind(straight, tmp_path, m
     evaluate_v2.main(["--model", wan_model.MODEL_V2_DIR.name])
     assert seen[-1] == Path(wan_model.MODEL_V2_DIR.name)
     assert not wan_model.MODEL_V2_DIR.with_name(wan_model.MODEL_V2_DIR.name + ".eval").exists()
+
+
+def test_a_run_on_larger_actors_records_their_scale_and_is_never_shipped(straight, tmp_path, monkeypatch):
+    train_v2.main([*TINY, "--out", str(tmp_path / "large"), "--steps", "1", "--object-scale", "1.5"])
+    model = tmp_path / "large" / "model"
+    assert json.loads((model / train_v2.TRAINING_RECORD).read_text())["object_scale"] == 1.5
+    assert evaluate_v2.object_scale_of(model) == 1.5 and evaluate_v2.object_scale_of(straight / "model") == 1.0
+    monkeypatch.setattr(evaluate_v2, "MODEL_V2_DIR", tmp_path / "package" / "model_v2")
+    perfect = {**{p: 1.0 for p in alignment.PARTS}, "n": 64.0, "colourless": {"object": 1.0}}
+    assert not evaluate_v2.ship(model, perfect, commit=False)
+    assert not (tmp_path / "package").exists()
+    assert evaluate_v2.ship(straight / "model", perfect, commit=False)
+
+
+def test_the_picture_reading_samples_one_frame_and_scores_the_shape_named(straight, monkeypatch):
+    from videomage.loading import load_backbone
+
+    texts = evaluate_v2.picture_captions(6)
+    assert texts == evaluate_v2.picture_captions(6)
+    assert [alignment.parse(t)["nouns"][0][1] for t in texts] == ["circle", "square", "triangle"] * 2
+    assert all(alignment.parse(t)["direction"] is None and alignment.parse(t)["scene"] for t in texts)
+    rng = np.random.default_rng(0)
+    circles = [c for c in (world2.random_clip(rng, size=32, frames=1, family="static") for _ in range(40))
+               if alignment.parse(c.caption)["nouns"][0][1] == "circle"]
+    frames_asked = []
+
+    def sample(_backbone, prompts, *, frames=None, **_):
+        frames_asked.append(frames)
+        return torch.stack([torch.from_numpy(circles[0].frames)] * len(prompts))
+
+    monkeypatch.setattr(evaluate_v2, "sample_batch", sample)
+    reading = evaluate_v2.picture_reading(load_backbone(str(straight / "model")), n=6, batch=3)
+    assert frames_asked == [1, 1]
+    assert reading["shape_by_word"] == {"circle": 1.0, "square": 0.0, "triangle": 0.0}
+    assert reading["shape"] == pytest.approx(1 / 3, abs=1e-4) and reading["outline_fit"] > 0.85 and reading["n"] == 6

@@ -98,3 +98,19 @@ def test_v2_subjects_learn_and_draw_priors_from_prompts_spelt_in_trained_words(t
     # The library's default template would start with pieces no v2 caption ever held.
     default = type(config)(token="<pet>", class_word="circle", images=tmp_path).prompt_template.format(token="circle")
     assert not set(tokenizer.convert_ids_to_tokens(tokenizer(default).input_ids)) <= trained
+
+
+def test_an_object_scale_grows_the_actors_and_keeps_every_other_draw():
+    from videomage_toyworld.analysis import shape_fit
+
+    for family in ("line", "static", "orbit"):
+        plain = world2.random_clip(np.random.default_rng(4), family=family)
+        large = world2.random_clip(np.random.default_rng(4), family=family, object_scale=1.6)
+        assert large.caption == plain.caption
+        # Area grows with the square of the size (a little less where a frame's edge cuts an actor).
+        ratio = large.masks[0].sum() / plain.masks[0].sum()
+        assert 1.6**2 * 0.8 < ratio < 1.6**2 * 1.05, (family, ratio)
+    large = world2.random_clip(np.random.default_rng(9), family="static", frames=1, object_scale=1.6)
+    assert shape_fit(large.masks[0, 0])[0] == alignment.parse(large.caption)["nouns"][0][1]
+    with pytest.raises(ValueError, match="object_scale"):
+        world2.random_clip(np.random.default_rng(0), object_scale=3)
