@@ -493,7 +493,15 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
 def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path | None = None) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "plan.json").write_text(json.dumps(attrs.asdict(plan), indent=1) + "\n")
+    began = out / "plan.json"
+    if (out / "denoiser" / "checkpoint.safetensors").exists() and began.exists():
+        scale = json.loads(began.read_text()).get("object_scale", 1.0)
+        if scale != plan.object_scale:
+            # Resuming would go on training a denoiser of one world on another.
+            raise SystemExit(f"{out} holds a denoiser trained on actors {scale} times the world's size; "
+                             f"--object-scale {plan.object_scale} would resume it on another world. Give the same "
+                             f"--object-scale, or another --out for a new run")
+    began.write_text(json.dumps(attrs.asdict(plan), indent=1) + "\n")
     # The same seed builds the same initial weights on every run; checkpoints restore the trained ones.
     pipe = wan_model.build_pipeline(plan.seed, tiny=plan.tiny, latent_channels=plan.latent_channels).to(plan.device)
     offset_file = out / "denoiser" / "offset.json"

@@ -539,6 +539,12 @@ def test_a_run_on_larger_actors_records_their_scale_and_is_never_shipped(straigh
     assert not evaluate_v2.ship(model, perfect, commit=False)
     assert not (tmp_path / "package").exists()
     assert evaluate_v2.ship(straight / "model", perfect, commit=False)
+    # Resuming it on the world itself would go on training one world's denoiser on another.
+    before = weights(model)
+    with pytest.raises(SystemExit, match="--object-scale 1.0 would resume"):
+        train_v2.main([*TINY, "--out", str(tmp_path / "large"), "--steps", "2"])
+    assert all(torch.equal(v, weights(model)[k]) for k, v in before.items())
+    assert json.loads((model / train_v2.TRAINING_RECORD).read_text())["step"] == 1
 
 
 def test_the_picture_reading_samples_one_frame_and_scores_the_shape_named(straight, monkeypatch):
