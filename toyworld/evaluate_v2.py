@@ -107,18 +107,26 @@ def colourless_captions(n: int, seed: int = 0) -> list[str]:
     return out
 
 
+def sampled(backbone, texts: list[str], *, batch: int, steps: int, guidance: float, seed: int,
+            frames: int | None = None, progress: str | None = None) -> tuple[list[dict[str, float]], list]:
+    """Sample ``texts`` in chunks of ``batch`` (chunk ``k`` from seed ``seed + k * batch``) and read each
+    back: the :func:`alignment.score` of every sample, and the samples. ``progress`` names a progress bar."""
+    scores, samples = [], []
+    for start in tqdm(range(0, len(texts), batch), desc=progress, disable=progress is None):
+        prompts = texts[start : start + batch]
+        videos = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + start, frames=frames).cpu()
+        scores += [alignment.score(v, p) for v, p in zip(videos, prompts)]
+        samples += list(videos)
+    return scores, samples
+
+
 def colourless_reading(backbone, *, n: int = 16, batch: int = 8, steps: int = 20, guidance: float = 5.0,
                        seed: int = 0) -> dict[str, float]:
     """Samples of :func:`colourless_captions`: ``object``, the share with an object in at least half
     the frames (a prompt without a colour means any colour, not none), and ``shape``, the share
     whose object has the named shape."""
     texts = colourless_captions(n, seed)
-    scores, samples = [], []
-    for start in range(0, n, batch):
-        prompts = texts[start : start + batch]
-        videos = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + 1000 + start).cpu()
-        scores += [alignment.score(v, p) for v, p in zip(videos, prompts)]
-        samples += list(videos)
+    scores, samples = sampled(backbone, texts, batch=batch, steps=steps, guidance=guidance, seed=seed + 1000)
     failures = failure_modes(samples, texts, scores)
     return {"object": round(1 - failures["no_object"], 4), "shape": round(float(np.mean([s["shape"] for s in scores])), 4),
             "n": float(n)}
@@ -142,13 +150,7 @@ def picture_reading(backbone, *, n: int = 24, batch: int = 8, steps: int = 20, g
     with time out of the way? ``colour``, ``shape``, ``background`` (shares right), and the
     :func:`failure_modes` readings ``shape_by_word`` and ``outline_fit``."""
     texts = picture_captions(n, seed)
-    scores, samples = [], []
-    for start in range(0, n, batch):
-        prompts = texts[start : start + batch]
-        pictures = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + 2000 + start,
-                                frames=1).cpu()
-        scores += [alignment.score(v, p) for v, p in zip(pictures, prompts)]
-        samples += list(pictures)
+    scores, samples = sampled(backbone, texts, batch=batch, steps=steps, guidance=guidance, seed=seed + 2000, frames=1)
     summary = alignment.summary(scores)
     failures = failure_modes(samples, texts, scores)
     return {**{p: round(summary[p], 4) for p in ("colour", "shape", "background")},
@@ -169,12 +171,8 @@ def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20,
 
     backbone = load_backbone(str(model), device=device)
     texts = captions(n, seed)
-    scores, samples = [], []
-    for start in tqdm(range(0, n, batch), desc="evaluating", disable=not progress):
-        prompts = texts[start : start + batch]
-        videos = sample_batch(backbone, prompts, steps=steps, guidance=guidance, seed=seed + start).cpu()
-        scores += [alignment.score(v, p) for v, p in zip(videos, prompts)]
-        samples += list(videos)
+    scores, samples = sampled(backbone, texts, batch=batch, steps=steps, guidance=guidance, seed=seed,
+                              progress="evaluating" if progress else None)
     if sheet:
         from videomage.media import write_contact_sheet
 
