@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 RUN=${RUN:-runs/v2}  # the run folder
 timeout 540 "$PY" -m toyworld.train_v2 --out "$RUN" --warm plugins/videomage_toyworld/model_v2 \
-  --device cuda --bf16 --batch 64 --threads 8 --checkpoint-every 200 --export-every 200 --log-every 50 "$@"
+  --device cuda --bf16 --batch 64 --lr 5e-3 --threads 8 --checkpoint-every 200 --export-every 200 --log-every 50 "$@"
 "$PY" -m toyworld.evaluate_v2 --model $RUN/model --ship --no-commit --log $RUN/eval.jsonl --threads 8 --device cuda
