@@ -91,6 +91,10 @@ class Plan:
     image_factor: int = 4
     # Size of the world's actors, a multiple of their size in the world (``world2.random_clip``).
     object_scale: float = 1.0
+    # Attention heads the transformer's width is split into (``wan_model.split_heads``; None: a new
+    # run's own 4, a warm restart's the warm model's, a resumed run's what it began with). Fewer,
+    # wider heads give 3D RoPE more rotation frequencies for time and space, at the same weights.
+    heads: int | None = None
     # Each block of clips is encoded once and trained on this many consecutive steps (new noise
     # and timesteps each time), to spare the VAE's encoder.
     reuse: int = 2
@@ -490,6 +494,24 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
     exported(plan.steps)
 
 
+def heads_to_train(out: Path, plan: Plan, warm: Path | None) -> int:
+    """The attention heads a run trains with: a begun run's own (refusing another split, whose
+    weights would load unchanged and be read otherwise), else ``plan.heads``, else the warm model's,
+    else the model's default."""
+    began, denoiser = out / "plan.json", out / "denoiser"
+    # Begun: a checkpoint, or a warm restart's record of the model it started from.
+    if ((denoiser / "checkpoint.safetensors").exists() or (denoiser / "offset.json").exists()) and began.exists():
+        recorded = json.loads(began.read_text()).get("heads") or wan_model.split_heads(tiny=plan.tiny)[0]
+        if plan.heads is not None and plan.heads != recorded:
+            raise SystemExit(f"{out} holds a denoiser trained with {recorded} attention heads; --heads {plan.heads} "
+                             f"would resume it split otherwise (the same weights, read by other heads). Give "
+                             f"--heads {recorded}, or another --out (with --warm {out / 'model'}) for a new split")
+        return recorded
+    if plan.heads is not None:
+        return plan.heads
+    return heads_of(warm) if warm is not None else wan_model.split_heads(tiny=plan.tiny)[0]
+
+
 def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path | None = None) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -501,9 +523,11 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path
             raise SystemExit(f"{out} holds a denoiser trained on actors {scale} times the world's size; "
                              f"--object-scale {plan.object_scale} would resume it on another world. Give the same "
                              f"--object-scale, or another --out for a new run")
+    plan = attrs.evolve(plan, heads=heads_to_train(out, plan, warm))
     began.write_text(json.dumps(attrs.asdict(plan), indent=1) + "\n")
     # The same seed builds the same initial weights on every run; checkpoints restore the trained ones.
-    pipe = wan_model.build_pipeline(plan.seed, tiny=plan.tiny, latent_channels=plan.latent_channels).to(plan.device)
+    pipe = wan_model.build_pipeline(plan.seed, tiny=plan.tiny, latent_channels=plan.latent_channels,
+                                    heads=plan.heads).to(plan.device)
     offset_file = out / "denoiser" / "offset.json"
     has_checkpoint = (out / "denoiser" / "checkpoint.safetensors").exists()
     recipe_file = out / "vae" / "recipe.json"
@@ -562,6 +586,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="an image step's batch, in multiples of --batch")
     parser.add_argument("--object-scale", type=float, default=d.object_scale,
                         help="train on a world whose actors are this many times their size (0.25 to 2)")
+    parser.add_argument("--heads", type=int, default=None,
+                        help="attention heads the transformer's width of 128 is split into (1, 2, 4, 8 or 16; "
+                             "default: the warm model's, or 4); fewer, wider heads give 3D RoPE more frequencies")
     parser.add_argument("--batch", type=int, default=d.batch)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--reuse", type=int, default=d.reuse, help="steps each encoded batch of clips is trained on")
@@ -596,6 +623,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.object_loss_weight <= 0 or args.direction_weight < 0 or args.direction_margin < 0:
         parser.error(f"--object-loss-weight must be above 0 and --direction-weight, --direction-margin at least 0, "
                      f"got {args.object_loss_weight}, {args.direction_weight}, {args.direction_margin}")
+    if args.heads is not None:
+        try:
+            wan_model.split_heads(args.heads, tiny=args.tiny)
+        except ValueError as error:
+            parser.error(f"--heads {args.heads}: {error}")
     torch.set_num_threads(args.threads)
     plan = Plan(steps=args.steps, decay_steps=args.decay_steps, vae_steps=args.vae_steps, object_weight=args.object_weight, batch=args.batch, lr=args.lr, reuse=args.reuse,
                 seed=args.seed, checkpoint_every=args.checkpoint_every, export_every=args.export_every,
@@ -603,7 +635,8 @@ def main(argv: list[str] | None = None) -> None:
                 high_noise_share=args.high_noise_share, high_noise_from=args.high_noise_from,
                 object_loss_weight=args.object_loss_weight, direction_weight=args.direction_weight,
                 direction_margin=args.direction_margin, colour_drop=args.colour_drop,
-                image_share=args.image_share, image_factor=args.image_factor, object_scale=args.object_scale)
+                image_share=args.image_share, image_factor=args.image_factor, object_scale=args.object_scale,
+                heads=args.heads)
     warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None
     if args.warm is not None and warm is None:
         print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)
@@ -619,6 +652,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def latent_channels_of(folder: Path) -> int:
     return int(json.loads((Path(folder) / "transformer" / "config.json").read_text())["in_channels"])
+
+
+def heads_of(folder: Path) -> int:
+    return int(json.loads((Path(folder) / "transformer" / "config.json").read_text())["num_attention_heads"])
 
 
 if __name__ == "__main__":
