@@ -65,6 +65,9 @@ class Plan:
     lr: float = 1e-3
     warmup: int = 100
     decay_steps: int = 8000
+    # The rate the cosine decays to and stays at past ``decay_steps`` (None: a tenth of ``lr``). A
+    # warm restart continues the schedule at its global step, so past 8,000 it trains at this floor.
+    min_lr: float | None = None
     caption_dropout: float = 0.1
     # This share of each batch draws its noise level uniformly from [high_noise_from, 1) instead of
     # the schedule's shifted distribution: where a clip's frames barely show where its object is,
@@ -120,11 +123,13 @@ def is_image_step(plan: Plan, step: int) -> bool:
 
 
 def lr_at(plan: Plan, step: int) -> float:
-    """Linear warm-up, then cosine decay to a tenth over ``decay_steps``: a function of the step alone."""
+    """Linear warm-up, then cosine decay over ``decay_steps`` to ``min_lr`` (default a tenth of
+    ``lr``), which it keeps: a function of the global step alone."""
     if step < plan.warmup:
         return plan.lr * (step + 1) / plan.warmup
+    floor = plan.lr / 10 if plan.min_lr is None else plan.min_lr
     frac = min(1.0, (step - plan.warmup) / max(1, plan.decay_steps - plan.warmup))
-    return plan.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+    return floor + (plan.lr - floor) * 0.5 * (1 + math.cos(math.pi * frac))
 
 
 def noise_levels(backbone: WanBackbone, plan: Plan, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -591,6 +596,9 @@ def main(argv: list[str] | None = None) -> None:
                              "default: the warm model's, or 4); fewer, wider heads give 3D RoPE more frequencies")
     parser.add_argument("--batch", type=int, default=d.batch)
     parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--min-lr", type=float, default=None,
+                        help="the rate the cosine decays to over --decay-steps and then keeps (default: a tenth of "
+                             "--lr); a warm restart past --decay-steps trains at it")
     parser.add_argument("--reuse", type=int, default=d.reuse, help="steps each encoded batch of clips is trained on")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
@@ -623,13 +631,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.object_loss_weight <= 0 or args.direction_weight < 0 or args.direction_margin < 0:
         parser.error(f"--object-loss-weight must be above 0 and --direction-weight, --direction-margin at least 0, "
                      f"got {args.object_loss_weight}, {args.direction_weight}, {args.direction_margin}")
+    if args.min_lr is not None and not 0 <= args.min_lr <= args.lr:
+        parser.error(f"--min-lr must lie in [0, --lr] (the cosine decays from --lr to it), got {args.min_lr} "
+                     f"with --lr {args.lr}")
     if args.heads is not None:
         try:
             wan_model.split_heads(args.heads, tiny=args.tiny)
         except ValueError as error:
             parser.error(f"--heads {args.heads}: {error}")
     torch.set_num_threads(args.threads)
-    plan = Plan(steps=args.steps, decay_steps=args.decay_steps, vae_steps=args.vae_steps, object_weight=args.object_weight, batch=args.batch, lr=args.lr, reuse=args.reuse,
+    plan = Plan(steps=args.steps, decay_steps=args.decay_steps, vae_steps=args.vae_steps, object_weight=args.object_weight, batch=args.batch, lr=args.lr, min_lr=args.min_lr, reuse=args.reuse,
                 seed=args.seed, checkpoint_every=args.checkpoint_every, export_every=args.export_every,
                 log_every=args.log_every, tiny=args.tiny, latent_channels=args.latent_channels, ema_decay=args.ema_decay, device=args.device, mixed_precision="bf16" if args.bf16 else "no",
                 high_noise_share=args.high_noise_share, high_noise_from=args.high_noise_from,

@@ -373,6 +373,24 @@ def test_the_denoisers_learning_rate_follows_its_schedule(tmp_path, monkeypatch)
     assert seen[-1][0] == pytest.approx(0.002 * 3 / plan.warmup)
 
 
+def test_the_rates_floor_is_a_tenth_of_the_rate_unless_given_and_a_warm_restart_past_the_decay_trains_at_it(
+        tmp_path, capsys):
+    plan, floored = train_v2.Plan(lr=1e-3), train_v2.Plan(lr=1e-3, min_lr=4e-4)
+    middle = plan.warmup + (plan.decay_steps - plan.warmup) // 2
+    assert train_v2.lr_at(plan, plan.warmup) == pytest.approx(1e-3)
+    assert train_v2.lr_at(plan, middle) == pytest.approx(0.55e-3, rel=1e-3)
+    assert train_v2.lr_at(plan, 18000) == pytest.approx(1e-4)
+    assert train_v2.lr_at(floored, plan.warmup) == pytest.approx(1e-3)
+    assert train_v2.lr_at(floored, middle) == pytest.approx(0.7e-3, rel=1e-3)
+    assert train_v2.lr_at(floored, 18000) == pytest.approx(4e-4)
+    # The CLI carries it into the run's plan; a floor above the rate is refused.
+    train_v2.main([*TINY, "--out", str(tmp_path / "run"), "--vae-steps", "0", "--steps", "1", "--min-lr", "5e-5"])
+    assert json.loads((tmp_path / "run" / "plan.json").read_text())["min_lr"] == 5e-5
+    with pytest.raises(SystemExit) as stop:
+        train_v2.main([*TINY, "--out", str(tmp_path / "other"), "--steps", "1", "--min-lr", "0.01"])
+    assert stop.value.code == 2 and "--min-lr must lie in [0, --lr]" in capsys.readouterr().err
+
+
 def test_the_object_weights_keep_the_loss_scale_and_weigh_objects_more():
     covered = torch.zeros(2, 1, 3, 4, 4)
     covered[0, :, :, 1, 1] = 1
