@@ -65,6 +65,9 @@ class Plan:
     lr: float = 1e-3
     warmup: int = 100
     decay_steps: int = 8000
+    # The rate the cosine decays to and stays at past ``decay_steps`` (None: a tenth of ``lr``). A
+    # warm restart continues the schedule at its global step, so past 8,000 it trains at this floor.
+    min_lr: float | None = None
     caption_dropout: float = 0.1
     # This share of each batch draws its noise level uniformly from [high_noise_from, 1) instead of
     # the schedule's shifted distribution: where a clip's frames barely show where its object is,
@@ -91,6 +94,10 @@ class Plan:
     image_factor: int = 4
     # Size of the world's actors, a multiple of their size in the world (``world2.random_clip``).
     object_scale: float = 1.0
+    # Attention heads the transformer's width is split into (``wan_model.split_heads``; None: a new
+    # run's own 4, a warm restart's the warm model's, a resumed run's what it began with). Fewer,
+    # wider heads give 3D RoPE more rotation frequencies for time and space, at the same weights.
+    heads: int | None = None
     # Each block of clips is encoded once and trained on this many consecutive steps (new noise
     # and timesteps each time), to spare the VAE's encoder.
     reuse: int = 2
@@ -116,11 +123,13 @@ def is_image_step(plan: Plan, step: int) -> bool:
 
 
 def lr_at(plan: Plan, step: int) -> float:
-    """Linear warm-up, then cosine decay to a tenth over ``decay_steps``: a function of the step alone."""
+    """Linear warm-up, then cosine decay over ``decay_steps`` to ``min_lr`` (default a tenth of
+    ``lr``), which it keeps: a function of the global step alone."""
     if step < plan.warmup:
         return plan.lr * (step + 1) / plan.warmup
+    floor = plan.lr / 10 if plan.min_lr is None else plan.min_lr
     frac = min(1.0, (step - plan.warmup) / max(1, plan.decay_steps - plan.warmup))
-    return plan.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+    return floor + (plan.lr - floor) * 0.5 * (1 + math.cos(math.pi * frac))
 
 
 def noise_levels(backbone: WanBackbone, plan: Plan, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -490,6 +499,24 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
     exported(plan.steps)
 
 
+def heads_to_train(out: Path, plan: Plan, warm: Path | None) -> int:
+    """The attention heads a run trains with: a begun run's own (refusing another split, whose
+    weights would load unchanged and be read otherwise), else ``plan.heads``, else the warm model's,
+    else the model's default."""
+    began, denoiser = out / "plan.json", out / "denoiser"
+    # Begun: a checkpoint, or a warm restart's record of the model it started from.
+    if ((denoiser / "checkpoint.safetensors").exists() or (denoiser / "offset.json").exists()) and began.exists():
+        recorded = json.loads(began.read_text()).get("heads") or wan_model.split_heads(tiny=plan.tiny)[0]
+        if plan.heads is not None and plan.heads != recorded:
+            raise SystemExit(f"{out} holds a denoiser trained with {recorded} attention heads; --heads {plan.heads} "
+                             f"would resume it split otherwise (the same weights, read by other heads). Give "
+                             f"--heads {recorded}, or another --out (with --warm {out / 'model'}) for a new split")
+        return recorded
+    if plan.heads is not None:
+        return plan.heads
+    return heads_of(warm) if warm is not None else wan_model.split_heads(tiny=plan.tiny)[0]
+
+
 def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path | None = None) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -501,9 +528,11 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path
             raise SystemExit(f"{out} holds a denoiser trained on actors {scale} times the world's size; "
                              f"--object-scale {plan.object_scale} would resume it on another world. Give the same "
                              f"--object-scale, or another --out for a new run")
+    plan = attrs.evolve(plan, heads=heads_to_train(out, plan, warm))
     began.write_text(json.dumps(attrs.asdict(plan), indent=1) + "\n")
     # The same seed builds the same initial weights on every run; checkpoints restore the trained ones.
-    pipe = wan_model.build_pipeline(plan.seed, tiny=plan.tiny, latent_channels=plan.latent_channels).to(plan.device)
+    pipe = wan_model.build_pipeline(plan.seed, tiny=plan.tiny, latent_channels=plan.latent_channels,
+                                    heads=plan.heads).to(plan.device)
     offset_file = out / "denoiser" / "offset.json"
     has_checkpoint = (out / "denoiser" / "checkpoint.safetensors").exists()
     recipe_file = out / "vae" / "recipe.json"
@@ -562,8 +591,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="an image step's batch, in multiples of --batch")
     parser.add_argument("--object-scale", type=float, default=d.object_scale,
                         help="train on a world whose actors are this many times their size (0.25 to 2)")
+    parser.add_argument("--heads", type=int, default=None,
+                        help="attention heads the transformer's width of 128 is split into (1, 2, 4, 8 or 16; "
+                             "default: the warm model's, or 4); fewer, wider heads give 3D RoPE more frequencies")
     parser.add_argument("--batch", type=int, default=d.batch)
     parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--min-lr", type=float, default=None,
+                        help="the rate the cosine decays to over --decay-steps and then keeps (default: a tenth of "
+                             "--lr); a warm restart past --decay-steps trains at it")
     parser.add_argument("--reuse", type=int, default=d.reuse, help="steps each encoded batch of clips is trained on")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
@@ -596,14 +631,23 @@ def main(argv: list[str] | None = None) -> None:
     if args.object_loss_weight <= 0 or args.direction_weight < 0 or args.direction_margin < 0:
         parser.error(f"--object-loss-weight must be above 0 and --direction-weight, --direction-margin at least 0, "
                      f"got {args.object_loss_weight}, {args.direction_weight}, {args.direction_margin}")
+    if args.min_lr is not None and not 0 <= args.min_lr <= args.lr:
+        parser.error(f"--min-lr must lie in [0, --lr] (the cosine decays from --lr to it), got {args.min_lr} "
+                     f"with --lr {args.lr}")
+    if args.heads is not None:
+        try:
+            wan_model.split_heads(args.heads, tiny=args.tiny)
+        except ValueError as error:
+            parser.error(f"--heads {args.heads}: {error}")
     torch.set_num_threads(args.threads)
-    plan = Plan(steps=args.steps, decay_steps=args.decay_steps, vae_steps=args.vae_steps, object_weight=args.object_weight, batch=args.batch, lr=args.lr, reuse=args.reuse,
+    plan = Plan(steps=args.steps, decay_steps=args.decay_steps, vae_steps=args.vae_steps, object_weight=args.object_weight, batch=args.batch, lr=args.lr, min_lr=args.min_lr, reuse=args.reuse,
                 seed=args.seed, checkpoint_every=args.checkpoint_every, export_every=args.export_every,
                 log_every=args.log_every, tiny=args.tiny, latent_channels=args.latent_channels, ema_decay=args.ema_decay, device=args.device, mixed_precision="bf16" if args.bf16 else "no",
                 high_noise_share=args.high_noise_share, high_noise_from=args.high_noise_from,
                 object_loss_weight=args.object_loss_weight, direction_weight=args.direction_weight,
                 direction_margin=args.direction_margin, colour_drop=args.colour_drop,
-                image_share=args.image_share, image_factor=args.image_factor, object_scale=args.object_scale)
+                image_share=args.image_share, image_factor=args.image_factor, object_scale=args.object_scale,
+                heads=args.heads)
     warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None
     if args.warm is not None and warm is None:
         print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)
@@ -619,6 +663,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def latent_channels_of(folder: Path) -> int:
     return int(json.loads((Path(folder) / "transformer" / "config.json").read_text())["in_channels"])
+
+
+def heads_of(folder: Path) -> int:
+    return int(json.loads((Path(folder) / "transformer" / "config.json").read_text())["num_attention_heads"])
 
 
 if __name__ == "__main__":

@@ -110,17 +110,41 @@ def build_scheduler() -> UniPCMultistepScheduler:
                                    num_train_timesteps=1000)
 
 
-def build_pipeline(seed: int = 0, *, tiny: bool = False, latent_channels: int = LATENT_CHANNELS) -> WanPipeline:
-    """Freshly initialised components; ``tiny`` shrinks them for unit tests (same structure)."""
+WIDTH, TINY_WIDTH = 128, 24  # the transformer's width: the model's, and the unit tests'
+HEADS, TINY_HEADS = 4, 2
+
+
+def split_heads(heads: int | None = None, *, tiny: bool = False) -> tuple[int, int]:
+    """``(heads, head_dim)`` for the transformer's width split into ``heads`` attention heads.
+
+    The width, and so every weight's shape, stays the same whatever the split; what changes is
+    3D RoPE, which divides each head's channels between time, height and width: a wider head gives
+    each axis more rotation frequencies. Wan's RoPE needs an even head width of at least 6.
+    ``None`` is the model's own split (4 heads of 32; tiny: 2 of 12).
+    """
+    width = TINY_WIDTH if tiny else WIDTH
+    heads = (TINY_HEADS if tiny else HEADS) if heads is None else heads
+    valid = [h for h in range(1, width + 1) if width % h == 0 and (width // h) % 2 == 0 and width // h >= 6]
+    if heads not in valid:
+        raise ValueError(f"{heads} attention heads do not split the width of {width} into heads Wan's 3D RoPE can "
+                         f"use (an even head width of at least 6); choose one of {', '.join(map(str, valid))}")
+    return heads, width // heads
+
+
+def build_pipeline(seed: int = 0, *, tiny: bool = False, latent_channels: int = LATENT_CHANNELS,
+                   heads: int | None = None) -> WanPipeline:
+    """Freshly initialised components; ``tiny`` shrinks them for unit tests (same structure).
+    ``heads`` splits the transformer's width otherwise (:func:`split_heads`)."""
     import torch
 
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
     width = 16 if tiny else 64
+    heads, head_dim = split_heads(heads, tiny=tiny)
     return WanPipeline(
         tokenizer=tokenizer, text_encoder=build_text_encoder(len(tokenizer) + 1, width=width, layers=1 if tiny else 2),
-        transformer=(build_transformer(layers=2, heads=2, head_dim=12, text_width=width, latent_channels=latent_channels)
-                     if tiny else build_transformer(latent_channels=latent_channels)),
+        transformer=build_transformer(layers=2 if tiny else 6, heads=heads, head_dim=head_dim, text_width=width,
+                                      latent_channels=latent_channels),
         vae=build_vae(base_dim=8 if tiny else 48, latent_channels=latent_channels), scheduler=build_scheduler(),
     )
 

@@ -373,6 +373,24 @@ def test_the_denoisers_learning_rate_follows_its_schedule(tmp_path, monkeypatch)
     assert seen[-1][0] == pytest.approx(0.002 * 3 / plan.warmup)
 
 
+def test_the_rates_floor_is_a_tenth_of_the_rate_unless_given_and_a_warm_restart_past_the_decay_trains_at_it(
+        tmp_path, capsys):
+    plan, floored = train_v2.Plan(lr=1e-3), train_v2.Plan(lr=1e-3, min_lr=4e-4)
+    middle = plan.warmup + (plan.decay_steps - plan.warmup) // 2
+    assert train_v2.lr_at(plan, plan.warmup) == pytest.approx(1e-3)
+    assert train_v2.lr_at(plan, middle) == pytest.approx(0.55e-3, rel=1e-3)
+    assert train_v2.lr_at(plan, 18000) == pytest.approx(1e-4)
+    assert train_v2.lr_at(floored, plan.warmup) == pytest.approx(1e-3)
+    assert train_v2.lr_at(floored, middle) == pytest.approx(0.7e-3, rel=1e-3)
+    assert train_v2.lr_at(floored, 18000) == pytest.approx(4e-4)
+    # The CLI carries it into the run's plan; a floor above the rate is refused.
+    train_v2.main([*TINY, "--out", str(tmp_path / "run"), "--vae-steps", "0", "--steps", "1", "--min-lr", "5e-5"])
+    assert json.loads((tmp_path / "run" / "plan.json").read_text())["min_lr"] == 5e-5
+    with pytest.raises(SystemExit) as stop:
+        train_v2.main([*TINY, "--out", str(tmp_path / "other"), "--steps", "1", "--min-lr", "0.01"])
+    assert stop.value.code == 2 and "--min-lr must lie in [0, --lr]" in capsys.readouterr().err
+
+
 def test_the_object_weights_keep_the_loss_scale_and_weigh_objects_more():
     covered = torch.zeros(2, 1, 3, 4, 4)
     covered[0, :, :, 1, 1] = 1
@@ -568,3 +586,60 @@ def test_the_picture_reading_samples_one_frame_and_scores_the_shape_named(straig
     assert frames_asked == [1, 1]
     assert reading["shape_by_word"] == {"circle": 1.0, "square": 0.0, "triangle": 0.0}
     assert reading["shape"] == pytest.approx(1 / 3, abs=1e-4) and reading["outline_fit"] > 0.85 and reading["n"] == 6
+
+
+def rotary_frequencies_above(transformer, least: float) -> tuple[int, int]:
+    """How many of 3D RoPE's rotation frequencies (radians per frame, per token) exceed ``least``,
+    in time and along one side, read off the rotation each channel pair makes at position 1."""
+    rope = transformer.rope
+    angles = torch.atan2(rope.freqs_sin[1], rope.freqs_cos[1])[::2]  # channels come in rotated pairs
+    time, side, _ = angles.split([rope.t_dim // 2, rope.h_dim // 2, rope.w_dim // 2])
+    return int((time > least).sum()), int((side > least).sum())
+
+
+def test_fewer_wider_heads_keep_every_weight_shape_and_get_more_rotary_frequencies():
+    four, two = (wan_model.build_pipeline(0, heads=h).transformer for h in (4, 2))
+    assert (four.config.num_attention_heads, four.config.attention_head_dim) == (4, 32)
+    assert (two.config.num_attention_heads, two.config.attention_head_dim) == (2, 64)
+    shapes = {k: v.shape for k, v in four.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in two.state_dict().items()}
+    # The same weights, read by heads of 64: time gets four frequencies of at least a tenth of a
+    # radian per frame instead of two, each side three instead of two.
+    assert rotary_frequencies_above(four, 0.099) == (2, 2)
+    assert rotary_frequencies_above(two, 0.099) == (4, 3)
+    assert wan_model.split_heads() == (4, 32) and wan_model.split_heads(tiny=True) == (2, 12)
+
+
+def test_a_warm_restart_can_split_the_width_into_other_heads_and_never_resumes_split_otherwise(straight, tmp_path):
+    out = tmp_path / "one-head"
+    train_v2.main([*TINY, "--out", str(out), "--steps", "3", "--warm", str(straight / "model"), "--heads", "1"])
+    model = out / "model"
+    assert train_v2.heads_of(model) == 1 and train_v2.heads_of(straight / "model") == 2
+    # Step 3 is the warm model's own step: its weights, unchanged, now read by one head of 24.
+    assert all(torch.equal(v, weights(straight / "model")[k]) for k, v in weights(model).items())
+    from videomage.loading import load_backbone
+
+    assert load_backbone(str(model)).name == "wan"
+    before = weights(model)
+    with pytest.raises(SystemExit, match="--heads 2 would resume it split otherwise"):
+        train_v2.main([*TINY, "--out", str(out), "--steps", "4", "--heads", "2"])
+    assert all(torch.equal(v, weights(model)[k]) for k, v in before.items())
+    # Without --heads a resumed run keeps the split it began with.
+    train_v2.main([*TINY, "--out", str(out), "--steps", "4"])
+    assert train_v2.heads_of(model) == 1
+    assert json.loads((model / train_v2.TRAINING_RECORD).read_text())["step"] == 4
+    # A warm restart without --heads takes the warm model's split.
+    train_v2.main([*TINY, "--out", str(tmp_path / "again"), "--steps", "4", "--warm", str(model)])
+    assert train_v2.heads_of(tmp_path / "again" / "model") == 1
+
+
+@pytest.mark.parametrize("heads", ["5", "0", "16"])
+def test_a_head_count_that_does_not_split_the_width_is_refused_before_anything_trains(tmp_path, heads, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train_v2.main([*TINY, "--out", str(tmp_path / "run"), "--steps", "1", "--heads", heads])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert f"--heads {heads}" in error and "choose one of 1, 2, 3, 4" in error
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="choose one of 1, 2, 4, 8, 16"):
+        wan_model.split_heads(32)
