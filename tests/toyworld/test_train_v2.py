@@ -374,7 +374,7 @@ def test_the_denoisers_learning_rate_follows_its_schedule(tmp_path, monkeypatch)
 
 
 def test_the_rates_floor_is_a_tenth_of_the_rate_unless_given_and_a_warm_restart_past_the_decay_trains_at_it(
-        tmp_path, capsys):
+        straight, tmp_path, capsys, monkeypatch):
     plan, floored = train_v2.Plan(lr=1e-3), train_v2.Plan(lr=1e-3, min_lr=4e-4)
     middle = plan.warmup + (plan.decay_steps - plan.warmup) // 2
     assert train_v2.lr_at(plan, plan.warmup) == pytest.approx(1e-3)
@@ -383,9 +383,23 @@ def test_the_rates_floor_is_a_tenth_of_the_rate_unless_given_and_a_warm_restart_
     assert train_v2.lr_at(floored, plan.warmup) == pytest.approx(1e-3)
     assert train_v2.lr_at(floored, middle) == pytest.approx(0.7e-3, rel=1e-3)
     assert train_v2.lr_at(floored, 18000) == pytest.approx(4e-4)
-    # The CLI carries it into the run's plan; a floor above the rate is refused.
-    train_v2.main([*TINY, "--out", str(tmp_path / "run"), "--vae-steps", "0", "--steps", "1", "--min-lr", "5e-5"])
+    # A warm restart from a model saved at step 9,000 (past the decay) trains at the floor it is given.
+    late = tmp_path / "late"
+    shutil.copytree(straight / "model", late)
+    (late / train_v2.TRAINING_RECORD).write_text(json.dumps({**json.loads(
+        (late / train_v2.TRAINING_RECORD).read_text()), "step": 9000}) + "\n")
+    seen = []
+    step = torch.optim.AdamW.step
+
+    def recording(self, *args, **kwargs):
+        seen.append([g["lr"] for g in self.param_groups])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording)
+    train_v2.main([*TINY, "--out", str(tmp_path / "run"), "--steps", "9002", "--warm", str(late), "--min-lr", "5e-5"])
+    assert seen == [[pytest.approx(5e-5)] * 2] * 2
     assert json.loads((tmp_path / "run" / "plan.json").read_text())["min_lr"] == 5e-5
+    # A floor above the rate is refused.
     with pytest.raises(SystemExit) as stop:
         train_v2.main([*TINY, "--out", str(tmp_path / "other"), "--steps", "1", "--min-lr", "0.01"])
     assert stop.value.code == 2 and "--min-lr must lie in [0, --lr]" in capsys.readouterr().err
