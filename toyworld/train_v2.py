@@ -94,6 +94,9 @@ class Plan:
     image_factor: int = 4
     # Size of the world's actors, a multiple of their size in the world (``world2.random_clip``).
     object_scale: float = 1.0
+    # Amplitude of the ramps laid over the world's backgrounds (``world2.lay_out``; 0: flat, the
+    # world itself), so that a token can tell where and when it is.
+    layout: float = 0.0
     # Attention heads the transformer's width is split into (``wan_model.split_heads``; None: a new
     # run's own 4, a warm restart's the warm model's, a resumed run's what it began with). Fewer,
     # wider heads give 3D RoPE more rotation frequencies for time and space, at the same weights.
@@ -155,12 +158,13 @@ def size_of(plan: Plan) -> int:
     return 32 if plan.tiny else 64
 
 
-def vae_frames(rng: np.random.Generator, n: int, size: int) -> torch.Tensor:
+def vae_frames(rng: np.random.Generator, n: int, size: int, world: dict | None = None) -> torch.Tensor:
     """``[n, 3, 1, H, W]`` in [-1, 1]: half random-colour frames (colours the base model never sees
-    must pass the VAE too), half single frames of world clips."""
+    must pass the VAE too), half single frames of world clips (of the world ``world`` names:
+    options of ``world2.random_clip``)."""
     half = n // 2
     any_colour = world2.autoencoder_clips(rng, half, size=size, frames=1)[:, 0]
-    clips = [world2.random_clip(rng, size=size).frames for _ in range(n - half)]
+    clips = [world2.random_clip(rng, size=size, **(world or {})).frames for _ in range(n - half)]
     world_frames = torch.stack([torch.from_numpy(c[int(rng.integers(len(c)))]) for c in clips])
     return torch.cat([any_colour, world_frames])[:, :, None] * 2 - 1
 
@@ -194,7 +198,7 @@ def train_vae(pipe, plan: Plan, out: Path) -> None:
     def step_loss(step: int, generator: torch.Generator) -> ObjectiveOutput:
         for group in trainer.optimizer.param_groups:
             group["lr"] = plan.vae_lr * min(1.0, (step + 1) / 30)
-        x = vae_frames(data_rng(plan, 1, step), plan.vae_batch, size).to(plan.device)
+        x = vae_frames(data_rng(plan, 1, step), plan.vae_batch, size, world_of(plan)).to(plan.device)
         z = vae.encode(x).latent_dist.mean
         vae.clear_cache()
         vae._conv_idx = [0]
@@ -217,9 +221,9 @@ def train_vae(pipe, plan: Plan, out: Path) -> None:
         from toyworld.evaluate_v2 import reconstruction_scores
 
         with torch.no_grad():
-            x = world2.batch(data_rng(plan, 0, 1), 4, size=size)["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1
+            x = world2.batch(data_rng(plan, 0, 1), 4, size=size, **world_of(plan))["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1
             error = float(((vae.decode(vae.encode(x).latent_dist.mode()).sample - x) / 2).abs().mean())
-        scores = reconstruction_scores(make_backbone(pipe, out / "model"), n=8 if plan.tiny else 24)
+        scores = reconstruction_scores(make_backbone(pipe, out / "model"), n=8 if plan.tiny else 24, world=world_of(plan))
         print(json.dumps({"phase": "vae", "final_mse": round(sum(h["mse"] for h in history[-20:]) / len(history[-20:]), 5),
                           "world_clip_mean_abs_error": round(error, 4), "reconstruction_scores": scores}), flush=True)
 
@@ -227,7 +231,7 @@ def train_vae(pipe, plan: Plan, out: Path) -> None:
 @torch.no_grad()
 def fix_latent_stats(pipe, plan: Plan) -> None:
     """Per-channel mean and std of world latents into the VAE config (the backbone normalises by them)."""
-    clips = world2.batch(data_rng(plan, 0, 0), 8, size=size_of(plan))["video"].to(plan.device)
+    clips = world2.batch(data_rng(plan, 0, 0), 8, size=size_of(plan), **world_of(plan))["video"].to(plan.device)
     z = encode_frames(pipe.vae, clips.permute(0, 2, 1, 3, 4) * 2 - 1)
     mean = z.mean(dim=(0, 2, 3, 4)).tolist()
     std = z.std(dim=(0, 2, 3, 4)).clamp_min(1e-3).tolist()
@@ -251,10 +255,22 @@ def recipe_of(folder: Path) -> dict:
     return saved or {"latent_channels": latent_channels_of(folder), **FIRST_VAE_RECIPE}
 
 
+def world_of(plan: Plan) -> dict[str, float]:
+    """The options of the world ``plan`` trains on that differ from the world itself (the scale
+    of its actors, its backgrounds' layout): keyword arguments of ``world2.random_clip``, as
+    ``training.json`` records them."""
+    return {k: v for k, v in (("object_scale", plan.object_scale), ("layout", plan.layout)) if v != WORLD[k]}
+
+
+#: The world itself: the values of :func:`world_of`'s options that a record leaves out.
+WORLD = {"object_scale": 1.0, "layout": 0.0}
+
+
 def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32, recipe: dict | None = None,
-           object_scale: float = 1.0) -> Path:
+           world: dict | None = None) -> Path:
     """Write the model into ``folder`` atomically: build it beside, then swap it in. ``training.json``
-    records the step, the VAE's recipe and, when it is not 1, the scale of the world's actors."""
+    records the step, the VAE's recipe and the world's options where they are not the world's own
+    (:func:`world_of`)."""
     if dtype != torch.float32:
         # Cast copies, so the training weights stay float32.
         import copy
@@ -264,8 +280,7 @@ def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32,
 
     def write(staging: Path) -> None:
         wan_model.save_pipeline(pipe, staging)
-        record = {"step": step, **({"vae": recipe} if recipe else {}),
-                  **({"object_scale": object_scale} if object_scale != 1 else {})}
+        record = {"step": step, **({"vae": recipe} if recipe else {}), **(world or {})}
         (staging / TRAINING_RECORD).write_text(json.dumps(record) + "\n")
 
     return write_folder(folder, write)
@@ -407,8 +422,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
         # The backbone's encode_video normalisation, on the whole batch at once (it loops per clip).
         if index not in cache:
             cache.clear()
-            data = world2.batch(data_rng(plan, 2, index), plan.batch, size=size, drops=drops,
-                                object_scale=plan.object_scale)
+            data = world2.batch(data_rng(plan, 2, index), plan.batch, size=size, drops=drops, **world_of(plan))
             z = encode_frames(pipe.vae, data["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1)
             covered = covered_latents(data["masks"].to(plan.device), z.shape[-2:])
             cache[index] = ((z - mean) / std, covered, data["captions"])
@@ -417,7 +431,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
     @torch.no_grad()
     def images(step: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         data = world2.image_batch(data_rng(plan, 5, step), plan.batch * plan.image_factor, size=size, drops=drops,
-                                  object_scale=plan.object_scale)
+                                  **world_of(plan))
         z = encode_frames(pipe.vae, data["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1)
         return (z - mean) / std, covered_latents(data["masks"].to(plan.device), z.shape[-2:]), data["captions"]
 
@@ -456,7 +470,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
     def exported(step: int) -> None:
         transformer.eval(), text_encoder.eval()
         with average.applied() if average is not None else nullcontext():
-            export(pipe, out / "model", step, recipe=recipe, object_scale=plan.object_scale)
+            export(pipe, out / "model", step, recipe=recipe, world=world_of(plan))
         transformer.train(), text_encoder.train()
 
     def every(step: int) -> None:  # after each optimizer step
@@ -522,12 +536,14 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path
     out.mkdir(parents=True, exist_ok=True)
     began = out / "plan.json"
     if (out / "denoiser" / "checkpoint.safetensors").exists() and began.exists():
-        scale = json.loads(began.read_text()).get("object_scale", 1.0)
-        if scale != plan.object_scale:
-            # Resuming would go on training a denoiser of one world on another.
-            raise SystemExit(f"{out} holds a denoiser trained on actors {scale} times the world's size; "
-                             f"--object-scale {plan.object_scale} would resume it on another world. Give the same "
-                             f"--object-scale, or another --out for a new run")
+        began_on = json.loads(began.read_text())
+        for key, flag in (("object_scale", "--object-scale"), ("layout", "--layout")):
+            was = began_on.get(key, WORLD[key])
+            if was != getattr(plan, key):
+                # Resuming would go on training a denoiser of one world on another.
+                raise SystemExit(f"{out} holds a denoiser trained on a world of {flag} {was}; {flag} "
+                                 f"{getattr(plan, key)} would resume it on another world. Give the same {flag}, "
+                                 f"or another --out for a new run")
     plan = attrs.evolve(plan, heads=heads_to_train(out, plan, warm))
     began.write_text(json.dumps(attrs.asdict(plan), indent=1) + "\n")
     # The same seed builds the same initial weights on every run; checkpoints restore the trained ones.
@@ -591,6 +607,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="an image step's batch, in multiples of --batch")
     parser.add_argument("--object-scale", type=float, default=d.object_scale,
                         help="train on a world whose actors are this many times their size (0.25 to 2)")
+    parser.add_argument("--layout", type=float, default=d.layout,
+                        help=f"train on a world whose backgrounds carry ramps of this amplitude (0 to "
+                             f"{world2.MAX_LAYOUT}) along the width, the height and the frames; 0: flat")
     parser.add_argument("--heads", type=int, default=None,
                         help="attention heads the transformer's width of 128 is split into (1, 2, 4, 8 or 16; "
                              "default: the warm model's, or 4); fewer, wider heads give 3D RoPE more frequencies")
@@ -628,6 +647,9 @@ def main(argv: list[str] | None = None) -> None:
                      f"got {args.image_share} and {args.image_factor}")
     if not 0.25 <= args.object_scale <= 2:
         parser.error(f"--object-scale must lie in [0.25, 2] (actors must fit a 64-pixel frame), got {args.object_scale}")
+    if not 0 <= args.layout <= world2.MAX_LAYOUT:
+        parser.error(f"--layout must lie in [0, {world2.MAX_LAYOUT}] (the evaluation must still tell the "
+                     f"background), got {args.layout}")
     if args.object_loss_weight <= 0 or args.direction_weight < 0 or args.direction_margin < 0:
         parser.error(f"--object-loss-weight must be above 0 and --direction-weight, --direction-margin at least 0, "
                      f"got {args.object_loss_weight}, {args.direction_weight}, {args.direction_margin}")
@@ -647,7 +669,7 @@ def main(argv: list[str] | None = None) -> None:
                 object_loss_weight=args.object_loss_weight, direction_weight=args.direction_weight,
                 direction_margin=args.direction_margin, colour_drop=args.colour_drop,
                 image_share=args.image_share, image_factor=args.image_factor, object_scale=args.object_scale,
-                heads=args.heads)
+                layout=args.layout, heads=args.heads)
     warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None
     if args.warm is not None and warm is None:
         print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)

@@ -455,7 +455,8 @@ def test_a_batch_carries_the_masks_of_its_clips():
 
 
 @pytest.mark.parametrize("flags", [["--colour-drop", "1.5"], ["--object-loss-weight", "0"], ["--direction-weight", "-1"],
-                                   ["--image-share", "2"], ["--image-factor", "0"], ["--object-scale", "3"]])
+                                   ["--image-share", "2"], ["--image-factor", "0"], ["--object-scale", "3"],
+                                   ["--layout", "0.5"]])
 def test_a_loss_option_outside_its_range_is_refused_before_anything_trains(tmp_path, flags, capsys):
     with pytest.raises(SystemExit) as exit_:
         train_v2.main([*TINY, "--out", str(tmp_path / "run"), *flags])
@@ -576,6 +577,35 @@ def test_a_run_on_larger_actors_records_their_scale_and_is_never_shipped(straigh
     with pytest.raises(SystemExit, match="--object-scale 1.0 would resume"):
         train_v2.main([*TINY, "--out", str(tmp_path / "large"), "--steps", "2"])
     assert all(torch.equal(v, weights(model)[k]) for k, v in before.items())
+    assert json.loads((model / train_v2.TRAINING_RECORD).read_text())["step"] == 1
+
+
+def test_a_run_on_a_laid_out_world_records_it_trains_on_it_and_is_never_shipped(straight, tmp_path, monkeypatch):
+    seen = []
+    real = world2.batch
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("layout", 0.0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(world2, "batch", spy)
+    train_v2.main([*TINY, "--out", str(tmp_path / "laid"), "--steps", "1", "--layout", "0.2"])
+    assert seen and set(seen) == {0.2}
+    model = tmp_path / "laid" / "model"
+    assert json.loads((model / train_v2.TRAINING_RECORD).read_text())["layout"] == 0.2
+    assert evaluate_v2.world_of(model) == {"layout": 0.2} and evaluate_v2.world_of(straight / "model") == {}
+    # Its held-out clips come from its own world: the loss differs from the flat world's on the same draws.
+    from videomage.loading import load_backbone
+
+    backbone = load_backbone(str(model))
+    assert evaluate_v2.held_out_loss(backbone, n=4, batch=4) != evaluate_v2.held_out_loss(
+        backbone, n=4, batch=4, world=evaluate_v2.world_of(model))
+    monkeypatch.setattr(evaluate_v2, "MODEL_V2_DIR", tmp_path / "package" / "model_v2")
+    perfect = {**{p: 1.0 for p in alignment.PARTS}, "n": 64.0, "colourless": {"object": 1.0}}
+    assert not evaluate_v2.ship(model, perfect, commit=False)
+    assert not (tmp_path / "package").exists()
+    with pytest.raises(SystemExit, match="--layout 0.0 would resume"):
+        train_v2.main([*TINY, "--out", str(tmp_path / "laid"), "--steps", "2"])
     assert json.loads((model / train_v2.TRAINING_RECORD).read_text())["step"] == 1
 
 
