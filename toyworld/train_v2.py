@@ -74,6 +74,11 @@ class Plan:
     # only the caption (its direction word above all) tells the denoiser how it travels.
     high_noise_share: float = 0.0
     high_noise_from: float = 0.85
+    # This share of each clip batch is denoised with one frame (each clip its own, at random) given
+    # clean and left out of the loss, as Wan 2.2 trains image-to-video beside text-to-video: the
+    # other frames' objects are then where the clean one's is, moved as the caption says, so the
+    # direction word tells the denoiser where to draw them (:func:`anchor_frames`).
+    anchor_share: float = 0.0
     # Weight of the flow-matching error on the latents an object's pixels reach, against 1 for the
     # rest (the loss is renormalised by the mean weight): the background is the easy part of a clip.
     object_loss_weight: float = 3.0
@@ -383,6 +388,36 @@ class MovingAverage:
         return True
 
 
+def anchor_frames(plan: Plan, step: int, clips: int, frames: int) -> list[int]:
+    """For each of ``clips`` clips of ``frames`` frames at global ``step``: the frame given clean
+    (:attr:`Plan.anchor_share` of them, each drawing its own from all ``frames``), or -1 for none.
+    A function of the seed and the step, so a resumed run draws the same."""
+    if plan.anchor_share <= 0 or frames < 2:
+        return [-1] * clips
+    rng = data_rng(plan, 6, step)
+    coin, frame = rng.random(clips), rng.integers(0, frames, clips)
+    return [int(k) if c < plan.anchor_share else -1 for c, k in zip(coin, frame)]
+
+
+def anchored(latents: torch.Tensor, noisy: torch.Tensor, frames: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``noisy`` ``[B, C, F, h, w]`` with each clip's frame ``frames[i]`` (-1: none) replaced by its
+    clean ``latents``, and the loss's mask ``[B, 1, F, 1, 1]``: 0 on the frames given, 1 elsewhere."""
+    keep = torch.ones(latents.shape[0], 1, latents.shape[2], 1, 1, device=latents.device)
+    noisy = noisy.clone()
+    for i, k in enumerate(frames):
+        if k >= 0:
+            noisy[i, :, k] = latents[i, :, k]
+            keep[i, :, k] = 0
+    return noisy, keep
+
+
+def flow_loss(error: torch.Tensor, covered: torch.Tensor, weight: float, keep: torch.Tensor) -> torch.Tensor:
+    """The mean of ``error`` ``[B, C, F, h, w]`` weighted by :func:`object_weights`, over the frames
+    ``keep`` ``[B, 1, F, 1, 1]`` marks (the frames given clean are left out); weight 1 and every
+    frame kept: plain flow matching."""
+    return (error * object_weights(covered, weight) * keep).sum() / keep.expand_as(error).sum()
+
+
 def object_weights(covered: torch.Tensor, weight: float) -> torch.Tensor:
     """``[B, 1, F, h, w]``: ``weight`` on the latents ``covered`` marks (an object's pixels reach them),
     1 elsewhere, divided by its mean so the loss keeps its scale."""
@@ -448,17 +483,19 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
         noise = torch.randn(latents.shape, generator=generator).to(plan.device)
         t = noise_levels(backbone, plan, latents.shape[0], generator)
         noisy = backbone.add_noise(latents, noise, t)
+        noisy, keep = anchored(latents, noisy, anchor_frames(plan, global_step, latents.shape[0], latents.shape[2]))
         target = backbone.training_target(latents, noise, t)
         pred = backbone.predict(noisy, t, backbone.text.run(captions))
         error = (pred.float() - target.float()).pow(2)
-        loss = (error * object_weights(covered, plan.object_loss_weight)).mean()  # weight 1: plain flow matching
+        loss = flow_loss(error, covered, plan.object_loss_weight, keep)
         logs: dict[str, float] = {}
         turned = [i for i, c in enumerate(captions) if c and opposite_direction(c) != c]
         if plan.direction_weight > 0 and turned:
             index = torch.tensor(turned, device=latents.device)
             opposite = backbone.predict(noisy[index], t[index], backbone.text.run([opposite_direction(captions[i]) for i in turned]))
-            own_err = object_errors(error[index], covered[index])
-            opp_err = object_errors((opposite.float() - target[index].float()).pow(2), covered[index])
+            scored = covered[index] * keep[index]  # not the frames given clean
+            own_err = object_errors(error[index], scored)
+            opp_err = object_errors((opposite.float() - target[index].float()).pow(2), scored)
             hinge = direction_hinge(own_err, opp_err, plan.direction_margin)
             loss = loss + plan.direction_weight * hinge
             logs = {"hinge": float(hinge.detach()), "gap": float((opp_err - own_err).mean().detach())}
@@ -607,6 +644,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="an image step's batch, in multiples of --batch")
     parser.add_argument("--object-scale", type=float, default=d.object_scale,
                         help="train on a world whose actors are this many times their size (0.25 to 2)")
+    parser.add_argument("--anchor-share", type=float, default=d.anchor_share,
+                        help="share of clips denoised with one frame given clean and left out of the loss "
+                             "(as image-to-video trains), so the caption tells where the other frames' object is")
     parser.add_argument("--layout", type=float, default=d.layout,
                         help=f"train on a world whose backgrounds carry ramps of this amplitude (0 to "
                              f"{world2.MAX_LAYOUT}) along the width, the height and the frames; 0: flat")
@@ -647,6 +687,8 @@ def main(argv: list[str] | None = None) -> None:
                      f"got {args.image_share} and {args.image_factor}")
     if not 0.25 <= args.object_scale <= 2:
         parser.error(f"--object-scale must lie in [0.25, 2] (actors must fit a 64-pixel frame), got {args.object_scale}")
+    if not 0 <= args.anchor_share <= 1:
+        parser.error(f"--anchor-share is a share of clips and must lie in [0, 1], got {args.anchor_share}")
     if not 0 <= args.layout <= world2.MAX_LAYOUT:
         parser.error(f"--layout must lie in [0, {world2.MAX_LAYOUT}] (the evaluation must still tell the "
                      f"background), got {args.layout}")
@@ -669,7 +711,7 @@ def main(argv: list[str] | None = None) -> None:
                 object_loss_weight=args.object_loss_weight, direction_weight=args.direction_weight,
                 direction_margin=args.direction_margin, colour_drop=args.colour_drop,
                 image_share=args.image_share, image_factor=args.image_factor, object_scale=args.object_scale,
-                layout=args.layout, heads=args.heads)
+                layout=args.layout, anchor_share=args.anchor_share, heads=args.heads)
     warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None
     if args.warm is not None and warm is None:
         print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)
