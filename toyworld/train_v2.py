@@ -102,6 +102,10 @@ class Plan:
     # Amplitude of the ramps laid over the world's backgrounds (``world2.lay_out``; 0: flat, the
     # world itself), so that a token can tell where and when it is.
     layout: float = 0.0
+    # "trained": the text encoder learns with the transformer; "frozen": it keeps the seed's initial
+    # weights and is never trained (a warm restart drops the warm model's), as Wan keeps its
+    # pretrained umT5 frozen, so no word's encoding can fade because the denoiser ignores it.
+    text_encoder: str = "trained"
     # Attention heads the transformer's width is split into (``wan_model.split_heads``; None: a new
     # run's own 4, a warm restart's the warm model's, a resumed run's what it began with). Fewer,
     # wider heads give 3D RoPE more rotation frequencies for time and space, at the same weights.
@@ -440,7 +444,8 @@ def direction_hinge(own: torch.Tensor, opposite: torch.Tensor, margin: float) ->
 def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None = None) -> None:
     backbone = make_backbone(pipe, out / "model")
     transformer = pipe.transformer.train().requires_grad_(True)
-    text_encoder = pipe.text_encoder.train().requires_grad_(True)
+    learns_text = plan.text_encoder == "trained"
+    text_encoder = pipe.text_encoder.train(learns_text).requires_grad_(learns_text)
     size = size_of(plan)
     trainer: Trainer
     started = [time.time(), 0, False]
@@ -449,7 +454,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
     drops = attrs.evolve(world2.Drops(), colour=plan.colour_drop)
     cache: dict[int, tuple[torch.Tensor, torch.Tensor, list[str]]] = {}
     mean, std = backbone._stats(torch.zeros(1, device=plan.device))
-    params = [*transformer.parameters(), *text_encoder.parameters()]
+    params = [*transformer.parameters(), *(text_encoder.parameters() if learns_text else [])]
     average = MovingAverage(params, plan.ema_decay) if plan.ema_decay > 0 else None
 
     @torch.no_grad()
@@ -508,7 +513,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
         transformer.eval(), text_encoder.eval()
         with average.applied() if average is not None else nullcontext():
             export(pipe, out / "model", step, recipe=recipe, world=world_of(plan))
-        transformer.train(), text_encoder.train()
+        transformer.train(), text_encoder.train(learns_text)
 
     def every(step: int) -> None:  # after each optimizer step
         if average is not None:
@@ -538,8 +543,9 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
                            description="v2 denoiser",
                            validate_every=1 if average is not None else math.gcd(plan.log_every, plan.export_every),
                            mixed_precision=plan.mixed_precision)
-    groups = [ParamGroup(name="transformer", params=list(transformer.parameters()), lr=plan.lr),
-              ParamGroup(name="text_encoder", params=list(text_encoder.parameters()), lr=plan.lr)]
+    groups = [ParamGroup(name="transformer", params=list(transformer.parameters()), lr=plan.lr)]
+    if learns_text:
+        groups.append(ParamGroup(name="text_encoder", params=list(text_encoder.parameters()), lr=plan.lr))
     trainer = Trainer(config, groups, step_loss, checkpoint_dir=out / "denoiser", validate=every)
     trainer.fit()
     if average is not None and not started[2]:  # nothing left to train: the average of the last run
@@ -581,11 +587,17 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path
                 raise SystemExit(f"{out} holds a denoiser trained on a world of {flag} {was}; {flag} "
                                  f"{getattr(plan, key)} would resume it on another world. Give the same {flag}, "
                                  f"or another --out for a new run")
+        was = began_on.get("text_encoder", "trained")
+        if was != plan.text_encoder:
+            # Its checkpoint holds another set of trained weights (and another text encoder).
+            raise SystemExit(f"{out} holds a run whose text encoder is {was}; --text-encoder {plan.text_encoder} "
+                             f"would resume it with another. Give --text-encoder {was}, or another --out for a new run")
     plan = attrs.evolve(plan, heads=heads_to_train(out, plan, warm))
     began.write_text(json.dumps(attrs.asdict(plan), indent=1) + "\n")
     # The same seed builds the same initial weights on every run; checkpoints restore the trained ones.
     pipe = wan_model.build_pipeline(plan.seed, tiny=plan.tiny, latent_channels=plan.latent_channels,
                                     heads=plan.heads).to(plan.device)
+    initial_text = {k: v.clone() for k, v in pipe.text_encoder.state_dict().items()}
     offset_file = out / "denoiser" / "offset.json"
     has_checkpoint = (out / "denoiser" / "checkpoint.safetensors").exists()
     recipe_file = out / "vae" / "recipe.json"
@@ -611,6 +623,8 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path
         offset_file.parent.mkdir(parents=True, exist_ok=True)
         offset_file.write_text(json.dumps({"offset": offset, "warm": str(Path(warm).resolve())}) + "\n")
         print(json.dumps({"warm_restart": str(warm), "step": offset}), flush=True)
+    if plan.text_encoder == "frozen":  # the seed's own, whatever a warm model or an older run held
+        pipe.text_encoder.load_state_dict(initial_text)
     recipe_file.parent.mkdir(parents=True, exist_ok=True)
     recipe_file.write_text(json.dumps(recipe) + "\n")
     train_denoiser(pipe, plan, out, offset, recipe)
@@ -647,6 +661,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--anchor-share", type=float, default=d.anchor_share,
                         help="share of clips denoised with one frame given clean and left out of the loss "
                              "(as image-to-video trains), so the caption tells where the other frames' object is")
+    parser.add_argument("--text-encoder", choices=("trained", "frozen"), default=d.text_encoder,
+                        help="trained: it learns with the transformer; frozen: it keeps the seed's initial weights "
+                             "(a warm restart drops the warm model's), so every word keeps a distinct encoding")
     parser.add_argument("--layout", type=float, default=d.layout,
                         help=f"train on a world whose backgrounds carry ramps of this amplitude (0 to "
                              f"{world2.MAX_LAYOUT}) along the width, the height and the frames; 0: flat")
@@ -711,7 +728,8 @@ def main(argv: list[str] | None = None) -> None:
                 object_loss_weight=args.object_loss_weight, direction_weight=args.direction_weight,
                 direction_margin=args.direction_margin, colour_drop=args.colour_drop,
                 image_share=args.image_share, image_factor=args.image_factor, object_scale=args.object_scale,
-                layout=args.layout, anchor_share=args.anchor_share, heads=args.heads)
+                layout=args.layout, anchor_share=args.anchor_share,
+                text_encoder=args.text_encoder, heads=args.heads)
     warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None
     if args.warm is not None and warm is None:
         print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)

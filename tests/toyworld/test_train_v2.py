@@ -61,6 +61,23 @@ def test_a_warm_restart_continues_from_saved_weights_and_step(straight, tmp_path
     assert not all(torch.equal(v, weights(straight / "model")[k]) for k, v in weights(tmp_path / "model").items())
 
 
+def test_a_frozen_text_encoder_is_the_seeds_own_and_only_the_transformer_trains(straight, tmp_path):
+    def text(folder):
+        return load_file(str(folder / "text_encoder" / "model.safetensors"))
+
+    initial = {k: v.float() for k, v in train_v2.wan_model.build_pipeline(0, tiny=True).text_encoder.state_dict().items()}
+    trained = text(straight / "model")
+    assert not all(torch.equal(trained[k].float(), initial[k]) for k in trained)  # the straight run trained its own
+    # A warm restart drops the warm model's encoder for the seed's, and two steps leave it there.
+    train_v2.main([*TINY, "--out", str(tmp_path), "--steps", "5", "--warm", str(straight / "model"),
+                   "--text-encoder", "frozen"])
+    frozen = text(tmp_path / "model")
+    assert all(torch.equal(frozen[k].float(), initial[k]) for k in frozen)
+    assert not all(torch.equal(v, weights(straight / "model")[k]) for k, v in weights(tmp_path / "model").items())
+    with pytest.raises(SystemExit, match="--text-encoder trained would resume"):
+        train_v2.main([*TINY, "--out", str(tmp_path), "--steps", "6"])
+
+
 def test_weights_ship_only_when_their_evaluation_improves(straight, tmp_path, monkeypatch):
     shipped = tmp_path / "package" / "model_v2"
     monkeypatch.setattr(evaluate_v2, "MODEL_V2_DIR", shipped)
