@@ -19,7 +19,8 @@ fail (:func:`failure_modes`: no object, an object that does not travel, colour a
 word, how well the object's outline fits any shape). And :func:`picture_reading`: still pictures
 sampled as one frame ("a red square in the snow"), scored for colour, shape and background, to
 see whether the denoiser draws a shape at all with time out of the way. A model trained on
-larger actors (``train_v2 --object-scale``) draws its held-out clips from that world, and is never shipped.
+another world (``train_v2 --object-scale``, ``--layout``) draws its held-out clips from that world, and is
+never shipped.
 
 ``--ship`` copies the model (its transformer in float16) into the package (where the demo finds it) and commits
 it, but only when its evaluation beats the one recorded beside the shipped weights
@@ -157,11 +158,24 @@ def picture_reading(backbone, *, n: int = 24, batch: int = 8, steps: int = 20, g
             "shape_by_word": failures["shape_by_word"], "outline_fit": failures["outline_fit"], "n": float(n)}
 
 
-def object_scale_of(model: str | Path) -> float:
-    """The size of the actors of the world a model trained on, as its ``training.json`` records it
-    (``train_v2 --object-scale``; 1 where it records none): its held-out clips are drawn from that world."""
+#: The options of ``world2.random_clip`` that a model's ``training.json`` may record, with the
+#: world's own values (a record leaves those out).
+WORLD_OPTIONS = {"object_scale": 1.0, "layout": 0.0}
+
+
+def world_of(model: str | Path) -> dict[str, float]:
+    """The options of the world a model trained on that are not the world's own, as its
+    ``training.json`` records them (``train_v2 --object-scale``, ``--layout``; empty for the world
+    itself): its held-out clips are drawn from that world."""
     record = Path(model) / "training.json"
-    return float(json.loads(record.read_text()).get("object_scale", 1.0)) if record.exists() else 1.0
+    saved = json.loads(record.read_text()) if record.exists() else {}
+    return {k: float(saved[k]) for k, own in WORLD_OPTIONS.items() if k in saved and saved[k] != own}
+
+
+def object_scale_of(model: str | Path) -> float:
+    """The size of the actors of the world a model trained on (``train_v2 --object-scale``; 1 where
+    its ``training.json`` records none)."""
+    return world_of(model).get("object_scale", 1.0)
 
 
 def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20, guidance: float = 5.0, seed: int = 0,
@@ -179,15 +193,14 @@ def evaluate(model: str | Path, *, n: int = 64, batch: int = 8, steps: int = 20,
         write_contact_sheet(torch.stack(samples[:16]).flatten(0, 1), str(sheet), columns=samples[0].shape[0])
     out = alignment.summary(scores)
     out["failures"] = failure_modes(samples, texts, scores)
-    scale = object_scale_of(model)
-    out.update(steps=float(steps), guidance=float(guidance), held_out_loss=held_out_loss(backbone, object_scale=scale),
-               reconstruction=reconstruction_scores(backbone, object_scale=scale))
-    out["word_gaps"] = word_gaps(backbone, object_scale=scale)
-    out["frame_use"] = frame_use(backbone, object_scale=scale)
+    world = world_of(model)
+    out.update(steps=float(steps), guidance=float(guidance), held_out_loss=held_out_loss(backbone, world=world),
+               reconstruction=reconstruction_scores(backbone, world=world))
+    out["word_gaps"] = word_gaps(backbone, world=world)
+    out["frame_use"] = frame_use(backbone, world=world)
     if pictures:
         out["pictures"] = picture_reading(backbone, n=pictures, batch=batch, steps=steps, guidance=guidance, seed=seed)
-    if scale != 1:
-        out["object_scale"] = scale
+    out.update(world)
     if colourless:
         out["colourless"] = colourless_reading(backbone, n=colourless, batch=batch, steps=steps, guidance=guidance,
                                                seed=seed)
@@ -240,15 +253,14 @@ def errors_at(backbone, z: torch.Tensor, noise: torch.Tensor, texts: list, sigma
 
 @torch.no_grad()
 def held_out_loss(backbone, *, n: int = 32, batch: int = 8, seed: int = 7,
-                  object_scale: float = 1.0) -> dict[str, list[float]]:
+                  world: dict | None = None) -> dict[str, list[float]]:
     """The flow-matching loss on ``n`` held-out captioned clips (full captions) at :data:`SIGMAS`:
     ``{"object": [...], "background": [...]}``, one value per noise level, over the latents an
     object's pixels reach and the others. The clips, noise and levels are fixed by ``seed``."""
     from videomage_toyworld.world2 import NO_DROPS, random_clip
 
     rng = np.random.default_rng([seed, 22])
-    clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS, object_scale=object_scale)
-             for _ in range(n)]
+    clips = [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS, **(world or {})) for _ in range(n)]
     z, covered, noise = encoded(backbone, clips, seed)
     texts = [backbone.text.run([c.caption for c in clips[i : i + batch]]) for i in range(0, n, batch)]  # once, for every level
     out: dict[str, list[float]] = {"object": [], "background": []}
@@ -259,15 +271,15 @@ def held_out_loss(backbone, *, n: int = 32, batch: int = 8, seed: int = 7,
     return out
 
 
-def moving_clips(backbone, n: int, stream: list[int], object_scale: float = 1.0) -> list:
+def moving_clips(backbone, n: int, stream: list[int], world: dict | None = None) -> list:
     """``n`` fully captioned world clips of the motion families (lines, arcs, bounces), at the
     backbone's size, drawn from the generator seeded by ``stream`` (each reading its own), their
-    actors ``object_scale`` times the world's size."""
+    drawn from the world ``world`` names (options of ``world2.random_clip``; none: the world itself)."""
     from videomage_toyworld.world2 import NO_DROPS, random_clip
 
     rng = np.random.default_rng(stream)
     return [random_clip(rng, size=backbone.video_spec.height, drops=NO_DROPS, family=str(rng.choice(list(FAMILIES))),
-                        object_scale=object_scale) for _ in range(n)]
+                        **(world or {})) for _ in range(n)]
 
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
@@ -305,12 +317,12 @@ WORD_SWAPS = {"direction": opposite_direction, "shape": other_shape, "colour": o
 
 @torch.no_grad()
 def word_gaps(backbone, *, n: int = 32, batch: int = 8, seed: int = 7,
-              object_scale: float = 1.0) -> dict[str, list[float]]:
+              world: dict | None = None) -> dict[str, list[float]]:
     """Does the denoiser read each word? The held-out object loss of ``n`` moving clips (lines,
     arcs, bounces) captioned with one word changed (:data:`WORD_SWAPS`: the opposite direction,
     another shape, another colour), minus the loss with their own caption, at :data:`GAP_SIGMAS`
     (same clips and noise). Zero: the word changes nothing; the larger, the more it tells."""
-    clips = moving_clips(backbone, n, [seed, 25], object_scale)
+    clips = moving_clips(backbone, n, [seed, 25], world)
     z, covered, noise = encoded(backbone, clips, seed)
     captions = {"own": [c.caption for c in clips], **{k: [swap(c.caption) for c in clips] for k, swap in WORD_SWAPS.items()}}
     texts = {k: [backbone.text.run(v[i : i + batch]) for i in range(0, n, batch)] for k, v in captions.items()}
@@ -332,7 +344,7 @@ FRAME_ORDERS = {"reversed": lambda f: torch.arange(f - 1, -1, -1),
 
 @torch.no_grad()
 def frame_use(backbone, *, n: int = 16, batch: int = 8, seed: int = 7,
-              object_scale: float = 1.0) -> dict[str, list[float]]:
+              world: dict | None = None) -> dict[str, list[float]]:
     """Does the denoiser use the other frames, and their order? The held-out object loss of ``n``
     moving clips at :data:`FRAME_SIGMAS` with their frames in order, and how much worse it is
     (a difference; zero: no use) with the frames reversed (``reversed``: a denoiser that knows
@@ -340,7 +352,7 @@ def frame_use(backbone, *, n: int = 16, batch: int = 8, seed: int = 7,
     (``shuffled``: one that follows the object from frame to frame does worse) and each frame
     denoised on its own as a one-frame clip (``alone``: one that reads the other frames at all
     does worse). Same clips and noise for every arrangement."""
-    clips = moving_clips(backbone, n, [seed, 27], object_scale)
+    clips = moving_clips(backbone, n, [seed, 27], world)
     z, covered, noise = encoded(backbone, clips, seed)
     texts = [backbone.text.run([c.caption for c in clips[i : i + batch]]) for i in range(0, n, batch)]
     frames = z.shape[2]
@@ -359,10 +371,10 @@ def frame_use(backbone, *, n: int = 16, batch: int = 8, seed: int = 7,
 
 
 @torch.no_grad()
-def reconstruction_scores(backbone, *, n: int = 24, seed: int = 7, object_scale: float = 1.0) -> dict[str, float]:
+def reconstruction_scores(backbone, *, n: int = 24, seed: int = 7, world: dict | None = None) -> dict[str, float]:
     """The evaluation's reading of ``n`` held-out world clips passed through the VAE alone (encode,
     decode): the most a perfect denoiser could score with this VAE."""
-    clips = moving_clips(backbone, n, [seed, 23], object_scale)
+    clips = moving_clips(backbone, n, [seed, 23], world)
     video = torch.from_numpy(np.stack([c.frames for c in clips]))
     decoded = torch.cat([backbone.decode_latents(backbone.encode_video(video[i : i + 8])) for i in range(0, n, 8)])
     summary = alignment.summary([alignment.score(v, c.caption) for v, c in zip(decoded.float().cpu(), clips)])
@@ -378,11 +390,12 @@ def rank(result: dict) -> tuple[float, float]:
 
 def ship(model: Path, result: dict, *, commit: bool) -> bool:
     """Copy ``model`` as float16 into the package and commit it, if ``result`` beats the shipped one.
-    A model trained on a world of other-sized actors (``train_v2 --object-scale``) is never shipped:
-    the cases, the demo and the stages draw the world at its own size."""
-    if object_scale_of(model) != 1:
-        print(f"not shipped: {model} trained on actors {object_scale_of(model)} times the world's size; only a model "
-              "of the world itself (--object-scale 1) can be shipped")
+    A model trained on another world (``train_v2 --object-scale``, ``--layout``) is never shipped:
+    the cases, the demo and the stages draw the world itself."""
+    if world_of(model):
+        options = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in world_of(model).items())
+        print(f"not shipped: {model} trained on another world ({options}); only a model of the world itself "
+              "can be shipped")
         return False
     recorded = MODEL_V2_DIR / EVALUATION
     if recorded.exists() and rank(result) <= rank(json.loads(recorded.read_text())):

@@ -74,6 +74,11 @@ class Plan:
     # only the caption (its direction word above all) tells the denoiser how it travels.
     high_noise_share: float = 0.0
     high_noise_from: float = 0.85
+    # This share of each clip batch is denoised with one frame (each clip its own, at random) given
+    # clean and left out of the loss, as Wan 2.2 trains image-to-video beside text-to-video: the
+    # other frames' objects are then where the clean one's is, moved as the caption says, so the
+    # direction word tells the denoiser where to draw them (:func:`anchor_frames`).
+    anchor_share: float = 0.0
     # Weight of the flow-matching error on the latents an object's pixels reach, against 1 for the
     # rest (the loss is renormalised by the mean weight): the background is the easy part of a clip.
     object_loss_weight: float = 3.0
@@ -94,6 +99,13 @@ class Plan:
     image_factor: int = 4
     # Size of the world's actors, a multiple of their size in the world (``world2.random_clip``).
     object_scale: float = 1.0
+    # Amplitude of the ramps laid over the world's backgrounds (``world2.lay_out``; 0: flat, the
+    # world itself), so that a token can tell where and when it is.
+    layout: float = 0.0
+    # "trained": the text encoder learns with the transformer; "frozen": it keeps the seed's initial
+    # weights and is never trained (a warm restart drops the warm model's), as Wan keeps its
+    # pretrained umT5 frozen, so no word's encoding can fade because the denoiser ignores it.
+    text_encoder: str = "trained"
     # Attention heads the transformer's width is split into (``wan_model.split_heads``; None: a new
     # run's own 4, a warm restart's the warm model's, a resumed run's what it began with). Fewer,
     # wider heads give 3D RoPE more rotation frequencies for time and space, at the same weights.
@@ -155,12 +167,13 @@ def size_of(plan: Plan) -> int:
     return 32 if plan.tiny else 64
 
 
-def vae_frames(rng: np.random.Generator, n: int, size: int) -> torch.Tensor:
+def vae_frames(rng: np.random.Generator, n: int, size: int, world: dict | None = None) -> torch.Tensor:
     """``[n, 3, 1, H, W]`` in [-1, 1]: half random-colour frames (colours the base model never sees
-    must pass the VAE too), half single frames of world clips."""
+    must pass the VAE too), half single frames of world clips (of the world ``world`` names:
+    options of ``world2.random_clip``)."""
     half = n // 2
     any_colour = world2.autoencoder_clips(rng, half, size=size, frames=1)[:, 0]
-    clips = [world2.random_clip(rng, size=size).frames for _ in range(n - half)]
+    clips = [world2.random_clip(rng, size=size, **(world or {})).frames for _ in range(n - half)]
     world_frames = torch.stack([torch.from_numpy(c[int(rng.integers(len(c)))]) for c in clips])
     return torch.cat([any_colour, world_frames])[:, :, None] * 2 - 1
 
@@ -194,7 +207,7 @@ def train_vae(pipe, plan: Plan, out: Path) -> None:
     def step_loss(step: int, generator: torch.Generator) -> ObjectiveOutput:
         for group in trainer.optimizer.param_groups:
             group["lr"] = plan.vae_lr * min(1.0, (step + 1) / 30)
-        x = vae_frames(data_rng(plan, 1, step), plan.vae_batch, size).to(plan.device)
+        x = vae_frames(data_rng(plan, 1, step), plan.vae_batch, size, world_of(plan)).to(plan.device)
         z = vae.encode(x).latent_dist.mean
         vae.clear_cache()
         vae._conv_idx = [0]
@@ -217,9 +230,9 @@ def train_vae(pipe, plan: Plan, out: Path) -> None:
         from toyworld.evaluate_v2 import reconstruction_scores
 
         with torch.no_grad():
-            x = world2.batch(data_rng(plan, 0, 1), 4, size=size)["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1
+            x = world2.batch(data_rng(plan, 0, 1), 4, size=size, **world_of(plan))["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1
             error = float(((vae.decode(vae.encode(x).latent_dist.mode()).sample - x) / 2).abs().mean())
-        scores = reconstruction_scores(make_backbone(pipe, out / "model"), n=8 if plan.tiny else 24)
+        scores = reconstruction_scores(make_backbone(pipe, out / "model"), n=8 if plan.tiny else 24, world=world_of(plan))
         print(json.dumps({"phase": "vae", "final_mse": round(sum(h["mse"] for h in history[-20:]) / len(history[-20:]), 5),
                           "world_clip_mean_abs_error": round(error, 4), "reconstruction_scores": scores}), flush=True)
 
@@ -227,7 +240,7 @@ def train_vae(pipe, plan: Plan, out: Path) -> None:
 @torch.no_grad()
 def fix_latent_stats(pipe, plan: Plan) -> None:
     """Per-channel mean and std of world latents into the VAE config (the backbone normalises by them)."""
-    clips = world2.batch(data_rng(plan, 0, 0), 8, size=size_of(plan))["video"].to(plan.device)
+    clips = world2.batch(data_rng(plan, 0, 0), 8, size=size_of(plan), **world_of(plan))["video"].to(plan.device)
     z = encode_frames(pipe.vae, clips.permute(0, 2, 1, 3, 4) * 2 - 1)
     mean = z.mean(dim=(0, 2, 3, 4)).tolist()
     std = z.std(dim=(0, 2, 3, 4)).clamp_min(1e-3).tolist()
@@ -251,10 +264,22 @@ def recipe_of(folder: Path) -> dict:
     return saved or {"latent_channels": latent_channels_of(folder), **FIRST_VAE_RECIPE}
 
 
+def world_of(plan: Plan) -> dict[str, float]:
+    """The options of the world ``plan`` trains on that differ from the world itself (the scale
+    of its actors, its backgrounds' layout): keyword arguments of ``world2.random_clip``, as
+    ``training.json`` records them."""
+    return {k: v for k, v in (("object_scale", plan.object_scale), ("layout", plan.layout)) if v != WORLD[k]}
+
+
+#: The world itself: the values of :func:`world_of`'s options that a record leaves out.
+WORLD = {"object_scale": 1.0, "layout": 0.0}
+
+
 def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32, recipe: dict | None = None,
-           object_scale: float = 1.0) -> Path:
+           world: dict | None = None) -> Path:
     """Write the model into ``folder`` atomically: build it beside, then swap it in. ``training.json``
-    records the step, the VAE's recipe and, when it is not 1, the scale of the world's actors."""
+    records the step, the VAE's recipe and the world's options where they are not the world's own
+    (:func:`world_of`)."""
     if dtype != torch.float32:
         # Cast copies, so the training weights stay float32.
         import copy
@@ -264,8 +289,7 @@ def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32,
 
     def write(staging: Path) -> None:
         wan_model.save_pipeline(pipe, staging)
-        record = {"step": step, **({"vae": recipe} if recipe else {}),
-                  **({"object_scale": object_scale} if object_scale != 1 else {})}
+        record = {"step": step, **({"vae": recipe} if recipe else {}), **(world or {})}
         (staging / TRAINING_RECORD).write_text(json.dumps(record) + "\n")
 
     return write_folder(folder, write)
@@ -368,6 +392,36 @@ class MovingAverage:
         return True
 
 
+def anchor_frames(plan: Plan, step: int, clips: int, frames: int) -> list[int]:
+    """For each of ``clips`` clips of ``frames`` frames at global ``step``: the frame given clean
+    (:attr:`Plan.anchor_share` of them, each drawing its own from all ``frames``), or -1 for none.
+    A function of the seed and the step, so a resumed run draws the same."""
+    if plan.anchor_share <= 0 or frames < 2:
+        return [-1] * clips
+    rng = data_rng(plan, 6, step)
+    coin, frame = rng.random(clips), rng.integers(0, frames, clips)
+    return [int(k) if c < plan.anchor_share else -1 for c, k in zip(coin, frame)]
+
+
+def anchored(latents: torch.Tensor, noisy: torch.Tensor, frames: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``noisy`` ``[B, C, F, h, w]`` with each clip's frame ``frames[i]`` (-1: none) replaced by its
+    clean ``latents``, and the loss's mask ``[B, 1, F, 1, 1]``: 0 on the frames given, 1 elsewhere."""
+    keep = torch.ones(latents.shape[0], 1, latents.shape[2], 1, 1, device=latents.device)
+    noisy = noisy.clone()
+    for i, k in enumerate(frames):
+        if k >= 0:
+            noisy[i, :, k] = latents[i, :, k]
+            keep[i, :, k] = 0
+    return noisy, keep
+
+
+def flow_loss(error: torch.Tensor, covered: torch.Tensor, weight: float, keep: torch.Tensor) -> torch.Tensor:
+    """The mean of ``error`` ``[B, C, F, h, w]`` weighted by :func:`object_weights`, over the frames
+    ``keep`` ``[B, 1, F, 1, 1]`` marks (the frames given clean are left out); weight 1 and every
+    frame kept: plain flow matching."""
+    return (error * object_weights(covered, weight) * keep).sum() / keep.expand_as(error).sum()
+
+
 def object_weights(covered: torch.Tensor, weight: float) -> torch.Tensor:
     """``[B, 1, F, h, w]``: ``weight`` on the latents ``covered`` marks (an object's pixels reach them),
     1 elsewhere, divided by its mean so the loss keeps its scale."""
@@ -390,7 +444,8 @@ def direction_hinge(own: torch.Tensor, opposite: torch.Tensor, margin: float) ->
 def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None = None) -> None:
     backbone = make_backbone(pipe, out / "model")
     transformer = pipe.transformer.train().requires_grad_(True)
-    text_encoder = pipe.text_encoder.train().requires_grad_(True)
+    learns_text = plan.text_encoder == "trained"
+    text_encoder = pipe.text_encoder.train(learns_text).requires_grad_(learns_text)
     size = size_of(plan)
     trainer: Trainer
     started = [time.time(), 0, False]
@@ -399,7 +454,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
     drops = attrs.evolve(world2.Drops(), colour=plan.colour_drop)
     cache: dict[int, tuple[torch.Tensor, torch.Tensor, list[str]]] = {}
     mean, std = backbone._stats(torch.zeros(1, device=plan.device))
-    params = [*transformer.parameters(), *text_encoder.parameters()]
+    params = [*transformer.parameters(), *(text_encoder.parameters() if learns_text else [])]
     average = MovingAverage(params, plan.ema_decay) if plan.ema_decay > 0 else None
 
     @torch.no_grad()
@@ -407,8 +462,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
         # The backbone's encode_video normalisation, on the whole batch at once (it loops per clip).
         if index not in cache:
             cache.clear()
-            data = world2.batch(data_rng(plan, 2, index), plan.batch, size=size, drops=drops,
-                                object_scale=plan.object_scale)
+            data = world2.batch(data_rng(plan, 2, index), plan.batch, size=size, drops=drops, **world_of(plan))
             z = encode_frames(pipe.vae, data["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1)
             covered = covered_latents(data["masks"].to(plan.device), z.shape[-2:])
             cache[index] = ((z - mean) / std, covered, data["captions"])
@@ -417,7 +471,7 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
     @torch.no_grad()
     def images(step: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         data = world2.image_batch(data_rng(plan, 5, step), plan.batch * plan.image_factor, size=size, drops=drops,
-                                  object_scale=plan.object_scale)
+                                  **world_of(plan))
         z = encode_frames(pipe.vae, data["video"].permute(0, 2, 1, 3, 4).to(plan.device) * 2 - 1)
         return (z - mean) / std, covered_latents(data["masks"].to(plan.device), z.shape[-2:]), data["captions"]
 
@@ -434,17 +488,19 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
         noise = torch.randn(latents.shape, generator=generator).to(plan.device)
         t = noise_levels(backbone, plan, latents.shape[0], generator)
         noisy = backbone.add_noise(latents, noise, t)
+        noisy, keep = anchored(latents, noisy, anchor_frames(plan, global_step, latents.shape[0], latents.shape[2]))
         target = backbone.training_target(latents, noise, t)
         pred = backbone.predict(noisy, t, backbone.text.run(captions))
         error = (pred.float() - target.float()).pow(2)
-        loss = (error * object_weights(covered, plan.object_loss_weight)).mean()  # weight 1: plain flow matching
+        loss = flow_loss(error, covered, plan.object_loss_weight, keep)
         logs: dict[str, float] = {}
         turned = [i for i, c in enumerate(captions) if c and opposite_direction(c) != c]
         if plan.direction_weight > 0 and turned:
             index = torch.tensor(turned, device=latents.device)
             opposite = backbone.predict(noisy[index], t[index], backbone.text.run([opposite_direction(captions[i]) for i in turned]))
-            own_err = object_errors(error[index], covered[index])
-            opp_err = object_errors((opposite.float() - target[index].float()).pow(2), covered[index])
+            scored = covered[index] * keep[index]  # not the frames given clean
+            own_err = object_errors(error[index], scored)
+            opp_err = object_errors((opposite.float() - target[index].float()).pow(2), scored)
             hinge = direction_hinge(own_err, opp_err, plan.direction_margin)
             loss = loss + plan.direction_weight * hinge
             logs = {"hinge": float(hinge.detach()), "gap": float((opp_err - own_err).mean().detach())}
@@ -456,8 +512,8 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
     def exported(step: int) -> None:
         transformer.eval(), text_encoder.eval()
         with average.applied() if average is not None else nullcontext():
-            export(pipe, out / "model", step, recipe=recipe, object_scale=plan.object_scale)
-        transformer.train(), text_encoder.train()
+            export(pipe, out / "model", step, recipe=recipe, world=world_of(plan))
+        transformer.train(), text_encoder.train(learns_text)
 
     def every(step: int) -> None:  # after each optimizer step
         if average is not None:
@@ -487,8 +543,9 @@ def train_denoiser(pipe, plan: Plan, out: Path, offset: int, recipe: dict | None
                            description="v2 denoiser",
                            validate_every=1 if average is not None else math.gcd(plan.log_every, plan.export_every),
                            mixed_precision=plan.mixed_precision)
-    groups = [ParamGroup(name="transformer", params=list(transformer.parameters()), lr=plan.lr),
-              ParamGroup(name="text_encoder", params=list(text_encoder.parameters()), lr=plan.lr)]
+    groups = [ParamGroup(name="transformer", params=list(transformer.parameters()), lr=plan.lr)]
+    if learns_text:
+        groups.append(ParamGroup(name="text_encoder", params=list(text_encoder.parameters()), lr=plan.lr))
     trainer = Trainer(config, groups, step_loss, checkpoint_dir=out / "denoiser", validate=every)
     trainer.fit()
     if average is not None and not started[2]:  # nothing left to train: the average of the last run
@@ -522,17 +579,25 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path
     out.mkdir(parents=True, exist_ok=True)
     began = out / "plan.json"
     if (out / "denoiser" / "checkpoint.safetensors").exists() and began.exists():
-        scale = json.loads(began.read_text()).get("object_scale", 1.0)
-        if scale != plan.object_scale:
-            # Resuming would go on training a denoiser of one world on another.
-            raise SystemExit(f"{out} holds a denoiser trained on actors {scale} times the world's size; "
-                             f"--object-scale {plan.object_scale} would resume it on another world. Give the same "
-                             f"--object-scale, or another --out for a new run")
+        began_on = json.loads(began.read_text())
+        for key, flag in (("object_scale", "--object-scale"), ("layout", "--layout")):
+            was = began_on.get(key, WORLD[key])
+            if was != getattr(plan, key):
+                # Resuming would go on training a denoiser of one world on another.
+                raise SystemExit(f"{out} holds a denoiser trained on a world of {flag} {was}; {flag} "
+                                 f"{getattr(plan, key)} would resume it on another world. Give the same {flag}, "
+                                 f"or another --out for a new run")
+        was = began_on.get("text_encoder", "trained")
+        if was != plan.text_encoder:
+            # Its checkpoint holds another set of trained weights (and another text encoder).
+            raise SystemExit(f"{out} holds a run whose text encoder is {was}; --text-encoder {plan.text_encoder} "
+                             f"would resume it with another. Give --text-encoder {was}, or another --out for a new run")
     plan = attrs.evolve(plan, heads=heads_to_train(out, plan, warm))
     began.write_text(json.dumps(attrs.asdict(plan), indent=1) + "\n")
     # The same seed builds the same initial weights on every run; checkpoints restore the trained ones.
     pipe = wan_model.build_pipeline(plan.seed, tiny=plan.tiny, latent_channels=plan.latent_channels,
                                     heads=plan.heads).to(plan.device)
+    initial_text = {k: v.clone() for k, v in pipe.text_encoder.state_dict().items()}
     offset_file = out / "denoiser" / "offset.json"
     has_checkpoint = (out / "denoiser" / "checkpoint.safetensors").exists()
     recipe_file = out / "vae" / "recipe.json"
@@ -558,6 +623,8 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path
         offset_file.parent.mkdir(parents=True, exist_ok=True)
         offset_file.write_text(json.dumps({"offset": offset, "warm": str(Path(warm).resolve())}) + "\n")
         print(json.dumps({"warm_restart": str(warm), "step": offset}), flush=True)
+    if plan.text_encoder == "frozen":  # the seed's own, whatever a warm model or an older run held
+        pipe.text_encoder.load_state_dict(initial_text)
     recipe_file.parent.mkdir(parents=True, exist_ok=True)
     recipe_file.write_text(json.dumps(recipe) + "\n")
     train_denoiser(pipe, plan, out, offset, recipe)
@@ -591,6 +658,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="an image step's batch, in multiples of --batch")
     parser.add_argument("--object-scale", type=float, default=d.object_scale,
                         help="train on a world whose actors are this many times their size (0.25 to 2)")
+    parser.add_argument("--anchor-share", type=float, default=d.anchor_share,
+                        help="share of clips denoised with one frame given clean and left out of the loss "
+                             "(as image-to-video trains), so the caption tells where the other frames' object is")
+    parser.add_argument("--text-encoder", choices=("trained", "frozen"), default=d.text_encoder,
+                        help="trained: it learns with the transformer; frozen: it keeps the seed's initial weights "
+                             "(a warm restart drops the warm model's), so every word keeps a distinct encoding")
+    parser.add_argument("--layout", type=float, default=d.layout,
+                        help=f"train on a world whose backgrounds carry ramps of this amplitude (0 to "
+                             f"{world2.MAX_LAYOUT}) along the width, the height and the frames; 0: flat")
     parser.add_argument("--heads", type=int, default=None,
                         help="attention heads the transformer's width of 128 is split into (1, 2, 4, 8 or 16; "
                              "default: the warm model's, or 4); fewer, wider heads give 3D RoPE more frequencies")
@@ -628,6 +704,11 @@ def main(argv: list[str] | None = None) -> None:
                      f"got {args.image_share} and {args.image_factor}")
     if not 0.25 <= args.object_scale <= 2:
         parser.error(f"--object-scale must lie in [0.25, 2] (actors must fit a 64-pixel frame), got {args.object_scale}")
+    if not 0 <= args.anchor_share <= 1:
+        parser.error(f"--anchor-share is a share of clips and must lie in [0, 1], got {args.anchor_share}")
+    if not 0 <= args.layout <= world2.MAX_LAYOUT:
+        parser.error(f"--layout must lie in [0, {world2.MAX_LAYOUT}] (the evaluation must still tell the "
+                     f"background), got {args.layout}")
     if args.object_loss_weight <= 0 or args.direction_weight < 0 or args.direction_margin < 0:
         parser.error(f"--object-loss-weight must be above 0 and --direction-weight, --direction-margin at least 0, "
                      f"got {args.object_loss_weight}, {args.direction_weight}, {args.direction_margin}")
@@ -647,7 +728,8 @@ def main(argv: list[str] | None = None) -> None:
                 object_loss_weight=args.object_loss_weight, direction_weight=args.direction_weight,
                 direction_margin=args.direction_margin, colour_drop=args.colour_drop,
                 image_share=args.image_share, image_factor=args.image_factor, object_scale=args.object_scale,
-                heads=args.heads)
+                layout=args.layout, anchor_share=args.anchor_share,
+                text_encoder=args.text_encoder, heads=args.heads)
     warm = args.warm if args.warm is None or (args.warm / "transformer").is_dir() else None
     if args.warm is not None and warm is None:
         print(f"warm folder {args.warm} holds no model; training from scratch", file=sys.stderr)

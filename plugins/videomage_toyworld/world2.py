@@ -41,6 +41,9 @@ ORBIT_SHARE = 0.15
 STATIC_SHARE = 0.15
 #: Contrast a colour *and its shade* need against the scene to be drawn there.
 MIN_CONTRAST = 0.35
+#: The largest ``layout`` amplitude: ramps of half of it either way keep every background pixel
+#: within about 0.15 of its frame's border median, below the reader's foreground threshold (0.25).
+MAX_LAYOUT = 0.2
 
 
 def shade(colour: np.ndarray) -> np.ndarray:
@@ -118,16 +121,21 @@ NO_DROPS = Drops(colour=0.0, scene=0.0, speed=0.0, motion=0.0)
 
 
 def random_clip(rng: np.random.Generator, *, size: int = 64, frames: int = FRAMES, drops: Drops = Drops(),
-                family: str | None = None, object_scale: float = 1.0) -> Clip:
+                family: str | None = None, object_scale: float = 1.0, layout: float = 0.0) -> Clip:
     """One captioned sample of the v2 base model's training distribution.
 
     ``family`` forces a kind (``line``, ``arc``, ``bounce``, ``orbit`` or ``static``); by default
     they are mixed by :data:`FAMILY_WEIGHTS`, :data:`ORBIT_SHARE` and :data:`STATIC_SHARE`.
     ``object_scale`` multiplies every actor's size (the random draws stay the same, so scale 1 is
     the world itself): a world of larger objects, whose outline spans more of the denoiser's tokens.
+    ``layout`` lays ramps of that amplitude over the background (:func:`lay_out`; 0, the world
+    itself, keeps it one flat colour), after every random draw, so the clip is otherwise the same.
     """
     if not 0.25 <= object_scale <= 2.0:
         raise ValueError(f"object_scale must lie in [0.25, 2] (actors must fit a 64-pixel frame), got {object_scale}")
+    if not 0.0 <= layout <= MAX_LAYOUT:
+        raise ValueError(f"layout must lie in [0, {MAX_LAYOUT}] (the reader must still tell the background), "
+                         f"got {layout}")
     scale = size / 64
     size_scale = scale * object_scale
     if family is None:
@@ -176,7 +184,29 @@ def random_clip(rng: np.random.Generator, *, size: int = 64, frames: int = FRAME
             text += f" {speed}"
     if rng.random() >= drops.scene:
         text += f" {scene}"
-    return _render_textured(actors, scene, size=size, rng=rng, caption=text)
+    clip = _render_textured(actors, scene, size=size, rng=rng, caption=text)
+    return lay_out(clip, layout) if layout else clip
+
+
+def lay_out(clip: Clip, amplitude: float) -> Clip:
+    """``clip`` with three ramps of ``amplitude`` (from ``-amplitude / 2`` to ``+amplitude / 2``)
+    added to its background pixels, in place: red along the width, green down the height and blue
+    over the frames (one frame: none), so each background pixel tells where and when it is.
+
+    Wan's transformer has no absolute position: 3D RoPE gives attention the offsets between
+    tokens only, and on a flat background, noise and a VAE that codes each frame alone, no token
+    can tell the first frame from the last. A direction word ("moving left": the object starts
+    near the right edge and ends further left) then changes how frames relate, not what any
+    frame holds on average; with a layout it changes that too."""
+    f, _, h, w = clip.frames.shape
+    ramp = np.zeros((f, 3, h, w), dtype=np.float32)
+    ramp[:, 0] += np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, None, :]
+    ramp[:, 1] += np.linspace(-0.5, 0.5, h, dtype=np.float32)[None, :, None]
+    if f > 1:
+        ramp[:, 2] += np.linspace(-0.5, 0.5, f, dtype=np.float32)[:, None, None]
+    background = ~clip.masks.any(0)[:, None]  # [F, 1, H, W]
+    clip.frames[:] = np.where(background, np.clip(clip.frames + amplitude * ramp, 0.0, 1.0), clip.frames)
+    return clip
 
 
 def _render_textured(actors: list[Actor], scene: str, *, size: int, rng: np.random.Generator | None,
@@ -192,23 +222,24 @@ def _render_textured(actors: list[Actor], scene: str, *, size: int, rng: np.rand
 
 
 def batch(rng: np.random.Generator, n: int, *, size: int = 64, frames: int = FRAMES, drops: Drops = Drops(),
-          object_scale: float = 1.0) -> dict:
+          object_scale: float = 1.0, layout: float = 0.0) -> dict:
     """``n`` random clips stacked: ``video`` ``[n, F, 3, H, W]``, ``captions``, and ``masks`` ``[n, F, H, W]``
     (bool: the pixels any actor covers)."""
-    clips = [random_clip(rng, size=size, frames=frames, drops=drops, object_scale=object_scale) for _ in range(n)]
+    clips = [random_clip(rng, size=size, frames=frames, drops=drops, object_scale=object_scale, layout=layout)
+             for _ in range(n)]
     return {"video": torch.from_numpy(np.stack([c.frames for c in clips])), "captions": [c.caption for c in clips],
             "masks": torch.from_numpy(np.stack([c.masks.any(0) for c in clips]))}
 
 
 def image_batch(rng: np.random.Generator, n: int, *, size: int = 64, drops: Drops = Drops(),
-                object_scale: float = 1.0) -> dict:
+                object_scale: float = 1.0, layout: float = 0.0) -> dict:
     """``n`` captioned still images as one-frame clips, as :func:`batch` returns them (``video``
     ``[n, 1, 3, H, W]``, ``masks`` ``[n, 1, H, W]``): one actor at rest, captioned as a picture
     ("a red circle in the snow", never "a static video of"). Wan trains on images beside videos,
     and the subject stage learns from one-frame videos: a base model that never saw one would
     meet them first in a user's stills."""
-    clips = [random_clip(rng, size=size, frames=1, drops=drops, family="static", object_scale=object_scale)
-             for _ in range(n)]
+    clips = [random_clip(rng, size=size, frames=1, drops=drops, family="static", object_scale=object_scale,
+                         layout=layout) for _ in range(n)]
     captions = [c.caption.replace("a static video of ", "") for c in clips]
     return {"video": torch.from_numpy(np.stack([c.frames for c in clips])), "captions": captions,
             "masks": torch.from_numpy(np.stack([c.masks.any(0) for c in clips]))}

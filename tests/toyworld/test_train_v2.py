@@ -61,6 +61,23 @@ def test_a_warm_restart_continues_from_saved_weights_and_step(straight, tmp_path
     assert not all(torch.equal(v, weights(straight / "model")[k]) for k, v in weights(tmp_path / "model").items())
 
 
+def test_a_frozen_text_encoder_is_the_seeds_own_and_only_the_transformer_trains(straight, tmp_path):
+    def text(folder):
+        return load_file(str(folder / "text_encoder" / "model.safetensors"))
+
+    initial = {k: v.float() for k, v in train_v2.wan_model.build_pipeline(0, tiny=True).text_encoder.state_dict().items()}
+    trained = text(straight / "model")
+    assert not all(torch.equal(trained[k].float(), initial[k]) for k in trained)  # the straight run trained its own
+    # A warm restart drops the warm model's encoder for the seed's, and two steps leave it there.
+    train_v2.main([*TINY, "--out", str(tmp_path), "--steps", "5", "--warm", str(straight / "model"),
+                   "--text-encoder", "frozen"])
+    frozen = text(tmp_path / "model")
+    assert all(torch.equal(frozen[k].float(), initial[k]) for k in frozen)
+    assert not all(torch.equal(v, weights(straight / "model")[k]) for k, v in weights(tmp_path / "model").items())
+    with pytest.raises(SystemExit, match="--text-encoder trained would resume"):
+        train_v2.main([*TINY, "--out", str(tmp_path), "--steps", "6"])
+
+
 def test_weights_ship_only_when_their_evaluation_improves(straight, tmp_path, monkeypatch):
     shipped = tmp_path / "package" / "model_v2"
     monkeypatch.setattr(evaluate_v2, "MODEL_V2_DIR", shipped)
@@ -417,6 +434,52 @@ def test_the_object_weights_keep_the_loss_scale_and_weigh_objects_more():
     assert per_clip[0] == pytest.approx(float(error[0, :, :, 1, 1].mean())) and per_clip[1] == 0
 
 
+def test_anchor_frames_are_drawn_per_clip_from_the_seed_and_step():
+    plan = train_v2.Plan(anchor_share=0.5)
+    drawn = train_v2.anchor_frames(plan, 7, 400, 9)
+    assert drawn == train_v2.anchor_frames(plan, 7, 400, 9) and drawn != train_v2.anchor_frames(plan, 8, 400, 9)
+    given = [k for k in drawn if k >= 0]
+    assert 0.4 < len(given) / 400 < 0.6 and set(given) == set(range(9))
+    assert train_v2.anchor_frames(train_v2.Plan(), 7, 4, 9) == [-1] * 4
+    assert all(k >= 0 for k in train_v2.anchor_frames(train_v2.Plan(anchor_share=1.0), 7, 16, 9))
+    # A still image has no other frame to draw from the one given.
+    assert train_v2.anchor_frames(train_v2.Plan(anchor_share=1.0), 7, 4, 1) == [-1] * 4
+
+
+def test_a_frame_given_clean_is_what_the_denoiser_sees_and_is_left_out_of_the_loss():
+    latents, noisy = torch.randn(3, 4, 5, 2, 2), torch.randn(3, 4, 5, 2, 2)
+    seen, keep = train_v2.anchored(latents, noisy, [2, -1, 0])
+    assert torch.equal(seen[0, :, 2], latents[0, :, 2]) and torch.equal(seen[2, :, 0], latents[2, :, 0])
+    assert torch.equal(seen[1], noisy[1]) and torch.equal(seen[0, :, 3], noisy[0, :, 3])
+    assert keep.shape == (3, 1, 5, 1, 1) and keep.sum() == 3 * 5 - 2
+    covered = (torch.rand(3, 1, 5, 2, 2) > 0.5).float()
+    error = torch.rand(3, 4, 5, 2, 2)
+    loss = train_v2.flow_loss(error, covered, 3.0, keep)
+    # The given frames' errors do not count, and every other one does.
+    changed = error.clone()
+    changed[0, :, 2] += 100.0
+    assert float(train_v2.flow_loss(changed, covered, 3.0, keep)) == pytest.approx(float(loss))
+    changed[0, :, 3] += 1.0
+    assert float(train_v2.flow_loss(changed, covered, 3.0, keep)) > float(loss)
+    every = torch.ones_like(keep)
+    plain = (error * train_v2.object_weights(covered, 3.0)).mean()
+    assert float(train_v2.flow_loss(error, covered, 3.0, every)) == pytest.approx(float(plain))
+
+
+def test_a_run_with_every_clip_anchored_gives_each_a_clean_frame(tmp_path, monkeypatch):
+    calls = []
+    real = train_v2.anchored
+
+    def spy(latents, noisy, frames):
+        calls.append(frames)
+        return real(latents, noisy, frames)
+
+    monkeypatch.setattr(train_v2, "anchored", spy)
+    train_v2.main([*TINY, "--out", str(tmp_path / "a"), "--steps", "4", "--anchor-share", "1", "--image-share", "0"])
+    assert len(calls) == 4 and all(len(f) == 2 and all(0 <= k < world2.FRAMES for k in f) for f in calls)
+    assert json.loads((tmp_path / "a" / "plan.json").read_text())["anchor_share"] == 1.0
+
+
 def test_the_direction_hinge_asks_the_opposite_word_to_do_worse_by_its_margin():
     own = torch.tensor([1.0, 1.0, 2.0], requires_grad=True)
     opposite = torch.tensor([1.0, 1.3, 2.1], requires_grad=True)
@@ -455,7 +518,8 @@ def test_a_batch_carries_the_masks_of_its_clips():
 
 
 @pytest.mark.parametrize("flags", [["--colour-drop", "1.5"], ["--object-loss-weight", "0"], ["--direction-weight", "-1"],
-                                   ["--image-share", "2"], ["--image-factor", "0"], ["--object-scale", "3"]])
+                                   ["--image-share", "2"], ["--image-factor", "0"], ["--object-scale", "3"],
+                                   ["--layout", "0.5"], ["--anchor-share", "1.5"]])
 def test_a_loss_option_outside_its_range_is_refused_before_anything_trains(tmp_path, flags, capsys):
     with pytest.raises(SystemExit) as exit_:
         train_v2.main([*TINY, "--out", str(tmp_path / "run"), *flags])
@@ -576,6 +640,35 @@ def test_a_run_on_larger_actors_records_their_scale_and_is_never_shipped(straigh
     with pytest.raises(SystemExit, match="--object-scale 1.0 would resume"):
         train_v2.main([*TINY, "--out", str(tmp_path / "large"), "--steps", "2"])
     assert all(torch.equal(v, weights(model)[k]) for k, v in before.items())
+    assert json.loads((model / train_v2.TRAINING_RECORD).read_text())["step"] == 1
+
+
+def test_a_run_on_a_laid_out_world_records_it_trains_on_it_and_is_never_shipped(straight, tmp_path, monkeypatch):
+    seen = []
+    real = world2.batch
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("layout", 0.0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(world2, "batch", spy)
+    train_v2.main([*TINY, "--out", str(tmp_path / "laid"), "--steps", "1", "--layout", "0.2"])
+    assert seen and set(seen) == {0.2}
+    model = tmp_path / "laid" / "model"
+    assert json.loads((model / train_v2.TRAINING_RECORD).read_text())["layout"] == 0.2
+    assert evaluate_v2.world_of(model) == {"layout": 0.2} and evaluate_v2.world_of(straight / "model") == {}
+    # Its held-out clips come from its own world: the loss differs from the flat world's on the same draws.
+    from videomage.loading import load_backbone
+
+    backbone = load_backbone(str(model))
+    assert evaluate_v2.held_out_loss(backbone, n=4, batch=4) != evaluate_v2.held_out_loss(
+        backbone, n=4, batch=4, world=evaluate_v2.world_of(model))
+    monkeypatch.setattr(evaluate_v2, "MODEL_V2_DIR", tmp_path / "package" / "model_v2")
+    perfect = {**{p: 1.0 for p in alignment.PARTS}, "n": 64.0, "colourless": {"object": 1.0}}
+    assert not evaluate_v2.ship(model, perfect, commit=False)
+    assert not (tmp_path / "package").exists()
+    with pytest.raises(SystemExit, match="--layout 0.0 would resume"):
+        train_v2.main([*TINY, "--out", str(tmp_path / "laid"), "--steps", "2"])
     assert json.loads((model / train_v2.TRAINING_RECORD).read_text())["step"] == 1
 
 

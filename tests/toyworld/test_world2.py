@@ -114,3 +114,31 @@ def test_an_object_scale_grows_the_actors_and_keeps_every_other_draw():
     assert shape_fit(large.masks[0, 0])[0] == alignment.parse(large.caption)["nouns"][0][1]
     with pytest.raises(ValueError, match="object_scale"):
         world2.random_clip(np.random.default_rng(0), object_scale=3)
+
+
+def test_a_layout_ramps_the_background_alone_and_the_reader_still_reads_every_clip():
+    for family in ("line", "arc", "bounce", "orbit", "static"):
+        plain = world2.random_clip(np.random.default_rng(5), family=family)
+        laid = world2.random_clip(np.random.default_rng(5), family=family, layout=0.2)
+        assert laid.caption == plain.caption and np.array_equal(laid.masks, plain.masks)
+        actors = plain.masks.any(0)[:, None].repeat(3, 1)
+        assert np.array_equal(laid.frames[actors], plain.frames[actors])
+        change = (laid.frames - plain.frames)[~actors].reshape(-1)
+        assert np.abs(change).max() <= 0.1 + 1e-6 and np.abs(change).max() > 0.05
+        # Red grows along the width, green down the height, blue over the frames (where nothing clips).
+        corner = np.s_[:, :, :2, :2]
+        opposite = np.s_[:, :, -2:, -2:]
+        gain = (laid.frames - plain.frames)
+        if not actors[corner].any() and not actors[opposite].any():
+            assert (gain[opposite][:, 0] > gain[corner][:, 0]).all() and (gain[opposite][:, 1] > gain[corner][:, 1]).all()
+        first, last = gain[0, 2][~actors[0, 2]], gain[-1, 2][~actors[-1, 2]]
+        assert first.mean() < last.mean()
+        # The reader sees what it sees without the layout (it reads one object: an orbit's colour may be the other's).
+        score = alignment.score(laid.frames, laid.caption)
+        assert score == alignment.score(plain.frames, plain.caption), (family, laid.caption, score)
+        if family != "orbit":
+            assert all(v == 1.0 for v in score.values()), (family, laid.caption, score)
+    picture = world2.random_clip(np.random.default_rng(5), family="static", frames=1, layout=0.2)
+    assert picture.frames.shape[0] == 1
+    with pytest.raises(ValueError, match="layout"):
+        world2.random_clip(np.random.default_rng(0), layout=0.5)
