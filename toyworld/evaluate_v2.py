@@ -273,8 +273,8 @@ def held_out_loss(backbone, *, n: int = 32, batch: int = 8, seed: int = 7,
 
 def moving_clips(backbone, n: int, stream: list[int], world: dict | None = None) -> list:
     """``n`` fully captioned world clips of the motion families (lines, arcs, bounces), at the
-    backbone's size, drawn from the generator seeded by ``stream`` (each reading its own), their
-    drawn from the world ``world`` names (options of ``world2.random_clip``; none: the world itself)."""
+    backbone's size, drawn from the generator seeded by ``stream`` (each reading its own) in the
+    world ``world`` names (options of ``world2.random_clip``; none: the world itself)."""
     from videomage_toyworld.world2 import NO_DROPS, random_clip
 
     rng = np.random.default_rng(stream)

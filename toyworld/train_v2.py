@@ -44,7 +44,7 @@ from videomage.components import ObjectiveOutput
 from videomage.kit import atomic_write
 from videomage.trainer import ParamGroup, Trainer, TrainerConfig
 from toyworld.common import write_folder
-from toyworld.evaluate_v2 import covered_latents, opposite_direction
+from toyworld.evaluate_v2 import WORLD_OPTIONS, covered_latents, opposite_direction
 from videomage_toyworld import wan_model, world2
 from videomage_wan.backbone import WanBackbone
 
@@ -268,11 +268,7 @@ def world_of(plan: Plan) -> dict[str, float]:
     """The options of the world ``plan`` trains on that differ from the world itself (the scale
     of its actors, its backgrounds' layout): keyword arguments of ``world2.random_clip``, as
     ``training.json`` records them."""
-    return {k: v for k, v in (("object_scale", plan.object_scale), ("layout", plan.layout)) if v != WORLD[k]}
-
-
-#: The world itself: the values of :func:`world_of`'s options that a record leaves out.
-WORLD = {"object_scale": 1.0, "layout": 0.0}
+    return {k: getattr(plan, k) for k, own in WORLD_OPTIONS.items() if getattr(plan, k) != own}
 
 
 def export(pipe, folder: Path, step: int, *, dtype: torch.dtype = torch.float32, recipe: dict | None = None,
@@ -581,7 +577,7 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path
     if (out / "denoiser" / "checkpoint.safetensors").exists() and began.exists():
         began_on = json.loads(began.read_text())
         for key, flag in (("object_scale", "--object-scale"), ("layout", "--layout")):
-            was = began_on.get(key, WORLD[key])
+            was = began_on.get(key, WORLD_OPTIONS[key])
             if was != getattr(plan, key):
                 # Resuming would go on training a denoiser of one world on another.
                 raise SystemExit(f"{out} holds a denoiser trained on a world of {flag} {was}; {flag} "
