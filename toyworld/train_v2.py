@@ -403,6 +403,8 @@ def anchored(latents: torch.Tensor, noisy: torch.Tensor, frames: list[int]) -> t
     """``noisy`` ``[B, C, F, h, w]`` with each clip's frame ``frames[i]`` (-1: none) replaced by its
     clean ``latents``, and the loss's mask ``[B, 1, F, 1, 1]``: 0 on the frames given, 1 elsewhere."""
     keep = torch.ones(latents.shape[0], 1, latents.shape[2], 1, 1, device=latents.device)
+    if all(k < 0 for k in frames):  # nothing given (the default): no copy of the batch
+        return noisy, keep
     noisy = noisy.clone()
     for i, k in enumerate(frames):
         if k >= 0:
@@ -576,24 +578,20 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path
     began = out / "plan.json"
     if (out / "denoiser" / "checkpoint.safetensors").exists() and began.exists():
         began_on = json.loads(began.read_text())
-        for key, flag in (("object_scale", "--object-scale"), ("layout", "--layout")):
-            was = began_on.get(key, WORLD_OPTIONS[key])
+        # Resuming otherwise would train a denoiser of one world on another, or restore a
+        # checkpoint of other trained weights (a frozen text encoder is not in it).
+        for key, own in {**WORLD_OPTIONS, "text_encoder": "trained"}.items():
+            was, flag = began_on.get(key, own), "--" + key.replace("_", "-")
             if was != getattr(plan, key):
-                # Resuming would go on training a denoiser of one world on another.
-                raise SystemExit(f"{out} holds a denoiser trained on a world of {flag} {was}; {flag} "
-                                 f"{getattr(plan, key)} would resume it on another world. Give the same {flag}, "
-                                 f"or another --out for a new run")
-        was = began_on.get("text_encoder", "trained")
-        if was != plan.text_encoder:
-            # Its checkpoint holds another set of trained weights (and another text encoder).
-            raise SystemExit(f"{out} holds a run whose text encoder is {was}; --text-encoder {plan.text_encoder} "
-                             f"would resume it with another. Give --text-encoder {was}, or another --out for a new run")
+                raise SystemExit(f"{out} holds a run begun with {flag} {was}; {flag} {getattr(plan, key)} would "
+                                 f"resume it otherwise. Give {flag} {was}, or another --out for a new run")
     plan = attrs.evolve(plan, heads=heads_to_train(out, plan, warm))
     began.write_text(json.dumps(attrs.asdict(plan), indent=1) + "\n")
     # The same seed builds the same initial weights on every run; checkpoints restore the trained ones.
     pipe = wan_model.build_pipeline(plan.seed, tiny=plan.tiny, latent_channels=plan.latent_channels,
                                     heads=plan.heads).to(plan.device)
-    initial_text = {k: v.clone() for k, v in pipe.text_encoder.state_dict().items()}
+    initial_text = ({k: v.clone() for k, v in pipe.text_encoder.state_dict().items()}
+                    if plan.text_encoder == "frozen" else None)
     offset_file = out / "denoiser" / "offset.json"
     has_checkpoint = (out / "denoiser" / "checkpoint.safetensors").exists()
     recipe_file = out / "vae" / "recipe.json"
@@ -619,7 +617,7 @@ def train(out: str | Path, plan: Plan, *, warm: Path | None = None, blocks: Path
         offset_file.parent.mkdir(parents=True, exist_ok=True)
         offset_file.write_text(json.dumps({"offset": offset, "warm": str(Path(warm).resolve())}) + "\n")
         print(json.dumps({"warm_restart": str(warm), "step": offset}), flush=True)
-    if plan.text_encoder == "frozen":  # the seed's own, whatever a warm model or an older run held
+    if initial_text is not None:  # frozen: the seed's own, whatever a warm model or an older run held
         pipe.text_encoder.load_state_dict(initial_text)
     recipe_file.parent.mkdir(parents=True, exist_ok=True)
     recipe_file.write_text(json.dumps(recipe) + "\n")

@@ -452,6 +452,8 @@ def test_a_frame_given_clean_is_what_the_denoiser_sees_and_is_left_out_of_the_lo
     assert torch.equal(seen[0, :, 2], latents[0, :, 2]) and torch.equal(seen[2, :, 0], latents[2, :, 0])
     assert torch.equal(seen[1], noisy[1]) and torch.equal(seen[0, :, 3], noisy[0, :, 3])
     assert keep.shape == (3, 1, 5, 1, 1) and keep.sum() == 3 * 5 - 2
+    untouched, every_frame = train_v2.anchored(latents, noisy, [-1, -1, -1])
+    assert untouched is noisy and bool((every_frame == 1).all())
     covered = (torch.rand(3, 1, 5, 2, 2) > 0.5).float()
     error = torch.rand(3, 4, 5, 2, 2)
     loss = train_v2.flow_loss(error, covered, 3.0, keep)
